@@ -1,0 +1,120 @@
+"""The command line: a thin layer over :mod:`sim.api`. User errors print one line, exit 2."""
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+
+import click
+
+from . import api
+from .errors import CowsimError
+from .units import format_duration, format_size
+
+SUMMARY_COLUMNS = {
+    "ops": ("ops", str), "copy_ups": ("copy-ups", str), "copy_up_bytes": ("copy-up bytes", format_size),
+    "first_write_s": ("1st write", format_duration), "second_write_s": ("2nd write", format_duration),
+    "latency_p50_s": ("p50", format_duration), "latency_p99_s": ("p99", format_duration),
+    "throughput_ops_s": ("ops/s", lambda v: f"{v:,.0f}"), "containers_size_bytes": ("SIZE", format_size),
+    "real_bytes": ("on disk", format_size),
+}
+
+
+def user_errors(function):
+    """Turn the errors a user can cause into one line on stderr and exit code 2."""
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except CowsimError as error:
+            click.echo(f"cowsim: error: {error}", err=True)
+            sys.exit(error.exit_code)
+        except FileExistsError as error:
+            click.echo(f"cowsim: error: {error}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+def format_table(frame, keys: list[str]) -> str:
+    import math
+    shown = [c for c in keys if c in frame.columns] + [c for c in SUMMARY_COLUMNS if c in frame.columns]
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column in shown:
+            value = row[column]
+            label, fmt = SUMMARY_COLUMNS.get(column, (column, str))
+            empty = value is None or (isinstance(value, float) and math.isnan(value))
+            cells.append("-" if empty else fmt(value))
+        rows.append(cells)
+    header = [SUMMARY_COLUMNS.get(c, (c,))[0] for c in shown]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cowsim")
+def main() -> None:
+    """cowsim: what copy-on-write costs under each container storage driver."""
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="run folder (default results/<scenario>/<UTC time>/)")
+@user_errors
+def run(scenario: str, out: str | None) -> None:
+    """Run a scenario file and write its results folder."""
+    result = api.run_scenario(scenario, out, save=True)
+    swept = [key for key in result.resolved.get("sweep", {}) if key != "driver.name"]
+    keys = ["point", "replicate", "driver", *swept]
+    click.echo(format_table(result.summary, list(dict.fromkeys(keys))))
+    click.echo(f"results: {result.path}")
+
+
+@main.command()
+@click.option("--driver", required=True, help="storage driver (see `cowsim drivers`)")
+@click.option("--file-size", default="1MiB", show_default=True, help="size of the file written, e.g. 64MiB")
+@click.option("--layers", default=1, show_default=True, type=int, help="image layers; the file is in the bottom one")
+@click.option("--dir-depth", default=1, show_default=True, type=int, help="directories between / and the file")
+@click.option("--cache", type=click.Choice(["cold", "warm"]), default="cold", show_default=True)
+@click.option("--profile", default=None, help="host profile name or YAML path (default ssd)")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="driver option, e.g. metacopy=true")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@user_errors
+def probe(driver, file_size, layers, dir_depth, cache, profile, options, as_json) -> None:
+    """The cost of one file's first write (with its copy-up) and of its second write."""
+    parsed = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CowsimError(f"--option {item!r}: use KEY=VALUE")
+        parsed[key] = {"true": True, "false": False}.get(value.lower(), value)
+    result = api.probe(driver, file_size, layers, dir_depth, cache, profile, **parsed)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        if key.endswith("_s"):
+            value = format_duration(value)
+        elif key.endswith("bytes") or key == "file_size":
+            value = format_size(value)
+        click.echo(f"{key:>20}  {value}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def drivers(as_json: bool) -> None:
+    """List the storage drivers, their layer limits and options."""
+    from .drivers import REGISTRY
+    described = [cls.describe() for cls in REGISTRY.values()]
+    if as_json:
+        click.echo(json.dumps(described, indent=2, default=str))
+        return
+    for entry in described:
+        sharing = "shared" if entry["shares_page_cache"] else "private"
+        click.echo(f"{entry['name']}: {entry['summary']}")
+        click.echo(f"    max image layers: {entry['max_layers']}; page cache between containers: {sharing}")
+        for name, option in entry["options"].items():
+            click.echo(f"    --option {name}={option['default']}: {option['description']}")

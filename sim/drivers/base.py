@@ -1,0 +1,326 @@
+"""What every storage driver shares: the operations, the registry and the common op flow.
+
+A driver is a pure copy-on-write strategy: it turns one logical operation of one container into
+a :class:`~sim.plan.Plan` and updates its own bookkeeping (views, private blocks). It never
+touches SimPy. Subclasses fill in a handful of hooks; the flow of each operation is written once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ..fsview import ContainerView, CopyUp, FsError
+from ..image import DIR, FILE, Image, prefixes
+from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan
+from ..profile import Profile
+
+DOCKER_IMAGE_LAYER_LIMIT = 125  # 127 minus the -init and container layers (moby layer_store.go)
+PAGE = 4096
+OPERATIONS = ("stat", "read", "write", "append", "truncate", "open_trunc", "create", "unlink",
+              "rename", "mkdir", "rmdir", "chmod")
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(slots=True)
+class Op:
+    """One logical file operation of a container. Writes are open, pwrite, [fsync], close."""
+
+    kind: str
+    path: str
+    offset: int = 0
+    nbytes: int = 0
+    target: str = ""
+    sync: bool = False
+
+
+class LayerLimitError(ValueError):
+    pass
+
+
+REGISTRY: dict[str, type[Driver]] = {}
+
+
+def register(cls: type[Driver]) -> type[Driver]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+class Driver:
+    """Base of every driver. ``name``, ``max_layers`` and ``Options`` describe it."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    max_layers: ClassVar[int] = DOCKER_IMAGE_LAYER_LIMIT  # image layers the driver can mount
+    layer_limit_reason: ClassVar[str] = "Docker caps images at 125 layers (127 minus -init and container layers)"
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    shares_page_cache: ClassVar[bool] = True
+
+    def __init__(self, options: BaseModel | dict | None = None, profile: Profile | None = None):
+        from ..profile import load_profile
+        self.options = options if isinstance(options, BaseModel) else self.Options.model_validate(options or {})
+        self.profile = profile or load_profile()
+        self.costs = self.profile.costs
+        self.views: dict[int, ContainerView] = {}
+        self.images: dict[int, Image] = {}
+
+    # -- limits --------------------------------------------------------------------------------
+    @classmethod
+    def check_layers(cls, layers: int) -> None:
+        limit = min(cls.max_layers, DOCKER_IMAGE_LAYER_LIMIT)
+        if layers > limit:
+            raise LayerLimitError(f"{cls.name} allows at most {limit} image layers, got {layers}: {cls.layer_limit_reason}")
+        if layers < 1:
+            raise LayerLimitError(f"an image needs at least 1 layer, got {layers}")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def prepare_image(self, image: Image) -> Plan:
+        """Lay the image's layers on disk (what a pull leaves behind)."""
+        plan = Plan()
+        for layer in image.layers:
+            plan.cpu(SETUP, layer.entries * self.costs.metadata_update)
+            plan.write(SETUP, ("layer", id(layer)), 0, layer.size)
+            plan.writeback(SETUP, layer.size)
+            self._layer_created(plan, image, layer)
+        return plan
+
+    def _layer_created(self, plan: Plan, image: Image, layer) -> None:
+        plan.cpu(SETUP, self.costs.layer_create)
+
+    def create_container(self, cid: int, image: Image) -> Plan:
+        self.check_layers(len(image.layers))
+        self.views[cid] = ContainerView(image, redirect_dir=getattr(self.options, "redirect_dir", False))
+        self.images[cid] = image
+        plan = Plan()
+        self._container_created(plan, cid, image)
+        return plan
+
+    def _container_created(self, plan: Plan, cid: int, image: Image) -> None:
+        plan.cpu(SETUP, 2 * self.costs.layer_create)  # the -init layer and the writable layer
+
+    def remove_container(self, cid: int) -> Plan:
+        plan = Plan()
+        view = self.views.pop(cid)
+        self.images.pop(cid)
+        entries = len(view.upper_files) + len(view.upper_dirs) + len(view.whiteouts)
+        plan.cpu(SETUP, entries * self.costs.metadata_update + self.costs.layer_create)
+        self._container_removed(plan, cid, view)
+        return plan
+
+    def _container_removed(self, plan: Plan, cid: int, view: ContainerView) -> None:
+        return None
+
+    # -- operations ----------------------------------------------------------------------------
+    def apply(self, cid: int, op: Op) -> Plan:
+        """The plan of one operation; a refused operation carries its errno in ``plan.error``."""
+        plan = Plan()
+        plan.cpu(LOOKUP, self._per_op_cpu())
+        view = self.views[cid]
+        try:
+            getattr(self, "_op_" + op.kind)(plan, cid, view, op)
+        except FsError as error:
+            plan.error = error.errno_name
+        return plan
+
+    def _op_stat(self, plan, cid, view, op):
+        self.lookup(plan, cid, view, op.path)
+        if view.stat(op.path) is None:
+            raise FsError("ENOENT", op.path)
+
+    def _op_read(self, plan, cid, view, op):
+        entry = self._file(plan, cid, view, op.path)
+        nbytes = max(0, min(op.nbytes, entry.size - op.offset))
+        plan.read(DATA, self.data_key(cid, view, op.path, entry), op.offset, nbytes, entry.size)
+        plan.cpu(DATA, self._transfer_cpu(nbytes))
+
+    def _op_write(self, plan, cid, view, op):
+        entry = self._file(plan, cid, view, op.path)
+        self._write(plan, cid, view, op.path, entry.size, op.offset, op.nbytes, op.sync)
+
+    def _op_append(self, plan, cid, view, op):
+        entry = self._file(plan, cid, view, op.path)
+        self._write(plan, cid, view, op.path, entry.size, entry.size, op.nbytes, op.sync)
+
+    def _write(self, plan, cid, view, path, size, offset, nbytes, sync):
+        self._make_writable(plan, cid, view, path, offset, nbytes, size)
+        view.write(path, offset, nbytes)
+        plan.write(DATA, self.data_key(cid, view, path, view.stat(path)), offset, nbytes)
+        plan.cpu(DATA, self._transfer_cpu(nbytes))
+        self._flush(plan, cid, path, offset, nbytes, sync)
+
+    def _op_truncate(self, plan, cid, view, op):
+        self._file(plan, cid, view, op.path)
+        self._copied_up(plan, cid, view, view.copy_up(op.path))
+        self._truncated(cid, op.path, op.nbytes)
+        view.truncate(op.path, op.nbytes)
+        plan.cpu(DATA, self.costs.metadata_update)
+
+    def _op_open_trunc(self, plan, cid, view, op):
+        """open(O_TRUNC) then a write of ``nbytes``: a copy-up without data."""
+        self._file(plan, cid, view, op.path)
+        self._copied_up(plan, cid, view, view.copy_up(op.path, with_data=False))
+        self._truncated(cid, op.path, 0)
+        view.truncate(op.path, 0)
+        self._written_new(plan, cid, view, op)
+
+    def _op_create(self, plan, cid, view, op):
+        self.lookup(plan, cid, view, op.path)
+        existed = view.stat(op.path)
+        if existed is not None and existed.kind == FILE:
+            return self._op_open_trunc(plan, cid, view, op)
+        self._dirs_created(plan, cid, view.create(op.path))
+        self._file_created(cid, op.path)
+        plan.cpu(DATA, self.costs.metadata_update)
+        self._written_new(plan, cid, view, op)
+
+    def _written_new(self, plan, cid, view, op):
+        view.write(op.path, 0, op.nbytes)
+        plan.write(DATA, self.data_key(cid, view, op.path, view.stat(op.path)), 0, op.nbytes)
+        plan.cpu(DATA, self._transfer_cpu(op.nbytes))
+        self._flush(plan, cid, op.path, 0, op.nbytes, op.sync)
+
+    def _op_unlink(self, plan, cid, view, op):
+        self._file(plan, cid, view, op.path)
+        self._dirs_created(plan, cid, view.unlink(op.path))
+        self._removed(cid, op.path)
+        plan.cpu(DATA, self.costs.metadata_update)
+
+    def _op_mkdir(self, plan, cid, view, op):
+        self.lookup(plan, cid, view, op.path)
+        created, _opaque = view.mkdir(op.path)
+        self._dirs_created(plan, cid, created)
+        plan.cpu(DATA, self.costs.metadata_update)
+
+    def _op_rmdir(self, plan, cid, view, op):
+        self.lookup(plan, cid, view, op.path)
+        self._dirs_created(plan, cid, view.rmdir(op.path))
+        plan.cpu(DATA, self.costs.metadata_update)
+
+    def _op_rename(self, plan, cid, view, op):
+        self.lookup(plan, cid, view, op.path)
+        self.lookup(plan, cid, view, op.target)
+        copy, created = view.rename(op.path, op.target)
+        self._copied_up(plan, cid, view, copy)
+        self._dirs_created(plan, cid, created)
+        self._renamed(cid, op.path, op.target)
+        plan.cpu(DATA, self.costs.metadata_update)
+
+    def _op_chmod(self, plan, cid, view, op):
+        self._file_or_dir(plan, cid, view, op.path)
+        self._metadata_changed(plan, cid, view, op.path)
+        plan.cpu(DATA, self.costs.metadata_update)
+
+    def _file(self, plan, cid, view, path):
+        self.lookup(plan, cid, view, path)
+        entry = view.stat(path)
+        if entry is None:
+            raise FsError("ENOENT", path)
+        if entry.kind == DIR:
+            raise FsError("EISDIR", path)
+        return entry
+
+    def _file_or_dir(self, plan, cid, view, path):
+        self.lookup(plan, cid, view, path)
+        entry = view.stat(path)
+        if entry is None:
+            raise FsError("ENOENT", path)
+        return entry
+
+    # -- hooks: lookups, data placement, copy-on-write -------------------------------------------
+    def lookup(self, plan: Plan, cid: int, view: ContainerView, path: str) -> None:
+        """A native lookup: one probe per path component in the container's own tree."""
+        for prefix in prefixes(path):
+            key = (self.mount_id(cid), prefix)
+            plan.probe(LOOKUP, key, (("meta",) + key,), self.costs.layer_probe)
+            if view.stat(prefix) is None:
+                raise FsError("ENOENT", prefix)
+
+    def mount_id(self, cid: int):
+        return ("ctr", cid)
+
+    def data_key(self, cid: int, view: ContainerView, path: str, entry) -> tuple:
+        return ("data", cid, path)
+
+    def _per_op_cpu(self) -> float:
+        return self.costs.syscall
+
+    def _transfer_cpu(self, nbytes: int) -> float:
+        return 0.0
+
+    def _make_writable(self, plan, cid, view, path, offset, nbytes, size) -> None:
+        self._copied_up(plan, cid, view, view.copy_up(path))
+
+    def _copied_up(self, plan: Plan, cid: int, view: ContainerView, copy: CopyUp | None) -> None:
+        return None
+
+    def _metadata_changed(self, plan, cid, view, path) -> None:
+        if view.stat(path).kind == FILE:
+            self._copied_up(plan, cid, view, view.copy_up(path))
+
+    def _dirs_created(self, plan: Plan, cid: int, created: list[str]) -> None:
+        return None
+
+    def _flush(self, plan: Plan, cid: int, path: str, offset: int, nbytes: int, sync: bool) -> None:
+        written = self._bytes_on_disk(offset, nbytes)
+        if sync:
+            plan.sync(FSYNC, written)
+        else:
+            plan.writeback(FSYNC, written)
+
+    def _bytes_on_disk(self, offset: int, nbytes: int) -> int:
+        """Bytes a write of ``nbytes`` at ``offset`` sends to disk: whole pages."""
+        if nbytes <= 0:
+            return 0
+        return round_up(offset + nbytes, PAGE) - (offset // PAGE) * PAGE
+
+    def _file_created(self, cid: int, path: str) -> None:
+        return None
+
+    def _truncated(self, cid: int, path: str, size: int) -> None:
+        return None
+
+    def _removed(self, cid: int, path: str) -> None:
+        return None
+
+    def _renamed(self, cid: int, source: str, target: str) -> None:
+        return None
+
+    # -- disk usage ----------------------------------------------------------------------------
+    def image_real_bytes(self, image: Image) -> int:
+        """Bytes the image's layers really occupy under this driver."""
+        return image.virtual_size
+
+    def container_real_bytes(self, cid: int) -> int:
+        """Bytes the container's own layers really occupy under this driver."""
+        return self.views[cid].upper_bytes
+
+    def space(self, cid: int) -> dict:
+        """``docker ps -s`` for one container, and what the driver really holds for it."""
+        view = self.views[cid]
+        return {"size_bytes": view.upper_bytes, "virtual_bytes": view.upper_bytes + view.image.virtual_size,
+                "real_bytes": self.container_real_bytes(cid)}
+
+    @classmethod
+    def describe(cls) -> dict:
+        """Name, summary, layer limit and options with their defaults and meaning."""
+        options = {name: {"default": field.default, "description": field.description or ""}
+                   for name, field in cls.Options.model_fields.items()}
+        return {"name": cls.name, "summary": cls.summary, "max_layers": min(cls.max_layers, DOCKER_IMAGE_LAYER_LIMIT),
+                "shares_page_cache": cls.shares_page_cache, "options": options}
+
+
+def chunks(nbytes: int, chunk: int) -> int:
+    return max(1, math.ceil(nbytes / chunk))
+
+
+__all__ = ["Driver", "Op", "REGISTRY", "register", "LayerLimitError", "OPERATIONS", "COPY_UP", "DATA",
+           "FSYNC", "LOOKUP", "SETUP", "PAGE", "chunks", "round_up", "DOCKER_IMAGE_LAYER_LIMIT"]

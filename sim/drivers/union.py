@@ -1,0 +1,158 @@
+"""The file-granular union algorithm shared by overlay2, overlay, aufs and fuse-overlayfs.
+
+Lookups walk each path component top-down through the writable layer and the lower layers
+(``kernel:namei.c``); the first write of a lower file copies the whole file up with its missing
+ancestor directories, then fsyncs it (``kernel:copy_up.c``). The four drivers differ in a few
+class attributes and options, each set in its own file.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..image import FILE, Image, parent_of, prefixes
+from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP
+from .base import Driver, FsError, chunks
+
+GIB = 2**30
+
+
+class UnionOptions(BaseModel):
+    """Options of kernel overlayfs (overlay2)."""
+
+    model_config = ConfigDict(extra="forbid")
+    metacopy: bool = Field(False, description="chmod/chown copy up metadata only; data follows at the first data write")
+    volatile: bool = Field(False, description="skip every sync: no fsync after copy-up, fsync(2) is a no-op")
+    redirect_dir: bool = Field(False, description="renaming a lower directory records a redirect instead of failing with EXDEV")
+    reflink: bool = Field(False, description="the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied")
+
+
+class UnionDriver(Driver):
+    Options = UnionOptions
+    fuse = False            # every request crosses to a user-space daemon
+    single_lower = False    # legacy overlay: one lower directory holding hard links of every layer
+    copy_up_scans_layers = False  # aufs: a copy-up consults every branch
+    mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
+
+    def __init__(self, options=None, profile=None):
+        super().__init__(options, profile)
+        self._probe_memo: dict[tuple[int, str], tuple] = {}
+        # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
+        self._cloned: dict[int, dict[str, int]] = {}
+
+    # -- lookups -------------------------------------------------------------------------------
+    def _probe_cpu(self) -> float:
+        return self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
+
+    def _lower_probes(self, image: Image, lower: str) -> tuple:
+        memo_key = (id(image), lower)
+        keys = self._probe_memo.get(memo_key)
+        if keys is None:
+            if self.single_lower:
+                keys = (("meta", "flat", image.layer_ids[-1], lower),)
+            else:
+                keys = tuple(("meta", image.layer_ids[i], lower) for i in image.probe_layers(lower))
+            self._probe_memo[memo_key] = keys
+        return keys
+
+    def lookup(self, plan, cid, view, path):
+        cpu = self._probe_cpu()
+        for prefix in prefixes(path):
+            parent = parent_of(prefix)
+            keys: tuple = ()
+            if parent == "" or parent in view.upper_dirs:
+                keys = (("meta", "upper", cid, prefix),)
+            stops_in_upper = prefix in view.upper_files or prefix in view.whiteouts or (
+                prefix in view.opaque_dirs and prefix not in view.redirects)
+            if not stops_in_upper:
+                lower = view.lower_path(prefix)
+                if lower is not None:
+                    keys = keys + self._lower_probes(view.image, lower)
+            plan.probe(LOOKUP, (("ovl", cid), prefix), keys, cpu)
+            if view.stat(prefix) is None:
+                raise FsError("ENOENT", prefix)
+
+    # -- data placement ------------------------------------------------------------------------
+    def _lower_key(self, cid, image: Image, layer: int, lower: str) -> tuple:
+        key = ("lower", image.layer_ids[layer], lower)
+        return key if self.shares_page_cache else key + (cid,)
+
+    def data_key(self, cid, view, path, entry):
+        if path in view.upper_files and path not in view.metacopy:
+            return ("upper", cid, path)
+        return self._lower_key(cid, view.image, entry.layer, entry.lower_path)
+
+    def _per_op_cpu(self) -> float:
+        return self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
+
+    def _transfer_cpu(self, nbytes: int) -> float:
+        return nbytes / self.costs.fuse_bandwidth if self.fuse else 0.0
+
+    # -- copy-up -------------------------------------------------------------------------------
+    def _dirs_created(self, plan, cid, created):
+        per_dir = self.costs.dir_copy_up + (self.costs.fuse_request if self.fuse else 0.0)
+        plan.cpu(COPY_UP, per_dir * len(created))
+
+    def _copied_up(self, plan, cid, view, copy):
+        if copy is None:
+            return
+        self._dirs_created(plan, cid, copy.created_dirs)
+        setup = self.costs.copy_up_setup
+        if self.copy_up_scans_layers:
+            setup += self.costs.layer_probe * len(view.image.layers)
+        plan.cpu(COPY_UP, setup)
+        plan.copy_ups += 1
+        if not copy.with_data or copy.size == 0:
+            return
+        if getattr(self.options, "reflink", False):
+            plan.cpu(COPY_UP, self.costs.clone_base + self.costs.clone_per_gib * copy.size / GIB)
+            self._cloned.setdefault(cid, {})[copy.path] = 0
+            return
+        source = self._lower_key(cid, view.image, copy.lower_layer, copy.source)
+        plan.read(COPY_UP, source, 0, copy.size, copy.size, chunks(copy.size, self.costs.copy_chunk))
+        plan.write(COPY_UP, ("upper", cid, copy.path), 0, copy.size)
+        plan.copy_up_bytes += copy.size
+        if self._volatile():
+            plan.writeback(COPY_UP, copy.size)
+        else:
+            plan.sync(COPY_UP, copy.size)
+
+    def _metadata_changed(self, plan, cid, view, path):
+        if view.stat(path).kind != FILE:
+            self._dirs_created(plan, cid, view.copy_up_dir(path))
+            return
+        metadata_only = getattr(self.options, "metacopy", False)
+        self._copied_up(plan, cid, view, view.copy_up(path, metadata_only=metadata_only))
+
+    def _volatile(self) -> bool:
+        return getattr(self.options, "volatile", False)
+
+    def _flush(self, plan, cid, path, offset, nbytes, sync):
+        cloned = self._cloned.get(cid)
+        if cloned is not None and path in cloned:
+            cloned[path] += self._bytes_on_disk(offset, nbytes)
+        super()._flush(plan, cid, path, offset, nbytes, sync and not self._volatile())
+
+    def _removed(self, cid, path):
+        self._cloned.get(cid, {}).pop(path, None)
+
+    def _renamed(self, cid, source, target):
+        cloned = self._cloned.get(cid, {})
+        if source in cloned:
+            cloned[target] = cloned.pop(source)
+
+    def _container_removed(self, plan, cid, view):
+        self._cloned.pop(cid, None)
+
+    # -- disk usage ----------------------------------------------------------------------------
+    def container_real_bytes(self, cid):
+        """Whole files after copy-up; with reflink, a cloned file holds only what was written since."""
+        view = self.views[cid]
+        shared = sum(max(0, view.upper_files.get(path, 0) - written)
+                     for path, written in self._cloned.get(cid, {}).items())
+        return view.upper_bytes - shared
+
+    def _container_created(self, plan, cid, image):
+        plan.cpu(SETUP, (1 + self.mount_extra_layers) * self.costs.layer_create)
+
+
+__all__ = ["UnionDriver", "UnionOptions", "COPY_UP", "DATA", "FSYNC", "LOOKUP", "SETUP"]

@@ -1,0 +1,225 @@
+"""The one SimPy engine: a disk with a request queue, a page cache, a dentry cache, and the
+execution of driver plans.
+
+The disk is a FIFO queue served by ``queue_depth`` channels. A request's service time is
+``requests x latency + bytes / bandwidth``; it starts when a channel is free. Because service
+times are known when a request is issued, the engine reserves a channel and waits with a single
+timeout instead of a SimPy Resource per I/O. An operation served from cache costs one timeout.
+CPU is not a contended resource in this model: each container's CPU time only delays itself.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+
+import simpy
+
+from .plan import CPU, DISK_READ, DISK_WRITE, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
+from .profile import Profile
+
+
+class Disk:
+    __slots__ = ("profile", "channels", "bytes_read", "bytes_written", "requests", "busy_s", "fsyncs")
+
+    def __init__(self, profile: Profile):
+        self.profile = profile.disk
+        self.channels = [0.0] * self.profile.queue_depth
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.requests = 0
+        self.busy_s = 0.0
+        self.fsyncs = 0
+
+    def reserve(self, issue: float, service: float) -> float:
+        """Queue a request issued at ``issue`` needing ``service`` seconds; return its finish time."""
+        free = heapq.heappop(self.channels)
+        finish = (issue if issue > free else free) + service
+        heapq.heappush(self.channels, finish)
+        self.busy_s += service
+        return finish
+
+    def read_service(self, nbytes: int, requests: int) -> float:
+        self.bytes_read += nbytes
+        self.requests += requests
+        return requests * self.profile.read_latency + nbytes / self.profile.read_bandwidth
+
+    def write_service(self, nbytes: int, requests: int, flush: bool = False) -> float:
+        self.bytes_written += nbytes
+        self.requests += requests
+        service = requests * self.profile.write_latency + nbytes / self.profile.write_bandwidth
+        if flush:
+            self.fsyncs += 1
+            service += self.profile.fsync_latency
+        return service
+
+
+class LRU:
+    """A least-recently-used set of keys with a capacity in units (bytes or entries)."""
+
+    __slots__ = ("capacity", "unit", "entries", "hits", "misses")
+
+    def __init__(self, capacity: int, unit: int = 1):
+        self.capacity = max(1, capacity // unit)
+        self.unit = unit
+        self.entries: OrderedDict = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def touch(self, key) -> bool:
+        """True on a hit; on a miss the key is inserted (evicting the oldest when full)."""
+        entries = self.entries
+        if key in entries:
+            entries.move_to_end(key)
+            self.hits += 1
+            return True
+        self.misses += 1
+        entries[key] = None
+        if len(entries) > self.capacity:
+            entries.popitem(last=False)
+        return False
+
+    def insert(self, key) -> None:
+        entries = self.entries
+        if key in entries:
+            entries.move_to_end(key)
+            return
+        entries[key] = None
+        if len(entries) > self.capacity:
+            entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+class PageCache(LRU):
+    """File data cached in blocks of ``cache_block`` bytes (the readahead window)."""
+
+    __slots__ = ("hit_bytes", "miss_bytes")
+
+    def __init__(self, capacity: int, block: int):
+        super().__init__(capacity, block)
+        self.hit_bytes = 0
+        self.miss_bytes = 0
+
+    def read(self, key, offset: int, nbytes: int, file_size: int) -> tuple[int, int]:
+        """(bytes served from cache, bytes to read from disk) for a read of a file's range."""
+        block = self.unit
+        first, last = offset // block, (offset + nbytes - 1) // block
+        hit = miss = 0
+        for index in range(first, last + 1):
+            start = index * block
+            span = min(start + block, file_size) - start
+            if self.touch((key, index)):
+                hit += span
+            else:
+                miss += span  # a miss reads the whole block (readahead), clipped to the file
+        self.hit_bytes += hit
+        self.miss_bytes += miss
+        return hit, miss
+
+    def fill(self, key, offset: int, nbytes: int) -> None:
+        block = self.unit
+        for index in range(offset // block, (offset + nbytes - 1) // block + 1):
+            self.insert((key, index))
+
+
+class OpResult:
+    """What executing one plan measured; the engine fills it, the workload records it."""
+
+    __slots__ = ("phase_s", "hit_bytes", "miss_bytes", "dentry_hits", "dentry_misses")
+
+    def __init__(self) -> None:
+        self.phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
+        self.hit_bytes = 0
+        self.miss_bytes = 0
+        self.dentry_hits = 0
+        self.dentry_misses = 0
+
+
+class Engine:
+    """Executes plans against one disk and the host's caches, inside one SimPy environment."""
+
+    def __init__(self, profile: Profile, env: simpy.Environment | None = None):
+        self.env = env or simpy.Environment()
+        self.profile = profile
+        self.costs = profile.costs
+        self.disk = Disk(profile)
+        self.page_cache = PageCache(profile.page_cache, profile.cache_block)
+        self.dentries = LRU(profile.dentry_cache)
+        self.operations = 0
+
+    def drop_caches(self) -> None:
+        """As ``echo 3 > /proc/sys/vm/drop_caches``: empty page and dentry caches."""
+        self.page_cache.clear()
+        self.dentries.clear()
+
+    def execute(self, plan: Plan, result: OpResult):
+        """A SimPy process body: run ``plan``'s steps, charging each phase its time."""
+        env = self.env
+        disk = self.disk
+        costs = self.costs
+        phase_s = result.phase_s
+        pending = 0.0  # CPU time not yet waited for
+        self.operations += 1
+        for step in plan.steps:
+            kind = step[0]
+            phase = step[1]
+            service = 0.0
+            if kind == CPU:
+                pending += step[2]
+                phase_s[phase] += step[2]
+                continue
+            if kind == PROBE:
+                if self.dentries.touch(step[2]):
+                    result.dentry_hits += 1
+                    pending += costs.dentry_hit
+                    phase_s[phase] += costs.dentry_hit
+                    continue
+                result.dentry_misses += 1
+                probes = step[3]
+                cpu = len(probes) * step[4]
+                pending += cpu
+                phase_s[phase] += cpu
+                cold = 0
+                for key in probes:
+                    if not self.dentries.touch(key):
+                        cold += 1
+                if not cold:
+                    continue
+                service = disk.read_service(cold * costs.metadata_block, cold)
+            elif kind == READ:
+                hit, miss = self.page_cache.read(step[2], step[3], step[4], step[5])
+                result.hit_bytes += hit
+                result.miss_bytes += miss
+                copy = (hit + miss) / costs.memcpy_bandwidth
+                pending += copy
+                phase_s[phase] += copy
+                if not miss:
+                    continue
+                requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
+                service = disk.read_service(miss, requests)
+            elif kind == WRITE:
+                self.page_cache.fill(step[2], step[3], step[4])
+                copy = step[4] / costs.memcpy_bandwidth
+                pending += copy
+                phase_s[phase] += copy
+                continue
+            elif kind == SYNC:
+                service = disk.write_service(step[2], 1 if step[2] else 0, flush=True)
+            elif kind == WRITEBACK:
+                disk.reserve(env.now + pending, disk.write_service(step[2], 1))
+                continue
+            elif kind == DISK_READ:
+                service = disk.read_service(step[2], step[3])
+            elif kind == DISK_WRITE:
+                service = disk.write_service(step[2], step[3])
+            issue = env.now + pending
+            finish = disk.reserve(issue, service)
+            phase_s[phase] += finish - issue
+            yield env.timeout(finish - env.now)
+            pending = 0.0
+        if pending > 0:
+            yield env.timeout(pending)

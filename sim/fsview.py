@@ -1,0 +1,333 @@
+"""A container's view of the filesystem: read-only image layers under one writable upper layer.
+
+This is overlayfs's namespace algorithm, kept apart from any cost: which entries the container
+sees, what a first write copies up (the file and its missing ancestor directories), whiteouts,
+opaque directories and ``redirect_dir`` renames. Every driver uses it for what the container sees
+(a snapshot driver shows the same namespace, only stored differently); union drivers also read
+their costs off it. It is also the model the differential test holds against real overlayfs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .image import DIR, FILE, Image, ancestors, is_below, parent_of
+
+
+class FsError(Exception):
+    """An operation the filesystem refuses, with its errno name (ENOENT, EXDEV, ...)."""
+
+    def __init__(self, errno_name: str, path: str):
+        super().__init__(f"{errno_name}: {path}")
+        self.errno_name = errno_name
+        self.path = path
+
+
+@dataclass
+class CopyUp:
+    """What a copy-up had to do: ancestor directories created, bytes of data, whether the data
+    was copied (False for metacopy and open(O_TRUNC))."""
+
+    path: str
+    created_dirs: list[str]
+    size: int
+    with_data: bool
+    lower_layer: int
+    source: str  # the lower path the data comes from
+
+
+@dataclass
+class Entry:
+    kind: str
+    size: int
+    layer: int | None  # None: the upper layer; otherwise the image layer index
+    lower_path: str  # where the lower data lives (differs after a redirected directory rename)
+
+
+@dataclass
+class ContainerView:
+    """The merged view of one container: ``image`` below, ``upper`` (the writable layer) above."""
+
+    image: Image
+    redirect_dir: bool = False
+    upper_files: dict[str, int] = field(default_factory=dict)
+    upper_dirs: set[str] = field(default_factory=set)
+    whiteouts: set[str] = field(default_factory=set)
+    opaque_dirs: set[str] = field(default_factory=set)
+    # upper files whose data is still below: path -> (layer index, lower path) of that data
+    metacopy: dict[str, tuple[int, str]] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)  # upper dir -> lower dir it came from
+
+    # -- resolving ---------------------------------------------------------------------------
+    def lower_path(self, path: str) -> str | None:
+        """Where ``path`` would be found in the image, or None when the upper layer hides it."""
+        parts = path.split("/")
+        mapped: tuple[str, str] | None = None  # the deepest redirected directory on the way
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if prefix in self.whiteouts or prefix in self.upper_files:
+                return None
+            if prefix in self.redirects:
+                mapped = (prefix, self.redirects[prefix])
+            elif i < len(parts) and prefix in self.opaque_dirs:
+                return None
+        if mapped is None:
+            return path
+        upper, lower = mapped
+        return lower + path[len(upper):]
+
+    def stat(self, path: str) -> Entry | None:
+        if path == "":
+            return Entry(DIR, 0, None, "")
+        if path in self.upper_files:
+            origin = self.metacopy.get(path)
+            return Entry(FILE, self.upper_files[path], None if origin is None else origin[0],
+                         path if origin is None else origin[1])
+        lower = self.lower_path(path)
+        found = self.image.merged.get(lower) if lower is not None else None
+        if path in self.upper_dirs:
+            return Entry(DIR, 0, None, lower if found and found[0] == DIR else path)
+        if found is None:
+            return None
+        kind, size, layer = found
+        return Entry(kind, size, layer, lower)
+
+    def exists(self, path: str) -> bool:
+        return self.stat(path) is not None
+
+    def _require(self, path: str, kind: str | None = None) -> Entry:
+        parent = parent_of(path)
+        if parent:
+            up = self.stat(parent)
+            if up is None:
+                raise FsError("ENOENT", parent)
+            if up.kind != DIR:
+                raise FsError("ENOTDIR", parent)
+        entry = self.stat(path)
+        if entry is None:
+            raise FsError("ENOENT", path)
+        if kind == FILE and entry.kind == DIR:
+            raise FsError("EISDIR", path)
+        if kind == DIR and entry.kind != DIR:
+            raise FsError("ENOTDIR", path)
+        return entry
+
+    def _require_parent_dir(self, path: str) -> None:
+        parent = parent_of(path)
+        if parent:
+            up = self.stat(parent)
+            if up is None:
+                raise FsError("ENOENT", parent)
+            if up.kind != DIR:
+                raise FsError("ENOTDIR", parent)
+
+    def children(self, path: str) -> list[str]:
+        """Names inside directory ``path`` in the merged view (readdir merges every layer)."""
+        return sorted(p.rpartition("/")[2] for p in self.listing() if parent_of(p) == path and p != "")
+
+    def listing(self) -> dict[str, tuple[str, int]]:
+        """The whole merged view: path -> (kind, size)."""
+        view: dict[str, tuple[str, int]] = {}
+        for lower, (kind, size, _) in self.image.merged.items():
+            for path in self._names_of(lower):
+                if self.lower_path(path) == lower:
+                    view[path] = (kind, size)
+        for path in self.upper_dirs:
+            view[path] = (DIR, 0)
+        view.update({path: (FILE, size) for path, size in self.upper_files.items()})
+        return view
+
+    def _names_of(self, lower: str) -> list[str]:
+        """Names under which a lower entry may show: its own, and through redirected dirs."""
+        names = [lower]
+        for target, origin in self.redirects.items():
+            if is_below(lower, origin):
+                names.append(target + lower[len(origin):])
+        return names
+
+    # -- the upper layer -----------------------------------------------------------------------
+    def _missing_ancestors(self, path: str) -> list[str]:
+        return [d for d in ancestors(path) if d not in self.upper_dirs]
+
+    def _make_upper_dirs(self, path: str) -> list[str]:
+        created = self._missing_ancestors(path)
+        self.upper_dirs.update(created)
+        return created
+
+    def needs_copy_up(self, path: str) -> bool:
+        return path not in self.upper_files or path in self.metacopy
+
+    def copy_up(self, path: str, *, with_data: bool = True, metadata_only: bool = False) -> CopyUp | None:
+        """Bring a lower file into the upper layer; None when it is already there with its data."""
+        entry = self._require(path, FILE)
+        if path in self.upper_files:
+            if path in self.metacopy and not metadata_only:
+                layer, source = self.metacopy.pop(path)
+                return CopyUp(path, [], entry.size, with_data, layer, source)
+            return None
+        created = self._make_upper_dirs(path)
+        self.upper_files[path] = entry.size if with_data or metadata_only else 0
+        if metadata_only:
+            self.metacopy[path] = (entry.layer, entry.lower_path)
+        return CopyUp(path, created, entry.size, with_data and not metadata_only, entry.layer, entry.lower_path)
+
+    def copy_up_dir(self, path: str) -> list[str]:
+        """Bring a directory (and its ancestors) into the upper layer, e.g. for chmod."""
+        self._require(path, DIR)
+        return self._make_upper_dirs(path + "/-") if path else []
+
+    def write(self, path: str, offset: int, nbytes: int) -> None:
+        self.upper_files[path] = max(self.upper_files[path], offset + nbytes)
+
+    def truncate(self, path: str, size: int) -> None:
+        self.upper_files[path] = size
+
+    def create(self, path: str) -> list[str]:
+        """A new empty file; the ancestors it needs are created in the upper layer."""
+        self._require_parent_dir(path)
+        entry = self.stat(path)
+        if entry is not None and entry.kind == DIR:
+            raise FsError("EISDIR", path)
+        created = self._make_upper_dirs(path)
+        self.whiteouts.discard(path)
+        self.upper_files[path] = 0
+        self.metacopy.pop(path, None)
+        return created
+
+    def _hide(self, path: str, had_lower: bool) -> None:
+        if had_lower:
+            self.whiteouts.add(path)
+
+    def unlink(self, path: str) -> list[str]:
+        """Remove a file; a whiteout stands in for a lower one. Returns ancestors created."""
+        self._require(path, FILE)
+        lower = self.lower_path(path) if path not in self.upper_files else self._lower_behind(path)
+        had_lower = lower is not None and lower in self.image.merged
+        self.upper_files.pop(path, None)
+        self.metacopy.pop(path, None)
+        created = self._make_upper_dirs(path) if had_lower else []
+        self._hide(path, had_lower)
+        return created
+
+    def _lower_behind(self, path: str) -> str | None:
+        """The lower path an upper entry shadows, if any."""
+        parent = parent_of(path)
+        if parent in self.opaque_dirs and parent not in self.redirects:
+            return None
+        base = self.lower_path(parent) if parent else ""
+        if base is None:
+            return None
+        candidate = f"{base}/{path.rpartition('/')[2]}" if base else path
+        return candidate if candidate in self.image.merged else None
+
+    def mkdir(self, path: str) -> tuple[list[str], bool]:
+        """Returns (ancestors created, whether the new directory is opaque)."""
+        self._require_parent_dir(path)
+        if self.stat(path) is not None:
+            raise FsError("EEXIST", path)
+        created = self._make_upper_dirs(path)
+        opaque = path in self.whiteouts
+        self.whiteouts.discard(path)
+        self.upper_dirs.add(path)
+        if opaque:
+            self.opaque_dirs.add(path)
+        return created, opaque
+
+    def rmdir(self, path: str) -> list[str]:
+        self._require(path, DIR)
+        if path == "":
+            raise FsError("EBUSY", path)
+        if self.children(path):
+            raise FsError("ENOTEMPTY", path)
+        lower = self._lower_behind(path) if path in self.upper_dirs else self.lower_path(path)
+        had_lower = (lower is not None and lower in self.image.merged) or path in self.redirects
+        self.upper_dirs.discard(path)
+        self.opaque_dirs.discard(path)
+        self.redirects.pop(path, None)
+        created = self._make_upper_dirs(path) if had_lower else []
+        self._hide(path, had_lower)
+        return created
+
+    def dir_has_lower(self, path: str) -> bool:
+        """A directory that is (partly) in an image layer: renaming it needs redirect_dir."""
+        if path in self.redirects:
+            return True
+        if path in self.upper_dirs and path in self.opaque_dirs:
+            return False
+        lower = self.lower_path(path) if path not in self.upper_dirs else self._lower_behind(path)
+        return lower is not None and lower in self.image.merged
+
+    def rename(self, source: str, target: str) -> tuple[CopyUp | None, list[str]]:
+        """Rename a file, or a directory (EXDEV for a lower directory without redirect_dir).
+
+        Returns the copy-up the source needed and the ancestors created for the target.
+        """
+        entry = self._require(source)
+        self._require_parent_dir(target)
+        if is_below(target, source) and target != source:
+            raise FsError("EINVAL", target)
+        existing = self.stat(target)
+        if existing is not None:
+            if existing.kind == DIR and entry.kind != DIR:
+                raise FsError("EISDIR", target)
+            if existing.kind != DIR and entry.kind == DIR:
+                raise FsError("ENOTDIR", target)
+            if existing.kind == DIR and self.children(target):
+                raise FsError("ENOTEMPTY", target)
+        if source == target:
+            return None, []
+        if entry.kind == DIR:
+            return None, self._rename_dir(source, target, existing is not None)
+        copy = self.copy_up(source)
+        source_had_lower = self._lower_behind(source) is not None
+        size = self.upper_files.pop(source)
+        origin = self.metacopy.pop(source, None)
+        created = self._make_upper_dirs(target)
+        if existing is not None and existing.kind == DIR:
+            self.upper_dirs.discard(target)
+            self.opaque_dirs.discard(target)
+        self.whiteouts.discard(target)
+        self.upper_files[target] = size
+        if origin is not None:
+            self.metacopy[target] = origin
+        self._hide(source, source_had_lower)
+        return copy, created
+
+    def _rename_dir(self, source: str, target: str, replace: bool) -> list[str]:
+        has_lower = self.dir_has_lower(source)
+        if has_lower and not self.redirect_dir:
+            raise FsError("EXDEV", source)
+        created = self._make_upper_dirs(target)
+        if replace:
+            self.upper_dirs.discard(target)
+            self.opaque_dirs.discard(target)
+        if has_lower:
+            origin = self.redirects.get(source) or self.lower_path(source) or source
+            self.upper_dirs.add(source)
+        moved = lambda p: target + p[len(source):]  # noqa: E731
+        for collection in (self.upper_dirs, self.whiteouts, self.opaque_dirs):
+            inside = {p for p in collection if is_below(p, source)}
+            collection.difference_update(inside)
+            collection.update(moved(p) for p in inside)
+        for path in [p for p in self.upper_files if is_below(p, source)]:
+            self.upper_files[moved(path)] = self.upper_files.pop(path)
+        for mapping in (self.redirects, self.metacopy):
+            for path in [p for p in mapping if is_below(p, source)]:
+                mapping[moved(path)] = mapping.pop(path)
+        if has_lower:
+            self.redirects[target] = origin
+        self.whiteouts.discard(target)
+        self._hide(source, has_lower)
+        return created
+
+    # -- accounting ----------------------------------------------------------------------------
+    @property
+    def upper_bytes(self) -> int:
+        """Bytes of regular files in the writable layer (what ``docker ps -s`` calls SIZE)."""
+        return sum(size for path, size in self.upper_files.items() if path not in self.metacopy)
+
+    def upper_paths(self) -> dict[str, str]:
+        """Every path present in the upper directory, with its kind (file, dir, whiteout)."""
+        paths = {p: FILE for p in self.upper_files}
+        paths.update({p: DIR for p in self.upper_dirs})
+        paths.update({p: "whiteout" for p in self.whiteouts})
+        return paths

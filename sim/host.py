@@ -1,0 +1,131 @@
+"""A host: one storage driver, volumes beside it, containers on top, and the engine below.
+
+The host routes each container operation to the driver or, for a path under a mount point, to
+the volume's own filesystem (volumes bypass the driver), runs the plan on the engine and
+records it. It also answers ``docker ps -s``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .drivers import Driver, NativeDriver, Op
+from .engine import Engine, OpResult
+from .image import Image, is_below
+from .plan import Plan
+from .records import OpRecords
+
+
+@dataclass
+class Mount:
+    volume: str
+    path: str  # mount point inside the container, relative (``data``)
+    kind: str = "named"  # named: filled from the image directory on first use; bind: host directory
+
+
+@dataclass
+class Container:
+    cid: int
+    image: Image
+    mounts: list[Mount] = field(default_factory=list)
+    running: bool = True
+
+
+class Host:
+    def __init__(self, driver: Driver, engine: Engine, records: OpRecords | None = None):
+        self.driver = driver
+        self.engine = engine
+        self.env = engine.env
+        self.records = records if records is not None else OpRecords()
+        self.volume_fs = NativeDriver(profile=engine.profile)
+        self.volumes: dict[str, Image] = {}
+        self.containers: dict[int, Container] = {}
+        self.removed: dict[int, dict] = {}
+        self.images: dict[str, Image] = {}
+
+    # -- running plans -------------------------------------------------------------------------
+    def execute(self, container, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
+        result = OpResult()
+        start = self.env.now
+        yield from self.engine.execute(plan, result)
+        self.records.add(container, worker, op_name, path, nbytes, start, self.env.now, plan, result)
+        return plan
+
+    def prepare_image(self, image: Image):
+        self.driver.check_layers(len(image.layers))
+        self.images[image.name] = image
+        yield from self.execute("host", 0, "prepare_image", image.name, image.virtual_size,
+                                self.driver.prepare_image(image))
+
+    def create_container(self, cid: int, image: Image, mounts: list[Mount] = ()):
+        container = Container(cid, image, list(mounts))
+        self.containers[cid] = container
+        plan = self.driver.create_container(cid, image)
+        for mount in container.mounts:
+            if mount.volume not in self.volumes:
+                seed = image.entries_below(mount.path) if mount.kind == "named" else []
+                relative = [(p[len(mount.path) + 1:], k, s) for p, k, s in seed]
+                volume_image, nbytes = self.volume_fs.create_volume(("vol", mount.volume), relative)
+                self.volumes[mount.volume] = volume_image
+                self.volume_fs._full_copy(plan, nbytes, len(relative))
+        yield from self.execute(cid, 0, "create_container", "", 0, plan)
+
+    def remove_container(self, cid: int):
+        self.removed[cid] = self.container_space(cid)
+        plan = self.driver.remove_container(cid)
+        self.containers.pop(cid)
+        yield from self.execute(cid, 0, "remove_container", "", 0, plan)
+
+    def route(self, container: Container, path: str) -> tuple[Driver, object, str] | None:
+        for mount in container.mounts:
+            if is_below(path, mount.path) and path != mount.path:
+                return self.volume_fs, ("vol", mount.volume), path[len(mount.path) + 1:]
+        return None
+
+    def plan(self, cid: int, op: Op) -> Plan:
+        container = self.containers[cid]
+        routed = self.route(container, op.path)
+        if op.kind == "rename" and (routed is None) != (self.route(container, op.target) is None):
+            plan = Plan()
+            plan.error = "EXDEV"  # across a mount boundary
+            return plan
+        if routed is None:
+            return self.driver.apply(cid, op)
+        fs, key, relative = routed
+        target = self.route(container, op.target)[2] if op.kind == "rename" else ""
+        return fs.apply(key, Op(op.kind, relative, op.offset, op.nbytes, target, op.sync))
+
+    def run_op(self, cid: int, worker: int, op: Op, name: str | None = None):
+        plan = self.plan(cid, op)
+        return (yield from self.execute(cid, worker, name or op.kind, op.path, op.nbytes, plan))
+
+    # -- disk usage ----------------------------------------------------------------------------
+    def container_space(self, cid: int) -> dict:
+        container = self.containers[cid]
+        row = {"container": str(cid), "image": container.image.name}
+        row.update(self.driver.space(cid))
+        return row
+
+    def space(self) -> list[dict]:
+        """``docker ps -s`` rows per container, per image, per volume, and a total row.
+
+        ``size_bytes`` is SIZE (the writable layer), ``virtual_bytes`` SIZE + the image, and
+        ``real_bytes`` what the driver really holds. In the total row, ``size_bytes`` sums the
+        containers' SIZE, ``virtual_bytes`` adds each distinct image once (Docker's rule; summing
+        virtual sizes would count the image N times) and ``real_bytes`` sums everything held.
+        """
+        rows = [dict(kind="container", **self.container_space(cid)) for cid in sorted(self.containers)]
+        for image in self.images.values():
+            rows.append({"kind": "image", "container": "", "image": image.name, "size_bytes": image.virtual_size,
+                         "virtual_bytes": image.virtual_size, "real_bytes": self.driver.image_real_bytes(image)})
+        for name in sorted(self.volumes):
+            held = self.volume_fs.container_real_bytes(("vol", name))
+            rows.append({"kind": "volume", "container": "", "image": name, "size_bytes": held,
+                         "virtual_bytes": held, "real_bytes": held})
+        containers = [r for r in rows if r["kind"] == "container"]
+        images = [r for r in rows if r["kind"] == "image"]
+        # Virtual sizes are never summed: the total is every SIZE plus each distinct image once.
+        container_size = sum(r["size_bytes"] for r in containers)
+        rows.append({"kind": "total", "container": "", "image": "", "size_bytes": container_size,
+                     "virtual_bytes": container_size + sum(r["virtual_bytes"] for r in images),
+                     "real_bytes": sum(r["real_bytes"] for r in rows)})
+        return rows

@@ -1,0 +1,267 @@
+"""Images as stacks of layer diffs, their merged view, and a seeded synthetic generator.
+
+Paths are relative and slash-separated (``usr/lib/x.so``); the root is ``""``.
+A layer is a diff: the files and directories it adds or changes, its whiteouts (deletions of
+lower entries) and its opaque directories (which hide everything below them in lower layers).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterable, Literal
+
+import numpy as np
+
+FILE, DIR = "file", "dir"
+
+
+def parent_of(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def ancestors(path: str) -> list[str]:
+    """Proper ancestors of ``path``, top-down, without the root: ``a/b/c`` -> ``[a, a/b]``."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def prefixes(path: str) -> list[str]:
+    """Every component prefix of ``path``, top-down, ending with ``path`` itself."""
+    return ancestors(path) + [path] if path else []
+
+
+def is_below(path: str, top: str) -> bool:
+    """True when ``path`` is ``top`` or lies inside it."""
+    return top == "" or path == top or path.startswith(top + "/")
+
+
+@dataclass(eq=False)
+class Layer:
+    """One layer diff. Parent directories of every entry exist in the layer (as on disk)."""
+
+    name: str
+    files: dict[str, int] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+    whiteouts: set[str] = field(default_factory=set)
+    opaque_dirs: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for path in [*self.files, *self.dirs, *self.whiteouts, *self.opaque_dirs]:
+            self.dirs.update(ancestors(path))
+        self.dirs.update(self.opaque_dirs)
+        clash = self.dirs & (self.files.keys() | self.whiteouts)
+        if clash:
+            raise ValueError(f"layer {self.name}: {sorted(clash)[0]!r} is both a directory and a file or whiteout")
+        negative = [path for path, size in self.files.items() if size < 0]
+        if negative:
+            raise ValueError(f"layer {self.name}: file {negative[0]!r} has a negative size")
+
+    def kind(self, path: str) -> str | None:
+        """``file``, ``dir``, ``whiteout`` or None for a path of this layer's own tree."""
+        if path in self.files:
+            return FILE
+        if path in self.dirs or path == "":
+            return DIR
+        if path in self.whiteouts:
+            return "whiteout"
+        return None
+
+    @property
+    def size(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def entries(self) -> int:
+        return len(self.files) + len(self.dirs) + len(self.whiteouts)
+
+
+class Image:
+    """An ordered stack of layers, bottom first, with its merged view computed once."""
+
+    def __init__(self, name: str, layers: list[Layer]):
+        if not layers:
+            raise ValueError(f"image {name}: an image needs at least one layer")
+        self.name = name
+        self.layers = layers
+        # Layers are identified by content-independent ids so that images sharing a layer
+        # object share cache keys for it.
+        self.layer_ids = [id(layer) for layer in layers]
+        self._probe_memo: dict[str, tuple[int, ...]] = {}
+
+    @cached_property
+    def merged(self) -> dict[str, tuple[str, int, int]]:
+        """path -> (kind, size, index of the layer that provides it); directories have size 0."""
+        return self._merge()[0]
+
+    @cached_property
+    def merged_size_by_layer(self) -> list[int]:
+        """File bytes of the merged view of layers 0..k, for each k (what a full copy holds)."""
+        return self._merge()[1]
+
+    def _merge(self) -> tuple[dict[str, tuple[str, int, int]], list[int]]:
+        view: dict[str, tuple[str, int, int]] = {}
+        cumulative: list[int] = []
+        for index, layer in enumerate(self.layers):
+            # Only a directory hides a subtree; scanning for it is rare, so it can be linear.
+            hidden_dirs = [p for p in layer.whiteouts if view.get(p, (None,))[0] == DIR]
+            for hidden in hidden_dirs + sorted(layer.opaque_dirs):
+                for path in [p for p in view if p != hidden and is_below(p, hidden)]:
+                    del view[path]
+            for path in layer.whiteouts:
+                view.pop(path, None)
+            for path in sorted(layer.dirs):
+                view[path] = (DIR, 0, index)
+            for path, size in layer.files.items():
+                if path in view and view[path][0] == DIR:
+                    for below in [p for p in view if is_below(p, path)]:
+                        del view[below]
+                view[path] = (FILE, size, index)
+            cumulative.append(sum(s for k, s, _ in view.values() if k == FILE))
+        return view, cumulative
+
+    @cached_property
+    def files(self) -> list[str]:
+        """Regular files of the merged view, in a stable order."""
+        return sorted(path for path, (kind, _, _) in self.merged.items() if kind == FILE)
+
+    @property
+    def virtual_size(self) -> int:
+        """Bytes of all layers, as Docker counts an image's size (shadowed files included)."""
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def merged_size(self) -> int:
+        return sum(size for kind, size, _ in self.merged.values() if kind == FILE)
+
+    def entries_below(self, top: str) -> list[tuple[str, str, int]]:
+        """Merged entries inside directory ``top`` as (path, kind, size)."""
+        return [(p, k, s) for p, (k, s, _) in self.merged.items() if p != top and is_below(p, top)]
+
+    def probe_layers(self, path: str) -> tuple[int, ...]:
+        """Layer indices a union lookup of ``path``'s last component probes, top-down.
+
+        A layer is probed only where the parent directory exists in it (the kernel keeps a
+        lower stack per directory); the walk stops at a file, a whiteout or an opaque directory;
+        a name found nowhere probes every candidate layer (negative lookups cost too).
+        """
+        memo = self._probe_memo.get(path)
+        if memo is not None:
+            return memo
+        parent = parent_of(path)
+        probed: list[int] = []
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[index]
+            if parent and parent not in layer.dirs:
+                continue
+            probed.append(index)
+            kind = layer.kind(path)
+            if kind in (FILE, "whiteout") or path in layer.opaque_dirs:
+                break
+            if parent in layer.opaque_dirs:
+                break
+        result = tuple(probed)
+        self._probe_memo[path] = result
+        return result
+
+    def history(self) -> list[dict]:
+        """A ``docker history``-like listing, top layer first."""
+        rows = []
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[index]
+            rows.append({
+                "layer": index, "name": layer.name, "files": len(layer.files),
+                "dirs": len(layer.dirs), "whiteouts": len(layer.whiteouts), "size_bytes": layer.size,
+            })
+        return rows
+
+    def digest(self) -> str:
+        """A stable content hash (for manifests and cache keys across processes)."""
+        hasher = hashlib.sha256()
+        for layer in self.layers:
+            for path in sorted(layer.files):
+                hasher.update(f"f {path} {layer.files[path]}\n".encode())
+            for tag, items in (("d", layer.dirs), ("w", layer.whiteouts), ("o", layer.opaque_dirs)):
+                for path in sorted(items):
+                    hasher.update(f"{tag} {path}\n".encode())
+            hasher.update(b"--\n")
+        return hasher.hexdigest()[:16]
+
+
+SizeDistribution = Literal["fixed", "lognormal", "empirical"]
+
+
+def sample_sizes(rng: np.random.Generator, count: int, distribution: SizeDistribution, *,
+                 size: int = 16384, sigma: float = 1.5,
+                 table: Iterable[tuple[int, float]] = ()) -> np.ndarray:
+    """``count`` file sizes in bytes: ``fixed`` (all ``size``), ``lognormal`` (median ``size``,
+    shape ``sigma``) or ``empirical`` (a table of (size, weight) rows)."""
+    if distribution == "fixed":
+        return np.full(count, size, dtype=np.int64)
+    if distribution == "lognormal":
+        return np.maximum(1, rng.lognormal(np.log(size), sigma, count)).astype(np.int64)
+    if distribution == "empirical":
+        rows = list(table)
+        if not rows:
+            raise ValueError("an empirical size distribution needs a non-empty table")
+        sizes = np.array([r[0] for r in rows], dtype=np.int64)
+        weights = np.array([r[1] for r in rows], dtype=float)
+        return rng.choice(sizes, size=count, p=weights / weights.sum())
+    raise ValueError(f"unknown size distribution {distribution!r}")
+
+
+def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_layer: int = 200,
+                    distribution: SizeDistribution = "lognormal", size: int = 16384,
+                    sigma: float = 1.5, table: Iterable[tuple[int, float]] = (),
+                    dir_depth: int = 3, fanout: int = 4, overwrite_fraction: float = 0.05,
+                    delete_fraction: float = 0.01, name: str = "synthetic") -> Image:
+    """A seeded image: files spread over a tree of ``fanout`` directories per level, at depths
+    1..``dir_depth``; each layer above the first rewrites ``overwrite_fraction`` of the files
+    below it and deletes ``delete_fraction`` of them (whiteouts)."""
+    table = list(table)
+    stack: list[Layer] = []
+    existing: list[str] = []
+    for index in range(layers):
+        layer = Layer(name=f"layer{index}")
+        if index and existing:
+            changed = rng.choice(len(existing), size=min(len(existing), int(len(existing) * overwrite_fraction)), replace=False)
+            deleted = rng.choice(len(existing), size=min(len(existing), int(len(existing) * delete_fraction)), replace=False)
+            for i in sorted(set(deleted.tolist())):
+                layer.whiteouts.add(existing[i])
+            for i in sorted(set(changed.tolist()) - set(deleted.tolist())):
+                layer.files[existing[i]] = 0
+        sizes = sample_sizes(rng, files_per_layer + len(layer.files), distribution, size=size, sigma=sigma, table=table)
+        depths = rng.integers(1, dir_depth + 1, files_per_layer) if dir_depth else np.zeros(files_per_layer, int)
+        branches = rng.integers(0, fanout, (files_per_layer, max(dir_depth, 1)))
+        for i in range(files_per_layer):
+            dirs = "/".join(f"d{b}" for b in branches[i, : depths[i]])
+            path = f"{dirs}/l{index}f{i}" if dirs else f"l{index}f{i}"
+            layer.files[path] = int(sizes[i])
+        for offset, path in enumerate([p for p, s in layer.files.items() if s == 0 and p in existing]):
+            layer.files[path] = int(sizes[files_per_layer + offset])
+        layer.__post_init__()
+        stack.append(layer)
+        known = set(existing)
+        existing = [p for p in existing if p not in layer.whiteouts] + [p for p in layer.files if p not in known]
+    return Image(name, stack)
+
+
+def probe_image(*, file_size: int, layers: int = 1, dir_depth: int = 1, other_file_size: int = 4096,
+                target: str = "target") -> tuple[Image, str]:
+    """The image ``sim.probe`` uses: the bottom layer holds the target file ``dir_depth``
+    directories below the root; every other layer holds another file in each of those
+    directories, so that every directory is merged across all layers."""
+    dirs = [f"d{level}" for level in range(1, dir_depth + 1)]
+    target_path = "/".join(dirs + [target])
+    stack = []
+    for index in range(layers):
+        layer = Layer(name=f"layer{index}")
+        if index == 0:
+            layer.files[target_path] = file_size
+        for level in range(dir_depth + 1):
+            parent = "/".join(dirs[:level])
+            name = f"other{index}"
+            layer.files[f"{parent}/{name}" if parent else name] = other_file_size
+        layer.__post_init__()
+        stack.append(layer)
+    return Image(f"probe-{layers}l-{dir_depth}d", stack), target_path

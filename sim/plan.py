@@ -1,0 +1,77 @@
+"""The I/O plan a driver returns for one logical operation, and the steps it is made of.
+
+Drivers build plans; only the engine executes them. A step is a plain tuple whose first two
+items are its kind and the phase its time is charged to (the latency split in the records).
+"""
+from __future__ import annotations
+
+# Phases: where a step's time is charged in the per-operation record.
+LOOKUP, COPY_UP, DATA, FSYNC, SETUP = range(5)
+PHASES = ("lookup", "copy_up", "data", "fsync", "setup")
+
+# Step kinds.
+CPU = 0         # (CPU, phase, seconds)
+PROBE = 1       # (PROBE, phase, dentry_key, probe_keys, cpu_per_probe): a path component lookup
+READ = 2        # (READ, phase, cache_key, offset, nbytes, file_size, requests): through the page cache
+WRITE = 3       # (WRITE, phase, cache_key, offset, nbytes): buffered write into the page cache
+SYNC = 4        # (SYNC, phase, nbytes): write dirty bytes to disk and flush (fsync)
+WRITEBACK = 5   # (WRITEBACK, phase, nbytes): background writeback, not waited for
+DISK_READ = 6   # (DISK_READ, phase, nbytes, requests): below the page cache (block-level copy)
+DISK_WRITE = 7  # (DISK_WRITE, phase, nbytes, requests): synchronous write below the page cache
+
+
+class Plan:
+    """Steps of one operation, plus what the driver knows about it."""
+
+    __slots__ = ("steps", "copy_up_bytes", "copy_ups", "error")
+
+    def __init__(self) -> None:
+        self.steps: list[tuple] = []
+        self.copy_up_bytes = 0
+        self.copy_ups = 0
+        self.error = ""
+
+    def cpu(self, phase: int, seconds: float) -> Plan:
+        if seconds > 0:
+            self.steps.append((CPU, phase, seconds))
+        return self
+
+    def probe(self, phase: int, dentry_key, probe_keys: tuple, cpu_per_probe: float) -> Plan:
+        self.steps.append((PROBE, phase, dentry_key, probe_keys, cpu_per_probe))
+        return self
+
+    def read(self, phase: int, cache_key, offset: int, nbytes: int, file_size: int, requests: int = 1) -> Plan:
+        if nbytes > 0:
+            self.steps.append((READ, phase, cache_key, offset, nbytes, file_size, requests))
+        return self
+
+    def write(self, phase: int, cache_key, offset: int, nbytes: int) -> Plan:
+        if nbytes > 0:
+            self.steps.append((WRITE, phase, cache_key, offset, nbytes))
+        return self
+
+    def sync(self, phase: int, nbytes: int) -> Plan:
+        self.steps.append((SYNC, phase, nbytes))
+        return self
+
+    def writeback(self, phase: int, nbytes: int) -> Plan:
+        if nbytes > 0:
+            self.steps.append((WRITEBACK, phase, nbytes))
+        return self
+
+    def disk_read(self, phase: int, nbytes: int, requests: int = 1) -> Plan:
+        if nbytes > 0:
+            self.steps.append((DISK_READ, phase, nbytes, requests))
+        return self
+
+    def disk_write(self, phase: int, nbytes: int, requests: int = 1) -> Plan:
+        if nbytes > 0:
+            self.steps.append((DISK_WRITE, phase, nbytes, requests))
+        return self
+
+    def extend(self, other: Plan) -> Plan:
+        self.steps.extend(other.steps)
+        self.copy_up_bytes += other.copy_up_bytes
+        self.copy_ups += other.copy_ups
+        self.error = self.error or other.error
+        return self

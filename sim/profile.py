@@ -1,0 +1,103 @@
+"""Host profiles: the disk, the caches and the kernel's costs the engine charges.
+
+A profile is a YAML file; the built-in ones live in ``sim/profiles/``. ``nvme``, ``ssd`` and
+``hdd`` carry typical datasheet figures for the disk; ``host-calibrated`` holds values measured
+on a real kernel by ``cowsim calibrate`` where it exists. Every field says its unit and meaning.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .units import Duration, Rate, Size
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+class DiskProfile(BaseModel):
+    """A block device: a FIFO queue served by ``queue_depth`` parallel channels."""
+
+    model_config = ConfigDict(extra="forbid")
+    read_bandwidth: Rate = Field(gt=0, description="sequential read bandwidth [bytes/s]")
+    write_bandwidth: Rate = Field(gt=0, description="sequential write bandwidth [bytes/s]")
+    read_latency: Duration = Field(ge=0, description="fixed cost of one read request [s]")
+    write_latency: Duration = Field(ge=0, description="fixed cost of one write request [s]")
+    fsync_latency: Duration = Field(ge=0, description="cache flush / journal commit per fsync [s]")
+    queue_depth: int = Field(ge=1, le=1024, description="requests the device serves at once [count]")
+
+
+class KernelCosts(BaseModel):
+    """CPU-side costs of the kernel and of the drivers' own code paths."""
+
+    model_config = ConfigDict(extra="forbid")
+    syscall: Duration = Field(2e-6, ge=0, description="fixed CPU per file operation (open/close/syscall entry) [s]")
+    dentry_hit: Duration = Field(0.3e-6, ge=0, description="CPU of a path component found in the dentry cache [s]")
+    layer_probe: Duration = Field(1.5e-6, ge=0, description="CPU of probing one layer for one path component on a dentry miss [s]")
+    metadata_block: Size = Field(4096, gt=0, description="bytes read from disk for a directory/inode not in cache [bytes]")
+    memcpy_bandwidth: Rate = Field(8e9, gt=0, description="copy rate between user and page cache [bytes/s]")
+    copy_chunk: Size = Field(2**20, gt=0, description="chunk size of a data copy-up; one disk request per chunk [bytes]")
+    copy_up_setup: Duration = Field(30e-6, ge=0, description="CPU of one file copy-up besides data: tmpfile in workdir, xattrs, rename [s]")
+    dir_copy_up: Duration = Field(25e-6, ge=0, description="CPU of copying up one ancestor directory: mkdir, xattrs, attributes, rename [s]")
+    metadata_update: Duration = Field(5e-6, ge=0, description="CPU of a metadata change: create, unlink, rename, chmod, mkdir [s]")
+    clone_base: Duration = Field(60e-6, ge=0, description="fixed cost of a reflink clone (FICLONE) [s]")
+    clone_per_gib: Duration = Field(2e-3, ge=0, description="extra clone cost per GiB of file (extent references) [s]")
+    fuse_request: Duration = Field(15e-6, ge=0, description="round trip kernel<->fuse daemon per request (two context switches) [s]")
+    fuse_layer_probe: Duration = Field(12e-6, ge=0, description="CPU of probing one layer in user space on a cold lookup (fuse-overlayfs) [s]")
+    fuse_bandwidth: Rate = Field(945e6, gt=0, description="data rate through a FUSE daemon (fuse-overlayfs #390: 945 MB/s) [bytes/s]")
+    layer_create: Duration = Field(400e-6, ge=0, description="creating one union layer directory (upper, work, mount) [s]")
+    hardlink: Duration = Field(4e-6, ge=0, description="one hard link when the legacy overlay driver builds a layer [s]")
+    btrfs_snapshot: Duration = Field(8e-3, ge=0, description="one btrfs subvolume snapshot ioctl, including its commit [s]")
+    zfs_clone: Duration = Field(150e-3, ge=0, description="zfs snapshot + clone through the zfs CLI [s]")
+    dm_thin_create: Duration = Field(1.95, ge=0, description="devicemapper thin device creation + activation (containerd #2988 on EBS) [s]")
+    dm_remove: Duration = Field(0.5, ge=0, description="devicemapper device removal with discards [s]")
+
+
+class Profile(BaseModel):
+    """A host: one disk, its caches and the kernel's costs."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="profile name")
+    description: str = Field("", description="what the profile stands for")
+    source: str = Field("", description="where its numbers come from")
+    disk: DiskProfile
+    costs: KernelCosts = Field(default_factory=KernelCosts)
+    page_cache: Size = Field(4 * 2**30, gt=0, description="page cache capacity [bytes]")
+    cache_block: Size = Field(128 * 2**10, gt=0, description="page cache granularity (readahead window) [bytes]")
+    dentry_cache: int = Field(1_000_000, ge=1, description="dentries one mount's cache holds [entries]")
+
+
+def builtin_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+class ProfileError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=64)
+def _load(path: str) -> Profile:
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ProfileError(f"{path}: cannot read profile: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+        return Profile.model_validate(data)
+    except yaml.YAMLError as error:
+        raise ProfileError(f"{path}: not valid YAML: {error}") from None
+    except ValueError as error:
+        raise ProfileError(f"{path}: invalid profile: {error}") from None
+
+
+def load_profile(name_or_path: str | Path | None = None) -> Profile:
+    """A built-in profile by name (default ``ssd``) or a profile file by path."""
+    name = str(name_or_path or "ssd")
+    candidate = PROFILE_DIR / f"{name}.yaml"
+    if candidate.exists():
+        return _load(str(candidate))
+    if Path(name).suffix in (".yaml", ".yml") or "/" in name:
+        return _load(str(Path(name).resolve()))
+    raise ProfileError(f"unknown profile {name!r}: use one of {', '.join(builtin_profiles())} or a path to a profile YAML")
