@@ -43,7 +43,7 @@ class KernelCosts(BaseModel):
     dir_copy_up: Duration = Field(25e-6, ge=0, description="CPU of copying up one ancestor directory: mkdir, xattrs, attributes, rename [s]")
     metadata_update: Duration = Field(5e-6, ge=0, description="CPU of a metadata change: create, unlink, rename, chmod, mkdir [s]")
     clone_base: Duration = Field(60e-6, ge=0, description="fixed cost of a reflink clone (FICLONE) [s]")
-    clone_per_gib: Duration = Field(2e-3, ge=0, description="extra clone cost per GiB of file (extent references) [s]")
+    clone_per_gib: Duration = Field(50e-6, ge=0, description="extra clone cost per GiB of file: extent references, few for a contiguous file [s]")
     fuse_request: Duration = Field(15e-6, ge=0, description="round trip kernel<->fuse daemon per request (two context switches) [s]")
     fuse_layer_probe: Duration = Field(12e-6, ge=0, description="CPU of probing one layer in user space on a cold lookup (fuse-overlayfs) [s]")
     fuse_bandwidth: Rate = Field(945e6, gt=0, description="data rate through a FUSE daemon (fuse-overlayfs #390: 945 MB/s) [bytes/s]")

@@ -16,7 +16,7 @@ from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
 from .profile import load_profile
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage
-from .workloads import ContainerMix, MixState, copyup_probe, mix_arrivals, mix_worker
+from .workloads import MixState, MixStream, copyup_probe, mix_arrivals, mix_worker, split_budget
 
 # Named random streams. Seeds depend on the replicate and the component only, not on the point,
 # so every driver of a sweep sees the same image and the same workload (common random numbers).
@@ -85,16 +85,17 @@ def simulate(scenario: Scenario, replicate: int = 0) -> PointResult:
                 targets = [candidates[i] for i in sorted(picks)]
                 processes.append(env.process(copyup_probe(host, cid, workload, targets)))
         elif isinstance(workload, Mix):
-            state = MixState(host, workload, candidates, workload_rng)
+            state = MixState(workload, candidates, workload_rng)
+            per_container = workload.workers if workload.mode == "closed" else 1
+            budgets = iter(split_budget(workload.operations, count * per_container))
+            volume_dirs = [m.path for m in mounts]
             for cid in range(count):
-                volume_files = sorted(f"{m.path}/{p}" for m in mounts for p in host.volumes[m.volume].files)
-                volume_dirs = [m.path for m in mounts]
-                container = ContainerMix(state, cid, np.random.default_rng(workload_rng.integers(2**63)),
-                                         volume_files, volume_dirs)
-                if workload.mode == "closed":
-                    processes += [env.process(mix_worker(host, container, w)) for w in range(workload.workers)]
-                else:
-                    processes.append(env.process(mix_arrivals(host, container)))
+                for worker in range(per_container):
+                    volume_files = sorted(f"{m.path}/{p}" for m in mounts for p in host.volumes[m.volume].files)
+                    stream = MixStream(state, cid, worker, np.random.default_rng(workload_rng.integers(2**63)),
+                                       next(budgets), volume_files, volume_dirs)
+                    body = mix_worker(host, stream) if workload.mode == "closed" else mix_arrivals(host, stream)
+                    processes.append(env.process(body))
         yield env.all_of(processes)
         if scenario.containers.remove_at_end:
             space_before_removal.extend(host.space())

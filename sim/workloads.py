@@ -24,18 +24,15 @@ def copyup_probe(host: Host, cid: int, spec: CopyupProbe, targets: list[str]):
 
 
 class MixState:
-    """Shared across a run: how many operations are left, and each container's file pools."""
+    """What every stream of a mix shares: the operation weights, the ranking of the image's
+    files (Zipf rank 1 is hottest) and the directories new files go to."""
 
-    def __init__(self, host: Host, spec: Mix, image_files: list[str], rng: np.random.Generator):
-        self.host = host
+    def __init__(self, spec: Mix, image_files: list[str], rng: np.random.Generator):
         self.spec = spec
-        self.remaining = spec.operations if spec.operations is not None else -1
-        self.deadline = spec.duration
         names = list(spec.ops)
         weights = np.array([spec.ops[n] for n in names], dtype=float)
         self.op_names = names
         self.op_cdf = np.cumsum(weights / weights.sum())
-        # One ranking of the image's files for every container and driver: Zipf rank 1 is hottest.
         self.ranked = [image_files[i] for i in rng.permutation(len(image_files))] if image_files else []
         self.dirs = sorted({parent_of(p) for p in image_files}) or [""]
         self.rank_cdf = self._zipf_cdf(len(self.ranked)) if spec.file_choice == "zipf" and self.ranked else None
@@ -44,44 +41,70 @@ class MixState:
         weights = 1.0 / np.arange(1, count + 1) ** self.spec.zipf_s
         return np.cumsum(weights / weights.sum())
 
-    def take(self, now: float) -> bool:
-        if self.deadline is not None and now >= self.deadline:
-            return False
-        if self.remaining == 0:
-            return False
-        if self.remaining > 0:
-            self.remaining -= 1
-        return True
 
+class MixStream:
+    """One stream of operations (a closed-loop worker, or a container's open-loop arrivals):
+    its own random stream, operation budget and files, so that the sequence of operations does
+    not depend on timing, and every driver sees the same operations for the same seed.
 
-class ContainerMix:
-    """One container's side of a mix: its random stream, created files and volume files."""
+    Image files the stream deleted or renamed away are not picked again, so that errors come
+    from the model, not from a workload that forgot what it did.
+    """
 
-    def __init__(self, state: MixState, cid: int, rng: np.random.Generator, volume_files: list[str],
-                 volume_dirs: list[str]):
+    def __init__(self, state: MixState, cid: int, worker: int, rng: np.random.Generator, budget: int | None,
+                 volume_files: list[str], volume_dirs: list[str]):
         self.state = state
         self.cid = cid
+        self.worker = worker
         self.rng = rng
-        self.created: list[str] = []
+        self.budget = budget
+        self.created: list[str] = []  # files the container created in its own layer
         self.volume_files = volume_files
         self.volume_dirs = volume_dirs
-        self.deleted: set[str] = set()
+        self.gone: set[str] = set()  # image files deleted or renamed away
         self.counter = 0
 
     def _pick_image_file(self) -> str | None:
         state = self.state
         pool = state.ranked
-        if not pool and not self.created:
-            return None
         if self.created and (not pool or self.rng.random() < len(self.created) / (len(pool) + len(self.created))):
             return self.created[int(self.rng.integers(len(self.created)))]
-        if state.rank_cdf is not None:
-            index = int(np.searchsorted(state.rank_cdf, self.rng.random(), side="right"))
-            return pool[min(index, len(pool) - 1)]
-        return pool[int(self.rng.integers(len(pool)))]
+        for _attempt in range(8):
+            if not pool:
+                return None
+            if state.rank_cdf is not None:
+                index = int(np.searchsorted(state.rank_cdf, self.rng.random(), side="right"))
+                path = pool[min(index, len(pool) - 1)]
+            else:
+                path = pool[int(self.rng.integers(len(pool)))]
+            if path not in self.gone:
+                return path
+        return path  # the hottest files are all gone: let the model answer ENOENT
+
+    def take(self, now: float) -> bool:
+        """Whether another operation may start now (budget and duration)."""
+        duration = self.state.spec.duration
+        if duration is not None and now >= duration:
+            return False
+        if self.budget is None:
+            return True
+        self.budget -= 1
+        return self.budget >= 0
 
     def _on_volume(self) -> bool:
         return bool(self.volume_dirs) and self.rng.random() < self.state.spec.volume_fraction
+
+    def _forget(self, path: str, replacement: str | None = None) -> None:
+        for pool in (self.created, self.volume_files):
+            if path in pool:
+                if replacement is None:
+                    pool.remove(path)
+                else:
+                    pool[pool.index(path)] = replacement
+                return
+        self.gone.add(path)
+        if replacement is not None:
+            self.created.append(replacement)
 
     def next_op(self) -> Op | None:
         spec = self.state.spec
@@ -91,7 +114,7 @@ class ContainerMix:
         if kind == "create":
             dirs = self.volume_dirs if on_volume else self.state.dirs
             parent = dirs[int(self.rng.integers(len(dirs)))]
-            name = f"c{self.cid}n{self.counter}"
+            name = f"c{self.cid}w{self.worker}n{self.counter}"
             path = f"{parent}/{name}" if parent else name
             (self.volume_files if on_volume else self.created).append(path)
             return Op("create", path, 0, spec.create_size, sync=spec.fsync)
@@ -102,48 +125,52 @@ class ContainerMix:
         if path is None:
             return None
         if kind == "delete":
-            for pool in (self.created, self.volume_files):
-                if path in pool:
-                    pool.remove(path)
+            self._forget(path)
             return Op("unlink", path)
         if kind == "rename":
             target = f"{path}.r{self.counter}"
-            for pool in (self.created, self.volume_files):
-                if path in pool:
-                    pool[pool.index(path)] = target
+            self._forget(path, target)
             return Op("rename", path, target=target)
-        if kind == "stat":
-            return Op("stat", path)
-        if kind == "chmod":
-            return Op("chmod", path)
+        if kind in ("stat", "chmod"):
+            return Op(kind, path)
         if kind == "truncate":
             return Op("truncate", path, nbytes=0)
         # Reads and writes address the file's first request_size bytes; appends grow it.
         return Op(kind, path, 0, spec.request_size, sync=spec.fsync and kind != "read")
 
 
-def mix_worker(host: Host, container: ContainerMix, worker: int):
-    state = container.state
+def mix_worker(host: Host, stream: MixStream):
+    """Closed loop: one operation after another, with an optional think time between."""
     env = host.env
-    think = state.spec.think_time
-    while state.take(env.now):
-        op = container.next_op()
+    think = stream.state.spec.think_time
+    while stream.take(env.now):
+        op = stream.next_op()
         if op is None:
             return
-        yield from host.run_op(container.cid, worker, op)
+        yield from host.run_op(stream.cid, stream.worker, op)
         if think:
             yield env.timeout(think)
 
 
-def mix_arrivals(host: Host, container: ContainerMix):
-    state = container.state
+def mix_arrivals(host: Host, stream: MixStream):
+    """Open loop: Poisson arrivals, each operation its own process, however many are in flight."""
     env = host.env
-    rate = state.spec.arrival_rate
+    rate = stream.state.spec.arrival_rate
+    in_flight = []
     while True:
-        yield env.timeout(float(container.rng.exponential(1.0 / rate)))
-        if not state.take(env.now):
-            return
-        op = container.next_op()
+        yield env.timeout(float(stream.rng.exponential(1.0 / rate)))
+        if not stream.take(env.now):
+            break
+        op = stream.next_op()
         if op is None:
-            return
-        env.process(host.run_op(container.cid, 0, op))
+            break
+        in_flight.append(env.process(host.run_op(stream.cid, stream.worker, op)))
+    yield env.all_of(in_flight)
+
+
+def split_budget(total: int | None, streams: int) -> list[int | None]:
+    """Operations per stream: ``total`` shared out as evenly as possible, the first ones get the remainder."""
+    if total is None:
+        return [None] * streams
+    base, extra = divmod(total, streams)
+    return [base + (1 if i < extra else 0) for i in range(streams)]

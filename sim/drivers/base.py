@@ -237,12 +237,23 @@ class Driver:
 
     # -- hooks: lookups, data placement, copy-on-write -------------------------------------------
     def lookup(self, plan: Plan, cid: int, view: ContainerView, path: str) -> None:
-        """A native lookup: one probe per path component in the container's own tree."""
+        """Resolve ``path`` component by component (a missing last component is a negative
+        dentry, for the caller to judge; a missing directory on the way is ENOENT)."""
         for prefix in prefixes(path):
-            key = (self.mount_id(cid), prefix)
-            plan.probe(LOOKUP, key, (("meta",) + key,), self.costs.layer_probe)
-            if view.stat(prefix) is None:
-                raise FsError("ENOENT", prefix)
+            plan.probe(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix), self._probe_cpu())
+            if prefix != path:
+                entry = view.stat(prefix)
+                if entry is None:
+                    raise FsError("ENOENT", prefix)
+                if entry.kind != DIR:
+                    raise FsError("ENOTDIR", prefix)
+
+    def probe_keys(self, cid: int, view: ContainerView, prefix: str) -> tuple:
+        """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree."""
+        return (("meta", self.mount_id(cid), prefix),)
+
+    def _probe_cpu(self) -> float:
+        return self.costs.layer_probe
 
     def mount_id(self, cid: int):
         return ("ctr", cid)
@@ -322,5 +333,5 @@ def chunks(nbytes: int, chunk: int) -> int:
     return max(1, math.ceil(nbytes / chunk))
 
 
-__all__ = ["Driver", "Op", "REGISTRY", "register", "LayerLimitError", "OPERATIONS", "COPY_UP", "DATA",
-           "FSYNC", "LOOKUP", "SETUP", "PAGE", "chunks", "round_up", "DOCKER_IMAGE_LAYER_LIMIT"]
+__all__ = ["Driver", "Op", "REGISTRY", "register", "LayerLimitError", "OPERATIONS", "PAGE", "FsError", "chunks",
+           "round_up", "DOCKER_IMAGE_LAYER_LIMIT"]

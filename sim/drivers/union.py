@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..image import FILE, Image, parent_of, prefixes
-from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP
+from ..image import FILE, Image, parent_of
+from ..plan import COPY_UP, SETUP
 from .base import Driver, FsError, chunks
 
 GIB = 2**30
@@ -54,22 +54,23 @@ class UnionDriver(Driver):
             self._probe_memo[memo_key] = keys
         return keys
 
-    def lookup(self, plan, cid, view, path):
-        cpu = self._probe_cpu()
-        for prefix in prefixes(path):
-            parent = parent_of(prefix)
-            keys: tuple = ()
-            if parent == "" or parent in view.upper_dirs:
-                keys = (("meta", "upper", cid, prefix),)
-            stops_in_upper = prefix in view.upper_files or prefix in view.whiteouts or (
-                prefix in view.opaque_dirs and prefix not in view.redirects)
-            if not stops_in_upper:
-                lower = view.lower_path(prefix)
-                if lower is not None:
-                    keys = keys + self._lower_probes(view.image, lower)
-            plan.probe(LOOKUP, (("ovl", cid), prefix), keys, cpu)
-            if view.stat(prefix) is None:
-                raise FsError("ENOENT", prefix)
+    def probe_keys(self, cid, view, prefix):
+        """The upper directory (where the parent has one), then each lower layer top-down,
+        stopping at a file, a whiteout or an opaque directory."""
+        parent = parent_of(prefix)
+        keys: tuple = ()
+        if parent == "" or parent in view.upper_dirs:
+            keys = (("meta", "upper", cid, prefix),)
+        stops_in_upper = prefix in view.upper_files or prefix in view.whiteouts or (
+            prefix in view.opaque_dirs and prefix not in view.redirects)
+        if not stops_in_upper:
+            lower = view.lower_path(prefix)
+            if lower is not None:
+                keys = keys + self._lower_probes(view.image, lower)
+        return keys
+
+    def mount_id(self, cid):
+        return ("ovl", cid)
 
     # -- data placement ------------------------------------------------------------------------
     def _lower_key(self, cid, image: Image, layer: int, lower: str) -> tuple:
@@ -154,5 +155,3 @@ class UnionDriver(Driver):
     def _container_created(self, plan, cid, image):
         plan.cpu(SETUP, (1 + self.mount_extra_layers) * self.costs.layer_create)
 
-
-__all__ = ["UnionDriver", "UnionOptions", "COPY_UP", "DATA", "FSYNC", "LOOKUP", "SETUP"]

@@ -1,0 +1,190 @@
+"""Invariants of the model, for any sequence of operations (hypothesis)."""
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim
+from sim.drivers import REGISTRY, Op, get_driver
+from sim.drivers.union import UnionDriver
+from sim.engine import Engine, OpResult
+from sim.image import DIR, FILE, Image, Layer, is_below, parent_of
+from sim.profile import load_profile
+
+
+def small_image() -> Image:
+    """Three layers with a rewrite, whiteouts of a file and of a directory, and an opaque dir."""
+    return Image("small", [
+        Layer("l0", files={"a/f": 100, "a/c/g": 5000, "b/h": 10, "i": 1, "e/old": 3, "w/x": 9}),
+        Layer("l1", files={"a/f": 200, "a/c/k": 30, "e/new": 7}, whiteouts={"b/h"}, opaque_dirs={"e"}),
+        Layer("l2", files={"b/z/y": 4}, whiteouts={"i", "w"}),
+    ])
+
+
+PATHS = ["a", "a/f", "a/c", "a/c/g", "a/c/k", "a/c/n", "b", "b/h", "b/z", "b/z/y", "b/n", "e", "e/old", "e/new",
+         "i", "w", "w/x", "n", "a/n", "a/c/d", "a/f/x"]
+OPS = st.one_of(
+    st.tuples(st.sampled_from(["create", "write", "append", "truncate", "open_trunc"]), st.sampled_from(PATHS),
+              st.integers(0, 300)),
+    st.tuples(st.sampled_from(["unlink", "mkdir", "rmdir", "chmod", "stat", "read"]), st.sampled_from(PATHS),
+              st.just(0)),
+    st.tuples(st.just("rename"), st.sampled_from(PATHS), st.sampled_from(PATHS)),
+)
+
+
+class Reference:
+    """A plain filesystem: path -> (kind, size), POSIX errors, no layers at all."""
+
+    def __init__(self, listing):
+        self.entries = dict(listing)
+
+    def kind(self, path):
+        return DIR if path == "" else self.entries.get(path, (None,))[0]
+
+    def _parent(self, path):
+        for i, part in enumerate(path.split("/")[:-1]):
+            prefix = "/".join(path.split("/")[: i + 1])
+            if self.kind(prefix) is None:
+                return "ENOENT"
+            if self.kind(prefix) != DIR:
+                return "ENOTDIR"
+        return ""
+
+    def _children(self, path):
+        return [p for p in self.entries if parent_of(p) == path]
+
+    def apply(self, kind, path, arg):
+        error = self._parent(path)
+        if error:
+            return error
+        current = self.kind(path)
+        if kind in ("write", "append", "truncate", "open_trunc", "read", "unlink"):
+            if current is None:
+                return "ENOENT"
+            if current == DIR:
+                return "EISDIR"
+        if kind in ("chmod", "stat") and current is None:
+            return "ENOENT"
+        if kind == "create":
+            if current == DIR:
+                return "EISDIR"
+            self.entries[path] = (FILE, arg)
+        elif kind == "write":
+            self.entries[path] = (FILE, max(self.entries[path][1], arg))
+        elif kind == "append":
+            self.entries[path] = (FILE, self.entries[path][1] + arg)
+        elif kind in ("truncate", "open_trunc"):
+            self.entries[path] = (FILE, arg)
+        elif kind == "unlink":
+            del self.entries[path]
+        elif kind == "mkdir":
+            if current is not None:
+                return "EEXIST"
+            self.entries[path] = (DIR, 0)
+        elif kind == "rmdir":
+            if current is None:
+                return "ENOENT"
+            if current != DIR:
+                return "ENOTDIR"
+            if self._children(path):
+                return "ENOTEMPTY"
+            del self.entries[path]
+        elif kind == "rename":
+            return self._rename(path, arg, current)
+        return ""
+
+    def _rename(self, source, target, kind):
+        # Like renameat2: both parents are resolved before the source itself is looked up.
+        error = self._parent(target)
+        if error:
+            return error
+        if kind is None:
+            return "ENOENT"
+        if target != source and is_below(target, source):
+            return "EINVAL"
+        existing = self.kind(target)
+        if existing == DIR and kind != DIR:
+            return "EISDIR"
+        if existing not in (None, DIR) and kind == DIR:
+            return "ENOTDIR"
+        if existing == DIR and self._children(target):
+            return "ENOTEMPTY"
+        if source == target:
+            return ""
+        self.entries.pop(target, None)
+        for path in [p for p in self.entries if is_below(p, source)]:
+            self.entries[target + path[len(source):]] = self.entries.pop(path)
+        return ""
+
+
+def as_op(kind, path, arg):
+    if kind == "rename":
+        return Op("rename", path, target=arg)
+    if kind in ("truncate",):
+        return Op(kind, path, nbytes=arg)
+    if kind == "write":
+        return Op("write", path, 0, arg)
+    return Op(kind, path, 0, arg)
+
+
+DRIVER_OPTIONS = [(name, {}) for name in REGISTRY] + [("overlay2", {"redirect_dir": True}),
+                                                      ("overlay2", {"metacopy": True})]
+
+
+@pytest.mark.parametrize("driver, options", DRIVER_OPTIONS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, max_size=25))
+def test_merged_view_matches_a_plain_filesystem(driver, options, ops):
+    image = small_image()
+    profile = load_profile("ssd")
+    engine = Engine(profile)
+    model = get_driver(driver)(options, profile)
+    model.create_container(0, image)
+    view = model.views[0]
+    union = isinstance(model, UnionDriver)
+    reference = Reference(view.listing())
+    assert set(reference.entries) == set(image.merged)  # the starting view is the image's
+    for kind, path, arg in ops:
+        already_up = path in view.upper_files and path not in view.metacopy
+        plan = model.apply(0, as_op(kind, path, arg))
+        before = dict(reference.entries)
+        expected = reference.apply(kind, path, arg)
+        if plan.error == "EXDEV":
+            # Renaming a lower directory without redirect_dir: the driver refuses, nothing moves.
+            assert kind == "rename"
+            reference.entries = before
+            assert view.stat(path).kind == DIR
+        else:
+            assert plan.error == expected, (kind, path, arg)
+        assert view.listing() == reference.entries, (kind, path, arg)
+        # A union driver never copies up a file already in the writable layer.
+        if union and already_up and kind in ("write", "append", "truncate", "open_trunc", "chmod"):
+            assert plan.copy_ups == 0
+        assert plan.copy_ups <= 1
+        # Accounting: the latency is exactly the sum of its phases.
+        result = OpResult()
+        process = engine.env.process(engine.execute(plan, result))
+        start = engine.env.now
+        engine.env.run(process)
+        assert engine.env.now - start == pytest.approx(sum(result.phase_s), abs=1e-12)
+    space = model.space(0)
+    assert space["size_bytes"] == sum(size for p, size in view.upper_files.items() if p not in view.metacopy)
+    assert space["virtual_bytes"] == space["size_bytes"] + image.virtual_size
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), containers=st.integers(1, 3), operations=st.integers(1, 120))
+def test_run_accounting_adds_up(seed, containers, operations):
+    run = sim.run_scenario({"name": "acct", "seed": seed, "containers": {"count": containers},
+                            "image": {"layers": 2, "files_per_layer": 30},
+                            "workload": {"ops": {"read": .4, "write": .3, "create": .2, "delete": .1},
+                                         "operations": operations}})
+    ops, summary = run.ops, run.summary.iloc[0]
+    work = ops[~ops["op"].isin(["prepare_image", "create_container"])]
+    assert summary["ops"] == operations == len(work)
+    assert summary["copy_up_bytes"] == work["copy_up_bytes"].sum()
+    phases = work[["lookup_s", "copy_up_s", "data_s", "fsync_s", "setup_s"]].sum(axis=1)
+    assert (phases - work["latency_s"]).abs().max() < 1e-9
+    # Every byte copied up is read from the image and written to the writable layer on disk.
+    assert summary["disk_write_bytes"] >= summary["copy_up_bytes"]
+    space = run.space.set_index("kind")
+    assert space.loc["total", "size_bytes"] == space.loc["container", "size_bytes"].sum() if containers > 1 else True
