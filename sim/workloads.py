@@ -91,6 +91,20 @@ class MixStream:
         self.budget -= 1
         return self.budget >= 0
 
+    def _pick_for_removal(self) -> str | None:
+        """Deletes and renames take the stream's own new files first, else any image file
+        uniformly: applications rarely delete the files everyone reads most."""
+        if self.created:
+            return self.created[int(self.rng.integers(len(self.created)))]
+        pool = self.state.ranked
+        for _attempt in range(8):
+            if not pool:
+                return None
+            path = pool[int(self.rng.integers(len(pool)))]
+            if path not in self.gone:
+                return path
+        return path
+
     def _on_volume(self) -> bool:
         return bool(self.volume_dirs) and self.rng.random() < self.state.spec.volume_fraction
 
@@ -120,6 +134,8 @@ class MixStream:
             return Op("create", path, 0, spec.create_size, sync=spec.fsync)
         if on_volume and self.volume_files:
             path = self.volume_files[int(self.rng.integers(len(self.volume_files)))]
+        elif kind in ("delete", "rename"):
+            path = self._pick_for_removal()
         else:
             path = self._pick_image_file()
         if path is None:
