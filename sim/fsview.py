@@ -91,17 +91,8 @@ class ContainerView:
         kind, size, layer = found
         return Entry(kind, size, layer, lower)
 
-    def exists(self, path: str) -> bool:
-        return self.stat(path) is not None
-
     def _require(self, path: str, kind: str | None = None) -> Entry:
-        parent = parent_of(path)
-        if parent:
-            up = self.stat(parent)
-            if up is None:
-                raise FsError("ENOENT", parent)
-            if up.kind != DIR:
-                raise FsError("ENOTDIR", parent)
+        self._require_parent_dir(path)
         entry = self.stat(path)
         if entry is None:
             raise FsError("ENOENT", path)
