@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 
+import numpy as np
 import simpy
 
 from .plan import CPU, DISK_READ, DISK_WRITE, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
@@ -19,12 +20,29 @@ from .profile import Profile
 
 
 class Disk:
-    __slots__ = ("profile", "channels", "bytes_read", "bytes_written", "requests", "busy_s", "fsyncs")
+    __slots__ = ("profile", "channels", "bytes_read", "bytes_written", "requests", "busy_s", "fsyncs",
+                 "rng", "jitter", "jitter_index")
 
-    def __init__(self, profile: Profile):
+    def __init__(self, profile: Profile, rng: np.random.Generator | None = None):
         self.profile = profile.disk
         self.channels = [0.0] * self.profile.queue_depth
+        self.rng = rng
+        self.jitter: list[float] = []
+        self.jitter_index = 0
         self.reset_counters()
+
+    def _latency_factor(self) -> float:
+        """A gamma factor with mean 1 and the profile's coefficient of variation (1 when 0)."""
+        cv = self.profile.latency_cv
+        if cv == 0:
+            return 1.0
+        if self.jitter_index == len(self.jitter):
+            shape = 1.0 / cv**2
+            rng = self.rng if self.rng is not None else np.random.default_rng(0)
+            self.jitter = rng.gamma(shape, 1.0 / shape, 4096).tolist()  # drawn in batches: cheaper
+            self.jitter_index = 0
+        self.jitter_index += 1
+        return self.jitter[self.jitter_index - 1]
 
     def reset_counters(self) -> None:
         self.bytes_read = 0
@@ -44,12 +62,12 @@ class Disk:
     def read_service(self, nbytes: int, requests: int) -> float:
         self.bytes_read += nbytes
         self.requests += requests
-        return requests * self.profile.read_latency + nbytes / self.profile.read_bandwidth
+        return requests * self.profile.read_latency * self._latency_factor() + nbytes / self.profile.read_bandwidth
 
     def write_service(self, nbytes: int, requests: int, flush: bool = False) -> float:
         self.bytes_written += nbytes
         self.requests += requests
-        service = requests * self.profile.write_latency + nbytes / self.profile.write_bandwidth
+        service = requests * self.profile.write_latency * self._latency_factor() + nbytes / self.profile.write_bandwidth
         if flush:
             self.fsyncs += 1
             service += self.profile.fsync_latency
@@ -142,11 +160,11 @@ class OpResult:
 class Engine:
     """Executes plans against one disk and the host's caches, inside one SimPy environment."""
 
-    def __init__(self, profile: Profile, env: simpy.Environment | None = None):
+    def __init__(self, profile: Profile, env: simpy.Environment | None = None, rng: np.random.Generator | None = None):
         self.env = env or simpy.Environment()
         self.profile = profile
         self.costs = profile.costs
-        self.disk = Disk(profile)
+        self.disk = Disk(profile, rng)
         self.page_cache = PageCache(profile.page_cache, profile.cache_block)
         self.dentries = LRU(profile.dentry_cache)
         self.operations = 0

@@ -27,6 +27,7 @@ class DiskProfile(BaseModel):
     write_latency: Duration = Field(ge=0, description="fixed cost of one write request [s]")
     fsync_latency: Duration = Field(ge=0, description="cache flush / journal commit per fsync [s]")
     queue_depth: int = Field(ge=1, le=1024, description="requests the device serves at once [count]")
+    latency_cv: float = Field(0.0, ge=0, le=5, description="variability of request latency: coefficient of variation of a gamma factor with mean 1, drawn per request from the `disk` random stream; 0 = deterministic [1]")
 
 
 class KernelCosts(BaseModel):

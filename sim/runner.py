@@ -56,7 +56,7 @@ def build_image(spec, rng: np.random.Generator) -> tuple[Image, list[str]]:
 def simulate(scenario: Scenario, replicate: int = 0) -> PointResult:
     """Run one point (a scenario without sweep) for one replicate."""
     profile = load_profile(scenario.profile)
-    engine = Engine(profile)
+    engine = Engine(profile, rng=stream(scenario.seed, replicate, "disk"))
     driver = get_driver(scenario.driver.name)(scenario.driver.options, profile)
     image, candidates = build_image(scenario.image, stream(scenario.seed, replicate, "image"))
     host = Host(driver, engine)
