@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from functools import wraps
+from pathlib import Path
 
 import click
 
@@ -118,3 +119,74 @@ def drivers(as_json: bool) -> None:
         click.echo(f"    max image layers: {entry['max_layers']}; page cache between containers: {sharing}")
         for name, option in entry["options"].items():
             click.echo(f"    --option {name}={option['default']}: {option['description']}")
+
+
+@main.command()
+@click.argument("run_dir")
+@click.argument("baseline")
+@click.option("--rtol", default=0.05, show_default=True, type=float, help="relative change that counts (0.05 = 5%)")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME", help="compare only these metrics (repeatable)")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="where comparison .md and .json go (default RUN_DIR/comparisons/)")
+@click.option("-v", "--verbose", is_flag=True, help="list every unchanged metric, not a count per point")
+@user_errors
+def compare(run_dir, baseline, rtol, metrics, output_dir, verbose) -> None:
+    """Compare a run with a baseline (a run folder, a baseline folder or a saved baseline's name).
+
+    Exits 0 when nothing regressed, 1 on a regression, 2 when the two cannot be compared.
+    """
+    from . import baseline as baselines
+    from .compare import compare as compare_runs
+    run, base = baselines.resolve(run_dir), baselines.resolve(baseline)
+    if output_dir is None and run.path is not None and (run.path / baselines.SUMMARY).exists():
+        raise CowsimError(f"{run_dir} is a baseline: give --output-dir for the comparison files")
+    comparison = compare_runs(run, base, rtol=rtol, metrics=list(metrics) or None)
+    click.echo(comparison.markdown(unchanged=verbose))
+    directory = Path(output_dir) if output_dir else run.path / "comparisons"
+    markdown, as_json = comparison.write(directory, f"vs-{Path(str(base.path or base.name)).name}")
+    click.echo(f"written: {markdown} {as_json}")
+    sys.exit(comparison.exit_code)
+
+
+@main.group()
+def baseline() -> None:
+    """Save, refresh and check the baselines under benchmarks/baselines/."""
+
+
+@baseline.command("save")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("name")
+@click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")
+@click.option("--force", is_flag=True, help="replace an existing baseline (say why in the commit message)")
+@user_errors
+def baseline_save(run_dir, name, root, force) -> None:
+    """Store RUN_DIR's summary and manifest as baseline NAME."""
+    from . import baseline as baselines
+    click.echo(f"saved: {baselines.save(baselines.resolve(run_dir), name, root, force)}")
+
+
+@baseline.command("refresh")
+@click.option("--scenarios", default="benchmarks/scenarios", show_default=True, help="folder of scenario files")
+@click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")
+@user_errors
+def baseline_refresh(scenarios, root) -> None:
+    """Re-run every regression scenario and rewrite the baselines whose numbers changed."""
+    from . import baseline as baselines
+    for name, status in baselines.refresh(scenarios, root):
+        click.echo(f"{status:>9}  {Path(root) / name}")
+
+
+@baseline.command("check")
+@click.option("--scenarios", default="benchmarks/scenarios", show_default=True, help="folder of scenario files")
+@click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")
+@user_errors
+def baseline_check(scenarios, root) -> None:
+    """Re-run every regression scenario; exit 1 when any number moved from its committed baseline."""
+    from . import baseline as baselines
+    failed = False
+    for comparison in baselines.check(scenarios, root):
+        click.echo(comparison.headline())
+        if comparison.differences:
+            failed = True
+            click.echo(comparison.markdown(unchanged=False))
+    sys.exit(1 if failed else 0)
