@@ -165,9 +165,15 @@ def baseline_save(run_dir, name, root, force) -> None:
     click.echo(f"saved: {baselines.save(baselines.resolve(run_dir), name, root, force)}")
 
 
+def standard_scenarios(command):
+    """The --scenarios and --root options of the commands that run every regression scenario."""
+    command = click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")(command)
+    return click.option("--scenarios", default="benchmarks/scenarios", show_default=True,
+                        help="folder of scenario files")(command)
+
+
 @baseline.command("refresh")
-@click.option("--scenarios", default="benchmarks/scenarios", show_default=True, help="folder of scenario files")
-@click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")
+@standard_scenarios
 @user_errors
 def baseline_refresh(scenarios, root) -> None:
     """Re-run every regression scenario and rewrite the baselines whose numbers changed."""
@@ -177,8 +183,7 @@ def baseline_refresh(scenarios, root) -> None:
 
 
 @baseline.command("check")
-@click.option("--scenarios", default="benchmarks/scenarios", show_default=True, help="folder of scenario files")
-@click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")
+@standard_scenarios
 @user_errors
 def baseline_check(scenarios, root) -> None:
     """Re-run every regression scenario; exit 1 when any number moved from its committed baseline."""
