@@ -64,14 +64,29 @@ def main() -> None:
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="run folder (default results/<scenario>/<UTC time>/)")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="write the HTML/Markdown report into <run folder>/report/")
 @user_errors
-def run(scenario: str, out: str | None) -> None:
+def run(scenario: str, out: str | None, report: bool) -> None:
     """Run a scenario file and write its results folder."""
     result = api.run_scenario(scenario, out, save=True)
     swept = [key for key in result.resolved.get("sweep", {}) if key != "driver.name"]
     keys = ["point", "replicate", "driver", *swept]
     click.echo(format_table(result.summary, list(dict.fromkeys(keys))))
     click.echo(f"results: {result.path}")
+    if report:
+        from . import report as reports
+        click.echo(f"report: {reports.write_report(result)}")
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="report folder (default RUN_DIR/report/)")
+@user_errors
+def report_command(run_dir: str, out: str | None) -> None:
+    """Write a run's report: report.html (self-contained), report.md and PNG figures."""
+    from . import report as reports
+    click.echo(f"report: {reports.write_report(run_dir, out)}")
 
 
 @main.command()

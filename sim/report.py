@@ -1,0 +1,472 @@
+"""Reports of a run: the figures that fit its sweep, a per-driver summary with a ranking, written
+as a self-contained HTML page (figures embedded) and a Markdown summary beside PNG files.
+
+Everything reads the run through :class:`sim.api.RunResult` (``sim.load_run``), so notebooks get
+the same figures and table as ``cowsim report``.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .api import RunResult, load_run
+from .errors import CowsimError
+from .plots import METRIC_LABELS, driver_order, plot_bars, plot_latency_cdf, plot_vs, unit_of
+from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage
+from .units import format_duration, format_size
+
+RATIOS = ["page_cache_hit_ratio", "dentry_hit_ratio"]
+DISK = ["size_bytes", "virtual_bytes", "real_bytes"]
+MAX_SLICES = 4
+
+
+@dataclass
+class SweptKey:
+    """A swept scenario field other than the driver: its summary column, axis label and unit."""
+
+    column: str
+    label: str
+    unit: str
+
+    @property
+    def short(self) -> str:
+        return self.column.rsplit(".", 1)[-1]
+
+    def text(self, value) -> str:
+        if self.unit == "bytes":
+            return format_size(value)
+        if self.unit == "s":
+            return format_duration(value)
+        return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
+
+
+@dataclass
+class RunView:
+    """A run made ready to plot: swept values parsed into numbers (seconds, bytes)."""
+
+    run: RunResult
+    summary: pd.DataFrame
+    space: pd.DataFrame  # the ``total`` rows of space.parquet, with the swept values
+    ops: pd.DataFrame  # the measured operations (no setup), with the swept values
+    keys: list[SweptKey] = field(default_factory=list)
+    fixed: str = ""
+    probe: bool = False  # a copy-up probe (first and second writes) rather than a mix
+
+
+def _base_scenario(resolved: dict) -> Scenario | None:
+    try:
+        return Scenario.model_validate(resolved)
+    except (ValidationError, ValueError):
+        return None
+
+
+def _field(base: Scenario | None, dotted: str):
+    """The pydantic field behind a dotted scenario key, walking the validated scenario."""
+    node = base
+    *parents, name = dotted.split(".")
+    for part in parents:
+        node = getattr(node, part, None)
+    if not isinstance(node, BaseModel):
+        return None
+    return type(node).model_fields.get(name)
+
+
+def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
+    """Axis label and unit from the field's own description (``... [bytes]``), and its parser."""
+    info = _field(base, column)
+    description = (info.description or "") if info else ""
+    match = re.search(r"\[([^\]]+)\]\s*$", description)
+    unit = match.group(1) if match else ""
+    label = description[:match.start()] if match else column
+    label = label.split(";")[0].split(":")[0].strip() or column
+    if column.endswith("fraction"):
+        unit = "fraction"
+    elif unit == "1":
+        unit = ""
+
+    # The field's own type with its validators parses "64MiB" to bytes, "2ms" to seconds.
+    adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info and info.metadata
+                          else info.annotation) if info else None
+
+    def parse(value):
+        try:
+            return adapter.validate_python(value) if adapter else value
+        except ValidationError:
+            return value
+    return SweptKey(column, label, unit), parse
+
+
+def held_fixed(base: Scenario | None, swept: set[str]) -> str:
+    """What the run kept constant, in a few words, for figure titles."""
+    if base is None:
+        return ""
+    parts = [(None, f"{base.profile} disk"), (None, f"{base.cache} cache")]
+    image, work, boxes = base.image, base.workload, base.containers
+    if isinstance(image, ProbeImage):
+        parts += [("image.file_size", f"{format_size(image.file_size)} file"),
+                  ("image.layers", f"{image.layers} layer{'s' * (image.layers != 1)}"),
+                  ("image.dir_depth", f"dir depth {image.dir_depth}")]
+    elif isinstance(image, SyntheticImage):
+        parts += [("image.layers", f"{image.layers} layers"),
+                  ("image.files_per_layer", f"{image.files_per_layer} files/layer"),
+                  ("image.file_size", f"{image.size_distribution} {format_size(image.file_size)} files"),
+                  ("image.dir_depth", f"dir depth {image.dir_depth}")]
+    elif isinstance(image, FileImage):
+        parts.append(("image.path", Path(image.path).name))
+    parts.append(("containers.count", f"{boxes.count} container{'s' * (boxes.count != 1)}"))
+    if boxes.volumes:
+        parts.append(("containers.volumes", f"{len(boxes.volumes)} volume{'s' * (len(boxes.volumes) != 1)}"))
+    if isinstance(work, CopyupProbe):
+        parts.append(("workload.write_size", f"{format_size(work.write_size)} write{' + fsync' * work.fsync}"))
+    elif isinstance(work, Mix):
+        loop = f"{work.workers} workers/container" if work.mode == "closed" else f"{work.arrival_rate:g} ops/s/container"
+        parts += [("workload.mode", loop), ("workload.operations", f"{work.operations} ops" if work.operations else ""),
+                  ("workload.fsync", "fsync" if work.fsync else ""),
+                  ("workload.volume_fraction", f"{work.volume_fraction:.0%} on volumes" if work.volume_fraction else "")]
+    options = base.driver.options
+    if options:
+        parts.append(("driver.options", ", ".join(f"{k}={v}" for k, v in options.items())))
+    return ", ".join(text for key, text in parts
+                     if text and not any(key and (s == key or s.startswith(key + ".")) for s in swept))
+
+
+def view(run: RunResult | str | Path) -> RunView:
+    """Read a run (or take a loaded one) and parse its swept values."""
+    run = run if isinstance(run, RunResult) else load_run(run)
+    base = _base_scenario(run.resolved)
+    sweep = list((run.resolved or {}).get("sweep") or {})
+    summary = run.summary.copy()
+    keys = []
+    for column in sweep:
+        if column == "driver.name" or column not in summary.columns:
+            continue
+        key, parse = swept_key(base, column)
+        summary[column] = summary[column].map(parse)
+        keys.append(key)
+    tags = summary[["point", "replicate", *[k.column for k in keys]]].drop_duplicates(["point", "replicate"])
+    space = run.space
+    if len(space):
+        space = space[space["kind"] == "total"].merge(tags, on=["point", "replicate"], how="left")
+    ops = run.ops
+    if len(ops):
+        ops = ops[~ops["op"].isin(("prepare_image", "create_container", "remove_container"))]
+        ops = ops.merge(tags, on=["point", "replicate"], how="left")
+    probe = "first_write_s" in summary and summary["first_write_s"].notna().any()
+    return RunView(run, summary, space, ops, keys, held_fixed(base, set(sweep)), bool(probe))
+
+
+def _slices(frame: pd.DataFrame, keys: list[SweptKey]) -> list[dict]:
+    """Combinations of the given swept keys to hold fixed: each key's first and last value."""
+    combos = [{}]
+    for key in keys:
+        values = sorted(frame[key.column].dropna().unique())
+        ends = list(dict.fromkeys([values[0], values[-1]])) if values else []
+        combos = [{**c, key.column: v} for c in combos for v in ends]
+    return combos[:MAX_SLICES]
+
+
+def _select(frame: pd.DataFrame, held: dict) -> pd.DataFrame:
+    for column, value in held.items():
+        frame = frame[frame[column] == value]
+    return frame
+
+
+def _title(what: str, fixed: str, held: dict, keys: list[SweptKey]) -> str:
+    named = {k.column: k for k in keys}
+    extra = [f"{named[c].label} = {named[c].text(v)}" for c, v in held.items()]
+    return f"{what}\nheld fixed: " + "; ".join(p for p in [fixed, *extra] if p)
+
+
+def _slug(held: dict, keys: list[SweptKey]) -> str:
+    named = {k.column: k for k in keys}
+    return "".join(f"_{named[c].short}-{re.sub(r'[^A-Za-z0-9.]+', '', named[c].text(v))}" for c, v in held.items())
+
+
+def _varies(frame: pd.DataFrame, columns: list[str]) -> bool:
+    return any(c in frame and frame[c].dropna().nunique() > 1 for c in columns)
+
+
+@dataclass
+class ReportFigure:
+    name: str
+    caption: str
+    figure: object  # matplotlib.figure.Figure
+
+
+def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
+    """The figures that fit the run's sweep (see the module docstring of :mod:`sim.plots`)."""
+    v = run if isinstance(run, RunView) else view(run)
+    out: list[ReportFigure] = []
+    band = " Lines are means over replicates; the band spans the smallest to the largest." \
+        if v.summary.groupby("point").size().max() > 1 else ""
+    for key in v.keys:
+        others = [k for k in v.keys if k is not key]
+        for held in _slices(v.summary, others):
+            rows, tag = _select(v.summary, held), _slug(held, v.keys)
+            against = f"{key.label}"
+            if v.probe:
+                log = True if key.unit == "bytes" else None
+                out.append(ReportFigure(
+                    f"copyup_vs_{key.short}{tag}",
+                    f"Latency of the first write to a file (lookup, copy-up, write, fsync) against {against}, "
+                    f"one line per driver.{band}",
+                    plot_vs(rows, key.column, ["first_write_s"], logx=log, logy=log, x_label=key.label,
+                            x_unit=key.unit, title=_title(f"First write (with copy-up) vs {against}", v.fixed, held,
+                                                          v.keys))))
+            else:
+                out.append(ReportFigure(
+                    f"throughput_vs_{key.short}{tag}",
+                    f"Throughput and p99 latency of the workload's operations against {against}.{band}",
+                    plot_vs(rows, key.column, ["throughput_ops_s", "latency_p99_s"], x_label=key.label,
+                            x_unit=key.unit, title=_title(f"Throughput and tail latency vs {against}", v.fixed,
+                                                          held, v.keys))))
+            if len(v.space):
+                out.append(ReportFigure(
+                    f"disk_usage_vs_{key.short}{tag}",
+                    "docker ps -s style disk usage at the end of the workload: SIZE (all writable layers), "
+                    "virtual size (SIZE plus each image once) and the bytes the driver really holds "
+                    f"(image, layers, metadata, volumes).{band}",
+                    plot_vs(_select(v.space, held), key.column, DISK, x_label=key.label, x_unit=key.unit,
+                            title=_title(f"Disk usage vs {against}", v.fixed, held, v.keys))))
+            if _varies(rows, RATIOS):
+                out.append(ReportFigure(
+                    f"cache_vs_{key.short}{tag}",
+                    f"Page-cache hit ratio (bytes served from memory) and dentry-cache hit ratio.{band}",
+                    plot_vs(rows, key.column, RATIOS, x_label=key.label, x_unit=key.unit,
+                            title=_title(f"Cache hit ratios vs {against}", v.fixed, held, v.keys))))
+    if not v.keys:
+        headline = ["first_write_s", "second_write_s"] if v.probe else ["throughput_ops_s", "latency_p99_s"]
+        out.append(ReportFigure("headline", "The run's headline figures per driver (whiskers: replicate range).",
+                                plot_bars(v.summary, headline, title=_title("Per driver", v.fixed, {}, []))))
+        if len(v.space):
+            out.append(ReportFigure("disk_usage", "docker ps -s style disk usage per driver.",
+                                    plot_bars(v.space, DISK, title=_title("Disk usage", v.fixed, {}, []))))
+        if _varies(v.summary, RATIOS):
+            out.append(ReportFigure("cache", "Cache hit ratios per driver.",
+                                    plot_bars(v.summary, RATIOS, title=_title("Cache hit ratios", v.fixed, {}, []))))
+    if not v.probe and len(v.ops):
+        for held in _slices(v.ops, v.keys):
+            out.append(ReportFigure(
+                f"latency_cdf{_slug(held, v.keys)}",
+                "Distribution of operation latency per operation and driver (replicates pooled, failed "
+                "operations left out).",
+                plot_latency_cdf(_select(v.ops, held), title=_title("Latency distribution", v.fixed, held, v.keys))))
+    return out
+
+
+# -- the summary table ---------------------------------------------------------------------------
+# setup_s is there because some drivers move the copy out of the first write into container
+# creation (vfs copies the whole image), which the first write alone would hide.
+PROBE_HEADLINE = ["first_write_s", "second_write_s", "copy_up_bytes", "setup_s", "containers_size_bytes",
+                  "real_bytes"]
+MIX_HEADLINE = ["throughput_ops_s", "latency_p50_s", "latency_p99_s", "copy_ups", "errors",
+                "page_cache_hit_ratio", "containers_size_bytes", "real_bytes"]
+TABLE_LABELS = {"containers_size_bytes": "SIZE", "real_bytes": "real bytes", "errors": "failed ops",
+                "first_write_s": "1st write", "second_write_s": "2nd write", "throughput_ops_s": "throughput",
+                "latency_p50_s": "p50", "latency_p99_s": "p99", "copy_ups": "copy-ups",
+                "copy_up_bytes": "copied up", "page_cache_hit_ratio": "page-cache hits",
+                "setup_s": "image + container setup"}
+
+
+@dataclass
+class Ranking:
+    table: pd.DataFrame  # one row per driver, best first: rank, the headline metrics, vs_best
+    metric: str
+    higher_is_better: bool
+    points: int  # points every driver ran, over which the figures are aggregated
+    criterion: str
+
+
+def ranking(run: RunResult | str | Path | RunView) -> Ranking:
+    """Per driver the headline figures over the points every driver ran, and the drivers ranked
+    for the run's workload: by first-write latency for copy-up probes, by throughput for a closed
+    loop, by p99 latency for an open loop (where throughput is set by the arrival rate).
+
+    Times and rates are geometric means over points (so a 1 GiB point does not drown a 4 KiB
+    one), bytes and counts arithmetic means; replicates are averaged first."""
+    v = run if isinstance(run, RunView) else view(run)
+    mode = (v.run.resolved.get("workload") or {}).get("mode", "closed")
+    if v.probe:
+        metrics, metric, higher = PROBE_HEADLINE, "first_write_s", False
+    elif mode == "open":
+        metrics, metric, higher = MIX_HEADLINE, "latency_p99_s", False
+    else:
+        metrics, metric, higher = MIX_HEADLINE, "throughput_ops_s", True
+    metrics = [m for m in metrics if m in v.summary]
+    keys = [k.column for k in v.keys]
+    per_point = v.summary.groupby(["driver", *keys])[metrics].mean().reset_index()
+    # Only the points every driver ran, so that each driver is judged on the same work.
+    if keys:
+        drivers = per_point["driver"].nunique()
+        complete = per_point.groupby(keys)["driver"].transform("nunique") == drivers
+        per_point = per_point[complete]
+    points = len(per_point.drop_duplicates(keys)) if keys else 1
+
+    def aggregate(series: pd.Series) -> float:
+        values = series.dropna()
+        if not len(values):
+            return math.nan
+        if unit_of(series.name) in ("s", "ops/s") and (values > 0).all():
+            return float(np.exp(np.log(values).mean()))
+        return float(values.mean())
+
+    table = per_point.groupby("driver")[metrics].agg(aggregate)
+    table = table.sort_values(metric, ascending=not higher)
+    best = table[metric].iloc[0]
+    table["vs_best"] = best / table[metric] if higher else table[metric] / best
+    table = table.reset_index()
+    table.insert(0, "rank", range(1, len(table) + 1))
+    how = "geometric mean" if unit_of(metric) in ("s", "ops/s") else "mean"
+    criterion = (f"ranked by {METRIC_LABELS.get(metric, metric)} ({'higher' if higher else 'lower'} is better), "
+                 f"{how} over the {points} point{'s' * (points != 1)} every driver ran; in the other columns times "
+                 "and rates are geometric means, bytes and counts arithmetic means")
+    return Ranking(table, metric, higher, points, criterion)
+
+
+def _cell(column: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    unit = unit_of(column)
+    if column == "vs_best":
+        return f"{value:.2f}x"
+    if column in ("rank", "driver"):
+        return str(value)
+    if unit == "s":
+        return format_duration(value)
+    if unit == "bytes":
+        return format_size(value)
+    if unit == "fraction":
+        return f"{value:.1%}"
+    if unit == "ops/s":
+        return f"{value:,.0f} ops/s"
+    return f"{value:,.0f}" if float(value).is_integer() or value > 100 else f"{value:.3g}"
+
+
+def table_rows(rank: Ranking) -> tuple[list[str], list[list[str]]]:
+    columns = list(rank.table.columns)
+    header = [TABLE_LABELS.get(c, "vs best" if c == "vs_best" else c) for c in columns]
+    rows = [[_cell(c, row[c]) for c in columns] for _, row in rank.table.iterrows()]
+    return header, rows
+
+
+# -- writing -------------------------------------------------------------------------------------
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } .meta { color: #555; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th { background: #f2f2f2; } table.facts td { text-align: left; }
+table.ranking td:nth-child(2) { text-align: left; font-weight: 600; }
+table.ranking tr:nth-child(2) td { background: #eef7ee; }
+figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #444; font-size: 0.92em; margin-top: 0.4em; }
+code { background: #f5f5f5; padding: 0 0.2em; }
+"""
+
+
+def _facts(v: RunView) -> list[tuple[str, str]]:
+    m, resolved = v.run.manifest, v.run.resolved or {}
+    sweep = resolved.get("sweep") or {}
+    facts = [("scenario", v.run.name), ("run folder", str(v.run.path or "(not saved)")),
+             ("held fixed", v.fixed or "-"),
+             ("swept", "; ".join(f"{k}: {', '.join(map(str, vals))}" for k, vals in sweep.items()) or "nothing"),
+             ("runs", f"{m.get('runs', len(v.summary))} ({m.get('points', '?')} points x "
+                      f"{resolved.get('replicates', 1)} replicate{'s' * (resolved.get('replicates', 1) != 1)}), seed {resolved.get('seed', '?')}"),
+             ("wall time", format_duration(m["wall_time_s"]) if "wall_time_s" in m else "-"),
+             ("cowsim", f"{m.get('cowsim', '?')}" + (f", commit {m['git_commit'][:10]}" if m.get("git_commit") else "")
+              + (" (dirty tree)" if m.get("git_dirty") else ""))]
+    return facts
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def render_html(v: RunView, rank: Ranking, figs: list[ReportFigure], pngs: dict[str, bytes]) -> str:
+    e = html.escape
+    header, rows = table_rows(rank)
+    table = "<table class='ranking'><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>"
+    facts = "".join(f"<tr><th>{e(k)}</th><td>{e(val)}</td></tr>" for k, val in _facts(v))
+    body = [f"<h1>cowsim report: {e(v.run.name)}</h1>",
+            f"<p class='meta'>written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}</p>",
+            f"<p>{e((v.run.resolved or {}).get('description', '').strip())}</p>",
+            f"<table class='facts'>{facts}</table>", "<h2>Drivers ranked for this workload</h2>",
+            f"<p>{e(rank.criterion)}.</p>", table, "<h2>Figures</h2>"]
+    for fig in figs:
+        data = base64.b64encode(pngs[fig.name]).decode()
+        body.append(f"<figure id='{e(fig.name)}'><img src='data:image/png;base64,{data}' alt='{e(fig.name)}'>"
+                    f"<figcaption>{e(fig.caption)}</figcaption></figure>")
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>cowsim report: {e(v.run.name)}</title><style>{STYLE}</style></head>"
+            f"<body>{''.join(body)}</body></html>\n")
+
+
+def render_markdown(v: RunView, rank: Ranking, figs: list[ReportFigure]) -> str:
+    header, rows = table_rows(rank)
+    lines = [f"# cowsim report: {v.run.name}", "", (v.run.resolved or {}).get("description", "").strip(), ""]
+    lines += [f"- **{k}**: {val}" for k, val in _facts(v)]
+    lines += ["", "## Drivers ranked for this workload", "", f"{rank.criterion}.", "",
+              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "## Figures", ""]
+    for fig in figs:
+        lines += [f"![{fig.name}]({fig.name}.png)", "", fig.caption, ""]
+    return "\n".join(lines)
+
+
+def write_report(run: RunResult | str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` (self-contained), ``report.md`` and one PNG per figure into ``out``
+    (default ``<run folder>/report``); returns the path of ``report.html``.
+
+    The folder is written whole under a temporary name and then put in place; an earlier report
+    there is replaced, but a folder that is not a cowsim report is never touched."""
+    try:
+        v = view(run)
+    except FileNotFoundError as error:
+        raise CowsimError(str(error)) from None
+    if out is None:
+        if v.run.path is None:
+            raise CowsimError("this run was not saved: give the report folder (out)")
+        out = v.run.path / "report"
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "report.html").exists():
+        raise CowsimError(f"{out} exists and is not a cowsim report: choose another -o")
+    if len(v.summary) == 0:
+        raise CowsimError(f"{v.run.path}: the run has no summary rows to report")
+    figs = figures(v)
+    rank = ranking(v)
+    pngs = {}
+    for fig in figs:
+        pngs[fig.name] = _png(fig.figure)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        for name, data in pngs.items():
+            (partial / f"{name}.png").write_bytes(data)
+        (partial / "report.md").write_text(render_markdown(v, rank, figs))
+        (partial / "report.html").write_text(render_html(v, rank, figs, pngs))
+        if out.exists():
+            shutil.rmtree(out)
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out / "report.html"
