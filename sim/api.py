@@ -151,3 +151,10 @@ def probe(driver: str, file_size: int | str = 2**20, layers: int = 1, dir_depth:
             "lookup_s": float(first["lookup_s"]), "copy_up_s": float(first["copy_up_s"]),
             "first_write_s": float(first["latency_s"]), "second_write_s": float(second["latency_s"]),
             "copy_up_bytes": int(first["copy_up_bytes"]), "second_copy_up_bytes": int(second["copy_up_bytes"])}
+
+
+def inspect_image(path: str | Path, top: int = 10) -> dict:
+    """A real image's layers, sizes, file-size and depth distributions, shadowed and largest files
+    (see :func:`sim.imagefile.inspect_image`); ``path`` as a scenario's ``image: {from: PATH}``."""
+    from .imagefile import inspect_image as inspect, load_image
+    return inspect(load_image(path), top)

@@ -210,3 +210,35 @@ def baseline_check(scenarios, root) -> None:
             failed = True
             click.echo(comparison.markdown(unchanged=False))
     sys.exit(1 if failed else 0)
+@main.group()
+def image() -> None:
+    """Real images: docker save tars, OCI layouts and cowsim listings."""
+
+
+@image.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="rows of shadowed and largest files")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@user_errors
+def image_inspect(path: str, top: int, as_json: bool) -> None:
+    """Layers (like docker history), sizes, and the files most expensive to copy up."""
+    import pandas as pd
+
+    report = api.inspect_image(path, top)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+
+    def table(rows: list[dict], sizes: tuple[str, ...] = ()) -> str:
+        shown = [{k: format_size(v) if k in sizes else str(v) for k, v in row.items()} for row in rows]
+        return format_table(pd.DataFrame(shown), list(rows[0])) if rows else "(none)"
+
+    click.echo(f"image {report['name']}: {len(report['layers'])} layers, virtual size "
+               f"{format_size(report['virtual_size'])}, merged view {format_size(report['merged_size'])} "
+               f"({report['files']} files, {report['symlinks']} symlinks, {report['dirs']} directories)")
+    click.echo("\n" + table(report["layers"][::-1], ("bytes",)))
+    click.echo("\nfile sizes\n" + table(report["file_sizes"], ("bytes",)))
+    click.echo("\ndirectory depth of files\n" + table(report["file_depths"]))
+    click.echo(f"\nshadowed by later layers: {report['shadowed_files']} files hiding "
+               f"{format_size(report['shadowed_bytes'])}\n" + table(report["shadowed"], ("size", "lower_size")))
+    click.echo("\nlargest files (most expensive to copy up)\n" + table(report["largest"], ("size",)))

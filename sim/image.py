@@ -38,15 +38,27 @@ def is_below(path: str, top: str) -> bool:
 
 @dataclass(eq=False)
 class Layer:
-    """One layer diff. Parent directories of every entry exist in the layer (as on disk)."""
+    """One layer diff. Parent directories of every entry exist in the layer (as on disk).
+
+    Symbolic links and hard links are files of ``files`` too, so that every driver copies them
+    up like files: a symlink's size is the length of its target (what ``lstat`` reports and what
+    a copy-up writes), a hard link's size is its target's. ``symlinks`` and ``hardlinks`` say
+    which files they are (path -> target); a hard link's data is stored once, so :attr:`size`
+    counts it once, as Docker's layer size does.
+    """
 
     name: str
     files: dict[str, int] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     whiteouts: set[str] = field(default_factory=set)
     opaque_dirs: set[str] = field(default_factory=set)
+    symlinks: dict[str, str] = field(default_factory=dict)
+    hardlinks: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        links = [p for p in [*self.symlinks, *self.hardlinks] if p not in self.files]
+        if links:
+            raise ValueError(f"layer {self.name}: link {links[0]!r} is not among the layer's files")
         for path in [*self.files, *self.dirs, *self.whiteouts, *self.opaque_dirs]:
             self.dirs.update(ancestors(path))
         self.dirs.update(self.opaque_dirs)
@@ -69,7 +81,8 @@ class Layer:
 
     @property
     def size(self) -> int:
-        return sum(self.files.values())
+        """Bytes the layer holds: every file's, a hard link's data once."""
+        return sum(self.files.values()) - sum(self.files[p] for p in self.hardlinks)
 
     @property
     def entries(self) -> int:
@@ -119,6 +132,12 @@ class Image:
                 view[path] = (FILE, size, index)
             cumulative.append(sum(s for k, s, _ in view.values() if k == FILE))
         return view, cumulative
+
+    @cached_property
+    def symlinks(self) -> dict[str, str]:
+        """Symbolic links of the merged view: path -> target (as written in the layer)."""
+        return {path: self.layers[index].symlinks[path] for path, (kind, _, index) in self.merged.items()
+                if kind == FILE and path in self.layers[index].symlinks}
 
     @cached_property
     def files(self) -> list[str]:
@@ -184,6 +203,9 @@ class Image:
             for tag, items in (("d", layer.dirs), ("w", layer.whiteouts), ("o", layer.opaque_dirs)):
                 for path in sorted(items):
                     hasher.update(f"{tag} {path}\n".encode())
+            for tag, links in (("s", layer.symlinks), ("h", layer.hardlinks)):
+                for path in sorted(links):
+                    hasher.update(f"{tag} {path} {links[path]}\n".encode())
             hasher.update(b"--\n")
         return hasher.hexdigest()[:16]
 

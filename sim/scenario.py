@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .drivers import REGISTRY
 from .units import Duration, Rate, Size
@@ -55,7 +55,9 @@ class ProbeImage(Strict):
 
 class FileImage(Strict):
     kind: Literal["file"] = "file"
-    path: str = Field(description="a `docker save` tar or an OCI layout directory")
+    path: str = Field(validation_alias=AliasChoices("path", "from"),
+                      description="a `docker save` tar, an OCI layout (directory or tar) or a cowsim listing "
+                                  "(.csv/.csv.gz); `from:` is the same field")
 
 
 ImageSpec = Annotated[Union[SyntheticImage, ProbeImage, FileImage], Field(discriminator="kind")]
@@ -144,10 +146,12 @@ class Scenario(Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_kinds(cls, data: Any) -> Any:
-        # ``kind`` may be left out: a synthetic image and a mix workload.
+        # ``kind`` may be left out: a synthetic image (a file image when it says ``from:``) and a
+        # mix workload.
         if isinstance(data, dict):
             for key, kind in (("image", "synthetic"), ("workload", "mix")):
                 if isinstance(data.get(key), dict) and "kind" not in data[key]:
+                    kind = "file" if key == "image" and "from" in data[key] else kind
                     data = {**data, key: {"kind": kind, **data[key]}}
         return data
 

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Regenerate ``debian-bookworm.csv.gz`` and ``dpkg-install-hello.strace.gz`` (needs root and
+Debian's package archive; takes about two minutes).
+
+The image is a real Debian bookworm root filesystem in two layers, listed entry by entry:
+
+- layer 0: ``debootstrap --variant=minbase bookworm``, cleaned as Docker's official Debian
+  images are (``apt-get clean``, no package lists, nothing under ``/dev``);
+- layer 1: what ``apt-get install --no-install-recommends python3 curl ca-certificates`` (then
+  ``apt-get clean`` and removing the package lists) changed, computed as Docker computes a
+  layer diff: entries added or whose type, mode, owner, size, mtime or link target changed,
+  and a whiteout for each deleted entry (only the topmost one of a deleted subtree).
+
+The manifest is gzip-compressed CSV, one row per entry: ``layer,path,kind,size,mode,target``
+with kind one of file, dir, symlink, hardlink, whiteout, opaque (a hard link names its target;
+a symlink's size is the length of its target, as ``lstat`` reports). ``sim.imagefile`` reads it.
+
+The trace is ``strace -f -tt -T`` of ``dpkg -i hello_*.deb`` run in a copy of that root
+filesystem (with strace itself installed there to record from inside the chroot).
+
+Usage: sudo python3 scenarios/data/make_debian_image.py [--out scenarios/data] [--keep DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+PACKAGES = ["python3", "curl", "ca-certificates"]
+APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+
+
+def run(*args: str, **kwargs) -> None:
+    print("+", " ".join(args), flush=True)
+    subprocess.run(args, check=True, env=APT_ENV, **kwargs)
+
+
+def in_chroot(root: Path, script: str) -> None:
+    """Run a shell script inside ``root`` with /proc and /dev mounted (apt and dpkg need them)."""
+    mounts = [("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"])]
+    for name, how in mounts:
+        (root / name).mkdir(exist_ok=True)
+        run("mount", *how, str(root / name))
+    try:
+        run("chroot", str(root), "sh", "-ec", script)
+    finally:
+        for name, _ in reversed(mounts):
+            run("umount", str(root / name))
+
+
+def clean(root: Path) -> None:
+    """What Docker's official Debian images leave out: package caches, lists and device nodes."""
+    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*", "dev/*"):
+        for path in root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.name != "lock" and path.name != "partial":
+                path.unlink()
+
+
+def scan(root: Path) -> dict[str, tuple]:
+    """path -> (kind, size, mode, uid, gid, mtime_ns, link target, inode) of every entry."""
+    entries: dict[str, tuple] = {}
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames) + sorted(filenames):
+            full = os.path.join(directory, name)
+            info = os.lstat(full)
+            relative = os.path.relpath(full, root)
+            if stat.S_ISDIR(info.st_mode):
+                kind, target = "dir", ""
+            elif stat.S_ISLNK(info.st_mode):
+                kind, target = "symlink", os.readlink(full)
+            else:
+                kind, target = "file", ""  # regular files; device nodes and FIFOs (size 0) too
+            size = 0 if kind == "dir" else info.st_size
+            entries[relative] = (kind, size, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
+                                 info.st_mtime_ns, target, (info.st_dev, info.st_ino, info.st_nlink))
+    return entries
+
+
+def rows_of(layer: int, entries: dict[str, tuple], paths: list[str], whiteouts: list[str]) -> list[list]:
+    """CSV rows; the first path of a set of hard links carries the data, the others link to it."""
+    rows, first_of_inode = [], {}
+    for path in sorted(paths):
+        kind, size, mode, *_rest, target, inode = entries[path]
+        if kind == "file" and inode[2] > 1:
+            if inode in first_of_inode:
+                kind, target = "hardlink", first_of_inode[inode]
+            else:
+                first_of_inode[inode] = path
+        rows.append([layer, path, kind, size, f"{mode:04o}", target])
+    rows += [[layer, path, "whiteout", 0, "", ""] for path in sorted(whiteouts)]
+    return rows
+
+
+def diff(lower: dict[str, tuple], upper: dict[str, tuple]) -> tuple[list[str], list[str]]:
+    """Paths a layer adds or changes, and the topmost deleted paths (its whiteouts)."""
+    changed = [p for p, entry in upper.items() if p not in lower or lower[p][:7] != entry[:7]]
+    deleted = sorted(p for p in lower if p not in upper)
+    whiteouts = [p for p in deleted if os.path.dirname(p) not in lower or os.path.dirname(p) in upper]
+    return changed, whiteouts
+
+
+def write_manifest(path: Path, rows: list[list]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["layer", "path", "kind", "size", "mode", "target"])
+    writer.writerows(rows)
+    # mtime=0: the same listing always gives the same bytes.
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as out:
+        out.write(text.getvalue().encode())
+
+
+def record_trace(top: Path, work: Path, out: Path) -> None:
+    scratch = work / "trace-root"
+    run("cp", "-a", str(top), str(scratch))
+    in_chroot(scratch, "apt-get update -q && apt-get install -y -q --no-install-recommends strace"
+                       " && cd /root && apt-get download -q hello")
+    in_chroot(scratch, "strace -f -tt -T -o /root/trace.txt dpkg -i /root/hello_*.deb")
+    data = (scratch / "root" / "trace.txt").read_bytes()
+    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
+        gz.write(data)
+    lines = data.count(b"\n")
+    print(f"trace: {out} ({lines} lines)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(Path(__file__).parent), help="where the files go")
+    parser.add_argument("--keep", help="build in this directory and keep it (default: a temporary one)")
+    parser.add_argument("--no-trace", action="store_true", help="only the image manifest")
+    args = parser.parse_args()
+    out = Path(args.out)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cowsim-debian-"))
+    work.mkdir(parents=True, exist_ok=True)
+    base, top = work / "base", work / "top"
+    try:
+        run("debootstrap", "--variant=minbase", SUITE, str(base), MIRROR)
+        in_chroot(base, "apt-get clean")
+        clean(base)
+        run("cp", "-a", str(base), str(top))
+        in_chroot(top, "apt-get update -q && apt-get install -y -q --no-install-recommends "
+                       + " ".join(PACKAGES) + " && apt-get clean")
+        clean(top)
+        lower, upper = scan(base), scan(top)
+        changed, whiteouts = diff(lower, upper)
+        rows = rows_of(0, lower, list(lower), []) + rows_of(1, upper, changed, whiteouts)
+        manifest = out / "debian-bookworm.csv.gz"
+        write_manifest(manifest, rows)
+        print(f"manifest: {manifest} ({len(rows)} entries, {manifest.stat().st_size} bytes)")
+        if not args.no_trace:
+            record_trace(top, work, out / "dpkg-install-hello.strace.gz")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
