@@ -258,13 +258,18 @@ def compare_metric(metric: str, base: np.ndarray, new: np.ndarray, rtol: float) 
     return row
 
 
-def compare(run: RunResult, baseline: RunResult, rtol: float = 0.05, metrics: list[str] | None = None,
-            by_replicate: bool = False) -> Comparison:
+def compare(run: RunResult | str | Path, baseline: RunResult | str | Path, rtol: float = 0.05,
+            metrics: list[str] | None = None, by_replicate: bool = False) -> Comparison:
     """Compare ``run`` with ``baseline`` point by point. Raises CompareError when they cannot be compared.
+
+    Either may be a RunResult, a run folder, a baseline folder or a saved baseline's name.
 
     ``by_replicate`` also matches replicates one to one (same seeds, deterministic numbers): each
     replicate is then compared on its own, with the tolerance only.
     """
+    from .baseline import resolve  # baselines are compared too: imported here, not at the top, to avoid a cycle
+    run = run if isinstance(run, RunResult) else resolve(run)
+    baseline = baseline if isinstance(baseline, RunResult) else resolve(baseline)
     if not rtol >= 0:
         raise CompareError(f"rtol must be a non-negative number, got {rtol}")
     run_name, base_name = _label(run), _label(baseline)
@@ -289,7 +294,8 @@ def compare(run: RunResult, baseline: RunResult, rtol: float = 0.05, metrics: li
         for name in names:
             base = pd.to_numeric(base_frame[name], errors="coerce").to_numpy(dtype=float)
             new = pd.to_numeric(run_frame[name], errors="coerce").to_numpy(dtype=float)
-            rows.append({"point": label, **compare_metric(name, base, new, rtol)})
+            rows.append({"point": label, "params": {key: _key_text(base_frame[key].iloc[0]) for key in keys},
+                         **compare_metric(name, base, new, rtol)})
     rows.sort(key=lambda row: STATUS_ORDER.index(row["status"]))
     return Comparison(run_name, base_name, str(scenario), rtol, keys, rows, notes)
 

@@ -77,6 +77,10 @@ def test_slower_disk_is_a_regression_and_an_unchanged_run_is_not(tmp_path):
     # Bytes moved are the same on a slower disk: not flagged.
     assert not any(metric.endswith("bytes") for _, metric in flagged)
     assert (tmp_path / "slow" / "comparisons" / "vs-probe.md").read_text().startswith("# Comparison of `probe_sweep`")
+    # The Python API takes folders too, and gives each row its swept values
+    from_api = compare(tmp_path / "slow", baseline)
+    assert from_api.exit_code == 1
+    assert from_api.regressions[0]["params"].keys() == {"driver.name", "image.file_size"}
 
     same = invoke("compare", tmp_path / "same", "probe", "--output-dir", tmp_path / "out")
     # a baseline name alone is looked up under benchmarks/baselines: not there from here
