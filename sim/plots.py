@@ -103,7 +103,8 @@ class BinaryLocator(MaxNLocator):
 
 
 def label_axis(axis, unit: str, label: str) -> None:
-    """Label an axis and write its ticks in human units (``10 ms``, ``64 MiB``, ``50%``)."""
+    """Label an axis and write its ticks in human units (``10 ms``, ``64 MiB``, ``50%``).
+    Call it after choosing the axis scale."""
     if unit == "fraction":
         axis.set_label_text(f"{label} [%]")
         axis.set_major_formatter(PercentFormatter(1.0))
@@ -112,21 +113,15 @@ def label_axis(axis, unit: str, label: str) -> None:
         # count says so in the label.
         axis.set_label_text(label if unit in ("s", "bytes", "ops/s", "") else f"{label} [{unit}]")
         axis.set_major_formatter(FuncFormatter(_tick_text(unit)))
-        if unit == "bytes" and axis.get_scale() == "linear":
-            axis.set_major_locator(BinaryLocator(nbins=6, steps=[1, 2, 4, 5, 8, 10]))
+        if unit == "bytes":  # ticks at 4 KiB, 64 KiB, 1 MiB (log) or round KiB/MiB/GiB (linear)
+            axis.set_major_locator(LogLocator(base=4) if axis.get_scale() == "log"
+                                   else BinaryLocator(nbins=6, steps=[1, 2, 4, 5, 8, 10]))
     axis.set_minor_formatter(NullFormatter())
 
 
 def _wants_log(values) -> bool:
     values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     return len(values) > 1 and (values > 0).all() and values.max() / values.min() >= 30
-
-
-def _scale(ax, which: str, log: bool, unit: str) -> None:
-    """Linear, or logarithmic with ticks at powers of 4 for bytes (4 KiB, 64 KiB, 1 MiB...)."""
-    getattr(ax, f"set_{which}scale")("log" if log else "linear")
-    if log and unit == "bytes":
-        getattr(ax, f"{which}axis").set_major_locator(LogLocator(base=4))
 
 
 def new_figure(panels: int, title: str, width: float = 0, height: float = 4.4) -> tuple[Figure, list]:
@@ -164,9 +159,9 @@ def plot_vs(frame: pd.DataFrame, x: str, metrics: list[str], *, title: str, x_la
             ax.plot(rows[x], rows["mean"], label=driver, markersize=6, markerfacecolor="none", **style)
             if replicated:
                 ax.fill_between(rows[x], rows["min"], rows["max"], color=style["color"], alpha=0.15, linewidth=0)
-        _scale(ax, "x", logx, x_unit)
+        ax.set_xscale("log" if logx else "linear")
         use_logy = _wants_log(stats["mean"]) if logy is None else logy
-        _scale(ax, "y", use_logy, unit_of(metric))
+        ax.set_yscale("log" if use_logy else "linear")
         if not use_logy and unit_of(metric) != "fraction":
             ax.set_ylim(bottom=0)
         label_axis(ax.xaxis, x_unit, x_label)
@@ -191,7 +186,7 @@ def plot_bars(frame: pd.DataFrame, metrics: list[str], *, title: str) -> Figure:
                yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]], capsize=3,
                label=drivers if ax is axes[0] else None, tick_label=drivers)
         ax.tick_params(axis="x", rotation=30)
-        _scale(ax, "y", _wants_log(stats["mean"]), unit_of(metric))
+        ax.set_yscale("log" if _wants_log(stats["mean"]) else "linear")
         label_axis(ax.yaxis, unit_of(metric), METRIC_LABELS.get(metric, metric))
         ax.grid(True, axis="y", alpha=0.3)
     return figure
