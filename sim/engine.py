@@ -127,12 +127,20 @@ class PageCache(LRU):
         block = self.unit
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
+        entries = self.entries
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
-            if self.touch((key, index)):
+            block_key = (key, index)
+            if block_key in entries:  # LRU.touch, inlined: files span many blocks
+                entries.move_to_end(block_key)
+                self.hits += 1
                 hit += span
             else:
+                self.misses += 1
+                entries[block_key] = None
+                if len(entries) > self.capacity:
+                    entries.popitem(last=False)
                 miss += span  # a miss reads the whole block (readahead), clipped to the file
         self.hit_bytes += hit
         self.miss_bytes += miss
@@ -140,8 +148,15 @@ class PageCache(LRU):
 
     def fill(self, key, offset: int, nbytes: int) -> None:
         block = self.unit
+        entries = self.entries
         for index in range(offset // block, (offset + nbytes - 1) // block + 1):
-            self.insert((key, index))
+            block_key = (key, index)
+            if block_key in entries:  # LRU.insert, inlined
+                entries.move_to_end(block_key)
+                continue
+            entries[block_key] = None
+            if len(entries) > self.capacity:
+                entries.popitem(last=False)
 
 
 class OpResult:
@@ -182,6 +197,9 @@ class Engine:
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet waited for
         self.operations += 1
+        dentries = self.dentries
+        touch = dentries.touch
+        cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
         for step in plan.steps:
             kind = step[0]
             phase = step[1]
@@ -191,11 +209,14 @@ class Engine:
                 phase_s[phase] += step[2]
                 continue
             if kind == PROBE:
-                if self.dentries.touch(step[2]):
+                if step[2] in cached:
+                    cached.move_to_end(step[2])
+                    dentries.hits += 1
                     result.dentry_hits += 1
                     pending += costs.dentry_hit
                     phase_s[phase] += costs.dentry_hit
                     continue
+                touch(step[2])
                 result.dentry_misses += 1
                 probes = step[3]
                 cpu = len(probes) * step[4]
@@ -203,7 +224,7 @@ class Engine:
                 phase_s[phase] += cpu
                 cold = 0
                 for key in probes:
-                    if not self.dentries.touch(key):
+                    if not touch(key):
                         cold += 1
                 if not cold:
                     continue

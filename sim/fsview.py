@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .image import DIR, FILE, Image, ancestors, is_below, parent_of
+from .image import DIR, FILE, Image, ancestors, is_below, parent_of, prefixes
 
 
 class FsError(Exception):
@@ -35,7 +35,7 @@ class CopyUp:
     source: str  # the lower path the data comes from
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     kind: str
     size: int
@@ -60,20 +60,18 @@ class ContainerView:
     # -- resolving ---------------------------------------------------------------------------
     def lower_path(self, path: str) -> str | None:
         """Where ``path`` would be found in the image, or None when the upper layer hides it."""
-        parts = path.split("/")
-        mapped: tuple[str, str] | None = None  # the deepest redirected directory on the way
-        for i in range(1, len(parts) + 1):
-            prefix = "/".join(parts[:i])
-            if prefix in self.whiteouts or prefix in self.upper_files:
+        whiteouts, upper_files, redirects, opaque_dirs = self.whiteouts, self.upper_files, self.redirects, self.opaque_dirs
+        mapped = None  # the deepest redirected directory on the way
+        for prefix in prefixes(path) or ("",):
+            if prefix in whiteouts or prefix in upper_files:
                 return None
-            if prefix in self.redirects:
-                mapped = (prefix, self.redirects[prefix])
-            elif i < len(parts) and prefix in self.opaque_dirs:
+            if prefix in redirects:
+                mapped = prefix
+            elif prefix in opaque_dirs and prefix != path:
                 return None
         if mapped is None:
             return path
-        upper, lower = mapped
-        return lower + path[len(upper):]
+        return redirects[mapped] + path[len(mapped):]
 
     def stat(self, path: str) -> Entry | None:
         if path == "":

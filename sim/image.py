@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Iterable, Literal
 
 import numpy as np
@@ -22,13 +22,19 @@ def parent_of(path: str) -> str:
 
 def ancestors(path: str) -> list[str]:
     """Proper ancestors of ``path``, top-down, without the root: ``a/b/c`` -> ``[a, a/b]``."""
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+    found = []
+    end = path.find("/")
+    while end != -1:
+        found.append(path[:end])
+        end = path.find("/", end + 1)
+    return found
 
 
-def prefixes(path: str) -> list[str]:
-    """Every component prefix of ``path``, top-down, ending with ``path`` itself."""
-    return ancestors(path) + [path] if path else []
+@lru_cache(maxsize=1 << 16)
+def prefixes(path: str) -> tuple[str, ...]:
+    """Every component prefix of ``path``, top-down, ending with ``path`` itself (cached: every
+    operation's lookup walks them, and workloads revisit the same paths)."""
+    return (*ancestors(path), path) if path else ()
 
 
 def is_below(path: str, top: str) -> bool:
@@ -103,14 +109,18 @@ class Image:
         self._probe_memo: dict[str, tuple[int, ...]] = {}
 
     @cached_property
+    def _merged_and_sizes(self) -> tuple[dict[str, tuple[str, int, int]], list[int]]:
+        return self._merge()
+
+    @property
     def merged(self) -> dict[str, tuple[str, int, int]]:
         """path -> (kind, size, index of the layer that provides it); directories have size 0."""
-        return self._merge()[0]
+        return self._merged_and_sizes[0]
 
-    @cached_property
+    @property
     def merged_size_by_layer(self) -> list[int]:
         """File bytes of the merged view of layers 0..k, for each k (what a full copy holds)."""
-        return self._merge()[1]
+        return self._merged_and_sizes[1]
 
     def _merge(self) -> tuple[dict[str, tuple[str, int, int]], list[int]]:
         view: dict[str, tuple[str, int, int]] = {}
@@ -259,11 +269,11 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
             dirs = "/".join(f"d{b}" for b in branches[i, : depths[i]])
             path = f"{dirs}/l{index}f{i}" if dirs else f"l{index}f{i}"
             layer.files[path] = int(sizes[i])
-        for offset, path in enumerate([p for p, s in layer.files.items() if s == 0 and p in existing]):
+        known = set(existing)
+        for offset, path in enumerate([p for p, s in layer.files.items() if s == 0 and p in known]):
             layer.files[path] = int(sizes[files_per_layer + offset])
         layer.__post_init__()
         stack.append(layer)
-        known = set(existing)
         existing = [p for p in existing if p not in layer.whiteouts] + [p for p in layer.files if p not in known]
     return Image(name, stack)
 

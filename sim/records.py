@@ -1,7 +1,18 @@
-"""Flat records: one row per operation, built in columns and turned into a DataFrame in one call."""
+"""Per-operation records: one tuple per operation, turned into columns a batch at a time.
+
+A batch either stays in memory (``frame()`` gives the whole table) or, when the records have a
+``path``, is written to that parquet file as one row group and dropped, so a run of any length
+holds at most one batch of rows. Either way every batch is folded into :class:`OpTotals`, all
+that a run's summary needs, so the summary never needs the rows.
+"""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .engine import OpResult
 from .plan import Plan
@@ -9,42 +20,129 @@ from .plan import Plan
 OP_COLUMNS = ("container", "worker", "op", "path", "bytes", "start_s", "latency_s", "lookup_s", "copy_up_s",
               "data_s", "fsync_s", "setup_s", "copy_ups", "copy_up_bytes", "cache_hit_bytes",
               "cache_miss_bytes", "dentry_hits", "dentry_misses", "error")
+_STRING = ("container", "op", "path", "error")
+_FLOAT = ("start_s", "latency_s", "lookup_s", "copy_up_s", "data_s", "fsync_s", "setup_s")
+OP_SCHEMA = pa.schema([(name, pa.string() if name in _STRING else pa.float64() if name in _FLOAT else pa.int64())
+                       for name in OP_COLUMNS])
+SETUP_OPS = ("prepare_image", "create_container", "remove_container")
+BATCH_ROWS = 1 << 16
+
+
+class OpTotals:
+    """What a run's summary needs from its records, folded in a batch at a time: exact integer
+    counts of the workload's operations (setup excluded), the latest end time, and the float
+    columns whose means and exact quantiles the summary reports, kept as float64 arrays
+    (8 bytes per operation, no strings)."""
+
+    COUNTS = ("ops", "errors", "copy_ups", "copy_up_bytes", "cache_hit_bytes", "cache_miss_bytes",
+              "dentry_hits", "dentry_misses")
+    VALUES = ("latency_s", "copied_copy_up_s", "setup_latency_s", "first_write_s", "second_write_s",
+              "first_write_lookup_s")
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(self.COUNTS, 0)
+        self.end: float | None = None
+        self._values: dict[str, list[np.ndarray]] = {name: [] for name in self.VALUES}
+
+    def fold(self, columns: dict[str, list]) -> None:
+        op = np.array(columns["op"], dtype=object)
+        setup = np.isin(op, SETUP_OPS)
+        work = ~setup
+        latency = np.array(columns["latency_s"], dtype=np.float64)
+        values = self._values
+        values["setup_latency_s"].append(latency[setup])
+        if not work.any():
+            return
+        counts = self.counts
+        counts["ops"] += int(work.sum())
+        counts["errors"] += int((np.array(columns["error"], dtype=object)[work] != "").sum())
+        for name in self.COUNTS[2:]:
+            counts[name] += int(np.array(columns[name], dtype=np.int64)[work].sum())
+        end = float((np.array(columns["start_s"], dtype=np.float64)[work] + latency[work]).max())
+        self.end = end if self.end is None else max(self.end, end)
+        copy_ups = np.array(columns["copy_ups"], dtype=np.int64)
+        values["latency_s"].append(latency[work])
+        values["copied_copy_up_s"].append(np.array(columns["copy_up_s"], dtype=np.float64)[work & (copy_ups > 0)])
+        for name in ("first_write", "second_write"):
+            rows = op == name
+            values[f"{name}_s"].append(latency[rows])
+            if name == "first_write":
+                values["first_write_lookup_s"].append(np.array(columns["lookup_s"], dtype=np.float64)[rows])
+
+    def values(self, name: str) -> np.ndarray:
+        """Every folded value of one float column, in record order."""
+        parts = self._values[name]
+        return np.concatenate(parts) if parts else np.empty(0)
 
 
 class OpRecords:
-    """Columns of per-operation records (``*_s`` in seconds, ``*bytes`` in bytes)."""
+    """Per-operation records (``*_s`` in seconds, ``*bytes`` in bytes).
 
-    def __init__(self) -> None:
-        self.columns: dict[str, list] = {name: [] for name in OP_COLUMNS}
+    ``keep=False`` keeps only the totals; ``path`` streams the rows to a parquet file instead of
+    memory (call :meth:`close` at the end).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int = BATCH_ROWS) -> None:
+        self.rows: list[tuple] = []
+        self.batch_rows = batch_rows
+        self.keep = keep
+        self.path = Path(path) if path is not None else None
+        self.totals = OpTotals()
+        self.count = 0
+        self._columns: dict[str, list] = {name: [] for name in OP_COLUMNS}  # kept batches, in memory
+        self._writer: pq.ParquetWriter | None = None
 
     def add(self, container, worker: int, op: str, path: str, nbytes: int, start: float, end: float,
             plan: Plan, result: OpResult) -> None:
-        c = self.columns
         phase = result.phase_s
-        c["container"].append(container)
-        c["worker"].append(worker)
-        c["op"].append(op)
-        c["path"].append(path)
-        c["bytes"].append(nbytes)
-        c["start_s"].append(start)
-        c["latency_s"].append(end - start)
-        c["lookup_s"].append(phase[0])
-        c["copy_up_s"].append(phase[1])
-        c["data_s"].append(phase[2])
-        c["fsync_s"].append(phase[3])
-        c["setup_s"].append(phase[4])
-        c["copy_ups"].append(plan.copy_ups)
-        c["copy_up_bytes"].append(plan.copy_up_bytes)
-        c["cache_hit_bytes"].append(result.hit_bytes)
-        c["cache_miss_bytes"].append(result.miss_bytes)
-        c["dentry_hits"].append(result.dentry_hits)
-        c["dentry_misses"].append(result.dentry_misses)
-        c["error"].append(plan.error)
+        rows = self.rows
+        rows.append((container, worker, op, path, nbytes, start, end - start, phase[0], phase[1], phase[2],
+                     phase[3], phase[4], plan.copy_ups, plan.copy_up_bytes, result.hit_bytes, result.miss_bytes,
+                     result.dentry_hits, result.dentry_misses, plan.error))
+        if len(rows) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Turn the pending rows into a batch: fold it into the totals, then keep or write it."""
+        if not self.rows:
+            return
+        columns = dict(zip(OP_COLUMNS, map(list, zip(*self.rows))))
+        self.count += len(self.rows)
+        self.rows = []
+        self.totals.fold(columns)
+        if not self.keep:
+            return
+        if self.path is None:
+            for name, values in columns.items():
+                self._columns[name].extend(values)
+            return
+        columns["container"] = [str(c) for c in columns["container"]]
+        batch = pa.RecordBatch.from_pydict(columns, schema=OP_SCHEMA)
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, OP_SCHEMA)
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        """Flush the last rows; a streamed table's file is complete once this returns."""
+        self.flush()
+        if self.path is not None and self.keep:
+            if self._writer is None:  # no operation at all: still leave a valid, empty table
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(OP_SCHEMA.empty_table(), self.path)
+            else:
+                self._writer.close()
+                self._writer = None
 
     def __len__(self) -> int:
-        return len(self.columns["op"])
+        return self.count + len(self.rows)
 
     def frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.columns)
+        """The table of every operation so far (streamed records are read back from their file)."""
+        self.flush()
+        if self.path is not None:
+            self.close()
+            return pd.read_parquet(self.path)
+        frame = pd.DataFrame(self._columns)
         frame["container"] = frame["container"].astype(str)
         return frame

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,13 +16,13 @@ from .engine import Engine
 from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
 from .profile import load_profile
+from .records import OP_COLUMNS, OpRecords, OpTotals
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage
 from .workloads import MixState, MixStream, copyup_probe, mix_arrivals, mix_worker, split_budget
 
 # Named random streams. Seeds depend on the replicate and the component only, not on the point,
 # so every driver of a sweep sees the same image and the same workload (common random numbers).
 STREAMS = {"image": 0, "workload": 1, "disk": 2}
-SETUP_OPS = ("prepare_image", "create_container", "remove_container")
 
 
 def stream(seed: int, replicate: int, component: str) -> np.random.Generator:
@@ -31,8 +32,9 @@ def stream(seed: int, replicate: int, component: str) -> np.random.Generator:
 @dataclass
 class PointResult:
     summary: dict
-    ops: pd.DataFrame
+    ops: pd.DataFrame  # empty when the operations were not kept, or streamed to ``ops_path``
     space: pd.DataFrame
+    ops_path: Path | None = None  # the parquet file the operations were streamed to
 
 
 def build_image(spec, rng: np.random.Generator) -> tuple[Image, list[str]]:
@@ -53,13 +55,18 @@ def build_image(spec, rng: np.random.Generator) -> tuple[Image, list[str]]:
     raise TypeError(f"unknown image spec {spec!r}")
 
 
-def simulate(scenario: Scenario, replicate: int = 0) -> PointResult:
-    """Run one point (a scenario without sweep) for one replicate."""
+def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None = None) -> PointResult:
+    """Run one point (a scenario without sweep) for one replicate.
+
+    With ``ops_path`` (and ``keep_ops``), the per-operation records are written to that parquet
+    file a batch at a time instead of being held in memory.
+    """
     profile = load_profile(scenario.profile)
     engine = Engine(profile, rng=stream(scenario.seed, replicate, "disk"))
     driver = get_driver(scenario.driver.name)(scenario.driver.options, profile)
     image, candidates = build_image(scenario.image, stream(scenario.seed, replicate, "image"))
-    host = Host(driver, engine)
+    ops_path = Path(ops_path) if ops_path is not None and scenario.keep_ops else None
+    host = Host(driver, engine, OpRecords(ops_path, keep=scenario.keep_ops))
     workload_rng = stream(scenario.seed, replicate, "workload")
     workload = scenario.workload
     count = scenario.containers.count
@@ -104,10 +111,11 @@ def simulate(scenario: Scenario, replicate: int = 0) -> PointResult:
 
     env.process(run())
     env.run()
-    space = pd.DataFrame(space_before_removal or host.space())
-    ops = host.records.frame()
-    summary = summarize(ops, engine, host, measured_from[0], space)
-    return PointResult(summary, ops, space)
+    host.records.close()
+    space = space_before_removal or host.space()
+    summary = summarize(host.records.totals, engine, measured_from[0], space)
+    ops = host.records.frame() if scenario.keep_ops and ops_path is None else pd.DataFrame(columns=list(OP_COLUMNS))
+    return PointResult(summary, ops, pd.DataFrame(space), ops_path)
 
 
 def warm_up(host: Host, paths: list[str]):
@@ -127,33 +135,39 @@ class _Discard:
         self.hit_bytes = self.miss_bytes = self.dentry_hits = self.dentry_misses = 0
 
 
-def _quantile(series: pd.Series, q: float) -> float:
-    return float(series.quantile(q)) if len(series) else math.nan
+def _quantile(values: np.ndarray, q: float) -> float:
+    # What pandas' Series.quantile computes (numpy's linear method), without building a Series.
+    return float(np.quantile(values, q)) if len(values) else math.nan
 
 
-def summarize(ops: pd.DataFrame, engine: Engine, host: Host, measured_from: float, space: pd.DataFrame) -> dict:
-    work = ops[~ops["op"].isin(SETUP_OPS)]
-    setup = ops[ops["op"].isin(SETUP_OPS)]
-    copied = work[work["copy_ups"] > 0]
-    end = float((work["start_s"] + work["latency_s"]).max()) if len(work) else measured_from
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def summarize(totals: OpTotals, engine: Engine, measured_from: float, space: list[dict]) -> dict:
+    """The run's summary row, from the records' totals (never from the rows themselves)."""
+    counts = totals.counts
+    latency = totals.values("latency_s")
+    copied = totals.values("copied_copy_up_s")
+    end = totals.end if totals.end is not None else measured_from
     elapsed = end - measured_from
-    hits, misses = work["cache_hit_bytes"].sum(), work["cache_miss_bytes"].sum()
-    d_hits, d_misses = work["dentry_hits"].sum(), work["dentry_misses"].sum()
-    total = space[space["kind"] == "total"].iloc[0]
+    hits, misses = counts["cache_hit_bytes"], counts["cache_miss_bytes"]
+    d_hits, d_misses = counts["dentry_hits"], counts["dentry_misses"]
+    total = next(row for row in space if row["kind"] == "total")
     row = {
-        "ops": int(len(work)),
-        "errors": int((work["error"] != "").sum()),
-        "copy_ups": int(work["copy_ups"].sum()),
-        "copy_up_bytes": int(work["copy_up_bytes"].sum()),
-        "copy_up_p50_s": _quantile(copied["copy_up_s"], 0.5),
-        "copy_up_p99_s": _quantile(copied["copy_up_s"], 0.99),
-        "latency_mean_s": float(work["latency_s"].mean()) if len(work) else math.nan,
-        "latency_p50_s": _quantile(work["latency_s"], 0.5),
-        "latency_p95_s": _quantile(work["latency_s"], 0.95),
-        "latency_p99_s": _quantile(work["latency_s"], 0.99),
-        "throughput_ops_s": len(work) / elapsed if elapsed > 0 else math.nan,
+        "ops": counts["ops"],
+        "errors": counts["errors"],
+        "copy_ups": counts["copy_ups"],
+        "copy_up_bytes": counts["copy_up_bytes"],
+        "copy_up_p50_s": _quantile(copied, 0.5),
+        "copy_up_p99_s": _quantile(copied, 0.99),
+        "latency_mean_s": _mean(latency),
+        "latency_p50_s": _quantile(latency, 0.5),
+        "latency_p95_s": _quantile(latency, 0.95),
+        "latency_p99_s": _quantile(latency, 0.99),
+        "throughput_ops_s": counts["ops"] / elapsed if elapsed > 0 else math.nan,
         "sim_time_s": float(engine.env.now),
-        "setup_s": float(setup["latency_s"].sum()),
+        "setup_s": float(totals.values("setup_latency_s").sum()),
         "disk_read_bytes": int(engine.disk.bytes_read),
         "disk_write_bytes": int(engine.disk.bytes_written),
         "disk_requests": int(engine.disk.requests),
@@ -166,8 +180,6 @@ def summarize(ops: pd.DataFrame, engine: Engine, host: Host, measured_from: floa
         "real_bytes": int(total["real_bytes"]),
     }
     for name in ("first_write", "second_write"):
-        rows = work[work["op"] == name]
-        row[f"{name}_s"] = float(rows["latency_s"].mean()) if len(rows) else math.nan
-    firsts = work[work["op"] == "first_write"]
-    row["lookup_s"] = float(firsts["lookup_s"].mean()) if len(firsts) else math.nan
+        row[f"{name}_s"] = _mean(totals.values(f"{name}_s"))
+    row["lookup_s"] = _mean(totals.values("first_write_lookup_s"))
     return row

@@ -9,6 +9,8 @@ or an open loop (Poisson arrivals), until an operation count or a simulated dura
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 
 from .drivers import Op
@@ -32,14 +34,16 @@ class MixState:
         names = list(spec.ops)
         weights = np.array([spec.ops[n] for n in names], dtype=float)
         self.op_names = names
-        self.op_cdf = np.cumsum(weights / weights.sum())
+        # Python lists: bisect on them is what np.searchsorted(side="right") does, without the
+        # per-call cost of a NumPy call.
+        self.op_cdf = np.cumsum(weights / weights.sum()).tolist()
         self.ranked = [image_files[i] for i in rng.permutation(len(image_files))] if image_files else []
         self.dirs = sorted({parent_of(p) for p in image_files}) or [""]
         self.rank_cdf = self._zipf_cdf(len(self.ranked)) if spec.file_choice == "zipf" and self.ranked else None
 
     def _zipf_cdf(self, count: int) -> np.ndarray:
         weights = 1.0 / np.arange(1, count + 1) ** self.spec.zipf_s
-        return np.cumsum(weights / weights.sum())
+        return np.cumsum(weights / weights.sum()).tolist()
 
 
 class MixStream:
@@ -73,7 +77,7 @@ class MixStream:
             if not pool:
                 return None
             if state.rank_cdf is not None:
-                index = int(np.searchsorted(state.rank_cdf, self.rng.random(), side="right"))
+                index = bisect_right(state.rank_cdf, self.rng.random())
                 path = pool[min(index, len(pool) - 1)]
             else:
                 path = pool[int(self.rng.integers(len(pool)))]
@@ -122,7 +126,7 @@ class MixStream:
 
     def next_op(self) -> Op | None:
         spec = self.state.spec
-        kind = self.state.op_names[int(np.searchsorted(self.state.op_cdf, self.rng.random(), side="right"))]
+        kind = self.state.op_names[bisect_right(self.state.op_cdf, self.rng.random())]
         on_volume = self._on_volume()
         self.counter += 1
         if kind == "create":

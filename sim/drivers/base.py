@@ -239,8 +239,9 @@ class Driver:
     def lookup(self, plan: Plan, cid: int, view: ContainerView, path: str) -> None:
         """Resolve ``path`` component by component (a missing last component is a negative
         dentry, for the caller to judge; a missing directory on the way is ENOENT)."""
+        mount, cpu = self.mount_id(cid), self._probe_cpu()
         for prefix in prefixes(path):
-            plan.probe(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix), self._probe_cpu())
+            plan.probe(LOOKUP, (mount, prefix), self.probe_keys(cid, view, prefix), cpu)
             if prefix != path:
                 entry = view.stat(prefix)
                 if entry is None:
