@@ -78,8 +78,8 @@ class OpTotals:
 class OpRecords:
     """Per-operation records (``*_s`` in seconds, ``*bytes`` in bytes).
 
-    ``keep=False`` keeps only the totals; ``path`` streams the rows to a parquet file instead of
-    memory (call :meth:`close` at the end).
+    Batches are Arrow record batches, kept in memory or, with ``path``, written to that parquet
+    file (call :meth:`close` at the end). ``keep=False`` keeps only the totals.
     """
 
     def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int = BATCH_ROWS) -> None:
@@ -89,7 +89,7 @@ class OpRecords:
         self.path = Path(path) if path is not None else None
         self.totals = OpTotals()
         self.count = 0
-        self._columns: dict[str, list] = {name: [] for name in OP_COLUMNS}  # kept batches, in memory
+        self._batches: list[pa.RecordBatch] = []  # kept in memory when there is no path
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, container, worker: int, op: str, path: str, nbytes: int, start: float, end: float,
@@ -112,12 +112,11 @@ class OpRecords:
         self.totals.fold(columns)
         if not self.keep:
             return
-        if self.path is None:
-            for name, values in columns.items():
-                self._columns[name].extend(values)
-            return
         columns["container"] = [str(c) for c in columns["container"]]
         batch = pa.RecordBatch.from_pydict(columns, schema=OP_SCHEMA)
+        if self.path is None:
+            self._batches.append(batch)
+            return
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.path, OP_SCHEMA)
@@ -137,12 +136,13 @@ class OpRecords:
     def __len__(self) -> int:
         return self.count + len(self.rows)
 
-    def frame(self) -> pd.DataFrame:
-        """The table of every operation so far (streamed records are read back from their file)."""
-        self.flush()
+    def table(self) -> pa.Table:
+        """Every operation so far as an Arrow table (streamed records are read back from their file)."""
         if self.path is not None:
             self.close()
-            return pd.read_parquet(self.path)
-        frame = pd.DataFrame(self._columns)
-        frame["container"] = frame["container"].astype(str)
-        return frame
+            return pq.read_table(self.path)
+        self.flush()
+        return pa.Table.from_batches(self._batches, schema=OP_SCHEMA)
+
+    def frame(self) -> pd.DataFrame:
+        return self.table().to_pandas()

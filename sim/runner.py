@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .drivers import get_driver
 from .engine import Engine
 from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
 from .profile import load_profile
-from .records import OP_COLUMNS, OpRecords, OpTotals
+from .records import OP_SCHEMA, OpRecords, OpTotals
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage
 from .workloads import MixState, MixStream, copyup_probe, mix_arrivals, mix_worker, split_budget
 
@@ -32,27 +34,47 @@ def stream(seed: int, replicate: int, component: str) -> np.random.Generator:
 @dataclass
 class PointResult:
     summary: dict
-    ops: pd.DataFrame  # empty when the operations were not kept, or streamed to ``ops_path``
+    ops_table: pa.Table  # empty when the operations were not kept, or streamed to ``ops_path``
     space: pd.DataFrame
     ops_path: Path | None = None  # the parquet file the operations were streamed to
 
+    @cached_property
+    def ops(self) -> pd.DataFrame:
+        """The operations as a DataFrame, converted on first use (a sweep can keep the Arrow table)."""
+        return self.ops_table.to_pandas()
 
-def build_image(spec, rng: np.random.Generator) -> tuple[Image, list[str]]:
-    """The image and the files a copy-up probe targets in it."""
+
+def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
+    """The image and the files a copy-up probe targets in it.
+
+    Images never change once built, so the points and replicates of a sweep that ask for the
+    same one share it: probe and synthetic images are remembered per process.
+    """
     if isinstance(spec, ProbeImage):
-        image, target = probe_image(file_size=spec.file_size, layers=spec.layers, dir_depth=spec.dir_depth)
+        image, target = _probe_image(spec.file_size, spec.layers, spec.dir_depth)
         return image, [target]
     if isinstance(spec, SyntheticImage):
-        image = synthetic_image(rng, layers=spec.layers, files_per_layer=spec.files_per_layer,
-                                distribution=spec.size_distribution, size=spec.file_size, sigma=spec.sigma,
-                                table=spec.size_table, dir_depth=spec.dir_depth, fanout=spec.fanout,
-                                overwrite_fraction=spec.overwrite_fraction, delete_fraction=spec.delete_fraction)
+        image = _synthetic_image(spec.model_dump_json(), seed, replicate)
         return image, image.files
     if isinstance(spec, FileImage):
         from .imagefile import load_image  # real images (docker save / OCI)
         image = load_image(spec.path)
         return image, image.files
     raise TypeError(f"unknown image spec {spec!r}")
+
+
+@lru_cache(maxsize=1024)  # a few KiB each: a whole copy-up sweep's images
+def _probe_image(file_size: int, layers: int, dir_depth: int) -> tuple[Image, str]:
+    return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth)
+
+
+@lru_cache(maxsize=2)  # up to hundreds of MiB each: the image of the current point and the last
+def _synthetic_image(spec_json: str, seed: int, replicate: int) -> Image:
+    spec = SyntheticImage.model_validate_json(spec_json)
+    return synthetic_image(stream(seed, replicate, "image"), layers=spec.layers, files_per_layer=spec.files_per_layer,
+                           distribution=spec.size_distribution, size=spec.file_size, sigma=spec.sigma,
+                           table=spec.size_table, dir_depth=spec.dir_depth, fanout=spec.fanout,
+                           overwrite_fraction=spec.overwrite_fraction, delete_fraction=spec.delete_fraction)
 
 
 def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None = None) -> PointResult:
@@ -64,7 +86,7 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     profile = load_profile(scenario.profile)
     engine = Engine(profile, rng=stream(scenario.seed, replicate, "disk"))
     driver = get_driver(scenario.driver.name)(scenario.driver.options, profile)
-    image, candidates = build_image(scenario.image, stream(scenario.seed, replicate, "image"))
+    image, candidates = build_image(scenario.image, scenario.seed, replicate)
     ops_path = Path(ops_path) if ops_path is not None and scenario.keep_ops else None
     host = Host(driver, engine, OpRecords(ops_path, keep=scenario.keep_ops))
     workload_rng = stream(scenario.seed, replicate, "workload")
@@ -114,7 +136,7 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     host.records.close()
     space = space_before_removal or host.space()
     summary = summarize(host.records.totals, engine, measured_from[0], space)
-    ops = host.records.frame() if scenario.keep_ops and ops_path is None else pd.DataFrame(columns=list(OP_COLUMNS))
+    ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
     return PointResult(summary, ops, pd.DataFrame(space), ops_path)
 
 
