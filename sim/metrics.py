@@ -32,7 +32,7 @@ class Metric:
             return f"{value:,.1f} ops/s"
         if self.unit == "ratio":
             return f"{value:.4f}"
-        return f"{value:,.0f}"
+        return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"  # a mean of counts may be fractional
 
 
 def _table(*rows: tuple[str, str, str, str]) -> dict[str, Metric]:
