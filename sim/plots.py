@@ -113,6 +113,10 @@ def label_axis(axis, unit: str, label: str) -> None:
         # count says so in the label.
         axis.set_label_text(label if unit in ("s", "bytes", "ops/s", "") else f"{label} [{unit}]")
         axis.set_major_formatter(FuncFormatter(_tick_text(unit)))
+        low, high = axis.get_view_interval()
+        if unit != "bytes" and axis.get_scale() == "log" and 0 < low < high < 100 * low:
+            # Under two decades: label 1, 2 and 5 of each decade, or there may be no label at all.
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         if unit == "bytes":  # ticks at 4 KiB, 64 KiB, 1 MiB (log) or round KiB/MiB/GiB (linear)
             axis.set_major_locator(LogLocator(base=4) if axis.get_scale() == "log"
                                    else BinaryLocator(nbins=6, steps=[1, 2, 4, 5, 8, 10]))
@@ -148,7 +152,14 @@ def plot_vs(frame: pd.DataFrame, x: str, metrics: list[str], *, title: str, x_la
             logx: bool | None = None, logy: bool | None = None) -> Figure:
     """One panel per metric against the swept ``x``, one line per driver, replicates as a band."""
     figure, axes = new_figure(len(metrics), title)
-    xs = sorted(frame[x].dropna().unique())
+    xs = list(dict.fromkeys(frame[x].dropna()))
+    # Names (profiles, cache modes) and flags sit at evenly spaced positions, in sweep order.
+    categories = [] if all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+                           for v in xs) else xs
+    if categories:
+        frame = frame.assign(**{x: frame[x].map({v: i for i, v in enumerate(categories)})})
+        xs, logx = list(range(len(categories))), False
+    xs = sorted(xs)
     logx = _wants_log(xs) if logx is None else logx
     replicated = frame.groupby(["driver", x]).size().max() > 1
     for ax, metric in zip(axes, metrics):
@@ -166,7 +177,10 @@ def plot_vs(frame: pd.DataFrame, x: str, metrics: list[str], *, title: str, x_la
             ax.set_ylim(bottom=0)
         label_axis(ax.xaxis, x_unit, x_label)
         label_axis(ax.yaxis, unit_of(metric), METRIC_LABELS.get(metric, metric))
-        if len(xs) <= 12:
+        if categories:
+            ax.set_xticks(xs, [str(v) for v in categories])
+            ax.set_xlim(-0.5, len(xs) - 0.5)
+        elif len(xs) <= 12:
             ax.xaxis.set_major_locator(FixedLocator(xs))
         ax.grid(True, which="major", alpha=0.3)
     axes[0].legend(title="driver" + (" (band: min-max of replicates)" if replicated else ""), fontsize=8,
@@ -192,6 +206,9 @@ def plot_bars(frame: pd.DataFrame, metrics: list[str], *, title: str) -> Figure:
     return figure
 
 
+CDF_POINTS = 2000  # more than a figure's width in pixels can show
+
+
 def plot_latency_cdf(ops: pd.DataFrame, *, title: str, max_panels: int = 6) -> Figure:
     """Empirical CDF of operation latency, one panel per operation, one line per driver.
     Replicates are pooled; failed operations (ENOENT and the like) are left out."""
@@ -204,10 +221,19 @@ def plot_latency_cdf(ops: pd.DataFrame, *, title: str, max_panels: int = 6) -> F
             latency = np.sort(rows.loc[rows["driver"] == driver, "latency_s"].to_numpy())
             latency = np.maximum(latency, 1e-9)  # a log axis cannot show an exactly free operation
             fraction = np.arange(1, len(latency) + 1) / len(latency)
+            if len(latency) > CDF_POINTS:  # the same curve from evenly spaced order statistics
+                keep = np.linspace(0, len(latency) - 1, CDF_POINTS).astype(int)
+                latency, fraction = latency[keep], fraction[keep]
             style = driver_style(driver)
             ax.step(latency, fraction, where="post", label=driver, color=style["color"],
                     linestyle=style["linestyle"])
-        ax.set_xscale("log")
+        # Log scale where latencies span a decade or more; a narrow spread reads better linear.
+        low, high = max(rows["latency_s"].min(), 1e-9), max(rows["latency_s"].max(), 1e-9)
+        if high >= 10 * low:
+            ax.set_xscale("log")
+        else:
+            ax.set_xlim(low * 0.95, high * 1.05)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.set_ylim(0, 1.01)
         ax.set_title(f"{kind} ({len(rows):,} ops)", fontsize=10)
         label_axis(ax.xaxis, "s", "latency")

@@ -90,8 +90,9 @@ def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
     description = (info.description or "") if info else ""
     match = re.search(r"\[([^\]]+)\]\s*$", description)
     unit = match.group(1) if match else ""
-    label = description[:match.start()] if match else column
-    label = label.split(";")[0].split(":")[0].strip() or column
+    # A quantity's description ends in its unit; others ("cold: empty caches...") name choices.
+    label = description[:match.start()].split(";")[0].split(":")[0].strip() if match else ""
+    label = label or column
     if column.endswith("fraction"):
         unit = "fraction"
     elif unit == "1":
@@ -113,7 +114,7 @@ def held_fixed(base: Scenario | None, swept: set[str]) -> str:
     """What the run kept constant, in a few words, for figure titles."""
     if base is None:
         return ""
-    parts = [(None, f"{base.profile} disk"), (None, f"{base.cache} cache")]
+    parts = [("profile", f"{base.profile} disk"), ("cache", f"{base.cache} cache")]
     image, work, boxes = base.image, base.workload, base.containers
     if isinstance(image, ProbeImage):
         parts += [("image.file_size", f"{format_size(image.file_size)} file"),
@@ -140,7 +141,7 @@ def held_fixed(base: Scenario | None, swept: set[str]) -> str:
     if options:
         parts.append(("driver.options", ", ".join(f"{k}={v}" for k, v in options.items())))
     return ", ".join(text for key, text in parts
-                     if text and not any(key and (s == key or s.startswith(key + ".")) for s in swept))
+                     if text and not any(s == key or s.startswith(key + ".") for s in swept))
 
 
 def view(run: RunResult | str | Path) -> RunView:
