@@ -158,3 +158,10 @@ def inspect_image(path: str | Path, top: int = 10) -> dict:
     (see :func:`sim.imagefile.inspect_image`); ``path`` as a scenario's ``image: {from: PATH}``."""
     from .imagefile import inspect_image as inspect, load_image
     return inspect(load_image(path), top)
+
+
+def inspect_trace(path: str | Path, cwd: str = "/") -> dict:
+    """What a ``strace -f -tt -T`` trace holds for replay: syscalls replayed, kept for
+    bookkeeping and unusable (by syscall name and reason), recorded time and bytes."""
+    from .trace import parse_trace
+    return parse_trace(path, cwd).summary()

@@ -242,3 +242,32 @@ def image_inspect(path: str, top: int, as_json: bool) -> None:
     click.echo(f"\nshadowed by later layers: {report['shadowed_files']} files hiding "
                f"{format_size(report['shadowed_bytes'])}\n" + table(report["shadowed"], ("size", "lower_size")))
     click.echo("\nlargest files (most expensive to copy up)\n" + table(report["largest"], ("size",)))
+
+
+@main.group()
+def trace() -> None:
+    """Traces of real programs (strace -f -tt -T) for the `trace` workload."""
+
+
+@trace.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--cwd", default="/", show_default=True, help="working directory the traced program started in")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@user_errors
+def trace_inspect(path: str, cwd: str, as_json: bool) -> None:
+    """How each syscall line of a trace is used: replayed, bookkeeping, or unusable (and why)."""
+    report = api.inspect_trace(path, cwd)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{report['path']}: {report['lines']} lines, {report['syscalls']} syscalls "
+               f"({report['joined']} joined from unfinished/resumed halves), {report['events']} exit/signal lines, "
+               f"{report['unparsed']} unparsed lines; recorded {format_duration(report['recorded_s'])}")
+    click.echo(f"replayed {report['replayed']} as {report['ops']} operations "
+               f"(read {format_size(report['read_bytes'])}, wrote {format_size(report['write_bytes'])}; "
+               f"{report['recorded_failures']} failed when recorded)")
+    for title, key in (("operations", "op_labels"), ("replayed", "replayed_by_syscall"),
+                       ("bookkeeping", "bookkeeping_by_syscall"), ("unusable", "unusable_by_syscall"),
+                       ("unusable because", "unusable_reasons")):
+        counts = report[key]
+        click.echo(f"  {title} ({sum(counts.values())}): " + ", ".join(f"{name} {n}" for name, n in counts.items()))

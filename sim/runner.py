@@ -19,8 +19,9 @@ from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
 from .profile import load_profile
 from .records import OP_SCHEMA, OpRecords, OpTotals
-from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage
-from .workloads import MixState, MixStream, copyup_probe, mix_arrivals, mix_worker, split_budget
+from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, Trace
+from .trace import parse_trace
+from .workloads import MixState, MixStream, copyup_probe, mix_arrivals, mix_worker, split_budget, trace_replay
 
 # Named random streams. Seeds depend on the replicate and the component only, not on the point,
 # so every driver of a sweep sees the same image and the same workload (common random numbers).
@@ -57,8 +58,8 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
         image = _synthetic_image(spec.model_dump_json(), seed, replicate)
         return image, image.files
     if isinstance(spec, FileImage):
-        from .imagefile import load_image  # real images (docker save / OCI)
-        image = load_image(spec.path)
+        path = Path(spec.path)
+        image = _file_image(str(path), path.stat().st_mtime_ns if path.exists() else 0)
         return image, image.files
     raise TypeError(f"unknown image spec {spec!r}")
 
@@ -66,6 +67,12 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
 @lru_cache(maxsize=1024)  # a few KiB each: a whole copy-up sweep's images
 def _probe_image(file_size: int, layers: int, dir_depth: int) -> tuple[Image, str]:
     return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth)
+
+
+@lru_cache(maxsize=2)  # real images (docker save / OCI / listings), read again when the file changes
+def _file_image(path: str, _mtime_ns: int) -> Image:
+    from .imagefile import load_image
+    return load_image(path)
 
 
 @lru_cache(maxsize=2)  # up to hundreds of MiB each: the image of the current point and the last
@@ -93,6 +100,7 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     workload = scenario.workload
     count = scenario.containers.count
     mounts = [Mount(v.name, v.mount, v.kind) for v in scenario.containers.volumes]
+    trace = parse_trace(workload.path, workload.cwd) if isinstance(workload, Trace) else None
     env = engine.env
     measured_from = [0.0]
     space_before_removal: list[dict] = []
@@ -125,6 +133,9 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
                                        next(budgets), volume_files, volume_dirs)
                     body = mix_worker(host, stream) if workload.mode == "closed" else mix_arrivals(host, stream)
                     processes.append(env.process(body))
+        elif isinstance(workload, Trace):
+            for cid in range(count):
+                processes.append(env.process(trace_replay(host, cid, trace, workload, image)))
         yield env.all_of(processes)
         if scenario.containers.remove_at_end:
             space_before_removal.extend(host.space())
@@ -137,6 +148,11 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     space = space_before_removal or host.space()
     summary = summarize(host.records.totals, engine, measured_from[0], space)
     ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
+    if trace is not None:
+        # Every syscall line is replayed, bookkeeping or unusable (see `cowsim trace inspect`).
+        summary.update(trace_syscalls=trace.syscalls, trace_replayed=sum(trace.replayed.values()),
+                       trace_unusable=sum(trace.unusable.values()), trace_recorded_s=trace.recorded_s,
+                       trace_recorded_failures=trace.recorded_failures * scenario.containers.count)
     return PointResult(summary, ops, pd.DataFrame(space), ops_path)
 
 

@@ -124,7 +124,22 @@ class Mix(Strict):
         return self
 
 
-WorkloadSpec = Annotated[Union[CopyupProbe, Mix], Field(discriminator="kind")]
+class Trace(Strict):
+    kind: Literal["trace"] = "trace"
+    path: str = Field(description="`strace -f -tt -T` output (plain or .gz) of the program whose file I/O each container replays")
+    cwd: str = Field("/", description="working directory the traced program started in (for its relative paths)")
+    think_scale: float = Field(1.0, ge=0, le=1e6, description="multiplies the recorded time between file operations (0: back to back) [1]")
+    start_interval: Duration = Field(0.0, ge=0, description="container i starts its replay i times this later [s]")
+
+    @field_validator("cwd")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"cwd must be an absolute path, got {value!r}")
+        return value
+
+
+WorkloadSpec = Annotated[Union[CopyupProbe, Mix, Trace], Field(discriminator="kind")]
 
 
 class Scenario(Strict):

@@ -6,6 +6,8 @@ second write of the same kind, so that only the first pays the copy-up.
 ``mix``: read, write, append, create, delete, stat, rename, truncate and chmod with given
 probabilities, files picked uniformly or by Zipf rank, in a closed loop (workers per container)
 or an open loop (Poisson arrivals), until an operation count or a simulated duration.
+``trace``: the file operations of a real program (:mod:`sim.trace`), in recorded order, with the
+recorded time between them.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import numpy as np
 
 from .drivers import Op
 from .host import Host
-from .image import parent_of
-from .scenario import CopyupProbe, Mix
+from .image import DIR, FILE, Image, ancestors, parent_of
+from .scenario import CopyupProbe, Mix, Trace
+from .trace import ParsedTrace, Resolver
 
 
 def copyup_probe(host: Host, cid: int, spec: CopyupProbe, targets: list[str]):
@@ -194,3 +197,51 @@ def split_budget(total: int | None, streams: int) -> list[int | None]:
         return [None] * streams
     base, extra = divmod(total, streams)
     return [base + (1 if i < extra else 0) for i in range(streams)]
+
+
+def _entry(host: Host, cid: int, path: str):
+    """What container ``cid`` sees at ``path`` (through its volumes too), or None."""
+    routed = host.route(host.containers[cid], path)
+    if routed is not None:
+        fs, key, relative = routed
+        return fs.views[key].stat(relative)
+    return host.driver.views[cid].stat(path)
+
+
+def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: Image):
+    """One container replays the trace: each operation after the recorded pause since the
+    previous one ended (scaled by ``think_scale``), so the program's own time is kept and only
+    its file operations take simulated time. Directories the program wrote into but the image
+    lacks are made first (``mkdir_parent``), so that a trace from another tree still runs."""
+    env = host.env
+    resolver = Resolver(image.symlinks)
+    if spec.start_interval:
+        yield env.timeout(cid * spec.start_interval)
+    previous_end = None
+    for traced in trace.ops:
+        if previous_end is not None:
+            pause = (traced.start_s - previous_end) * spec.think_scale
+            if pause > 0:
+                yield env.timeout(pause)
+        previous_end = traced.end_s
+        path = resolver.resolve(traced.path, traced.follow)
+        kind = traced.kind
+        if kind == "open_create":
+            found = _entry(host, cid, path)
+            kind = "create" if found is None else ("write" if traced.writable and found.kind == FILE else "stat")
+        target = resolver.resolve(traced.target, False) if kind == "rename" else ""
+        if kind in ("create", "mkdir") or kind == "rename":
+            for parent in ancestors(target or path):
+                found = _entry(host, cid, parent)
+                if found is not None and found.kind != DIR:
+                    break
+                if found is None:
+                    yield from host.run_op(cid, 0, Op("mkdir", parent), "mkdir_parent")
+        op = Op(kind, path, traced.offset, traced.nbytes, target, traced.sync)
+        yield from host.run_op(cid, 0, op, traced.label)
+        if traced.label == "symlink":
+            resolver.created(path, traced.target)
+        elif kind in ("create", "unlink"):
+            resolver.created(path, None)
+        elif kind == "rename":
+            resolver.moved(path, target)

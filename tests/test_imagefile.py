@@ -260,3 +260,12 @@ def test_debian_image_runs_under_every_driver(driver):
         assert summary["real_bytes"] >= 2 * load_image(DEBIAN).merged_size
     else:
         assert summary["copy_ups"] > 0 and summary["copy_up_bytes"] > 0
+
+
+@pytest.mark.parametrize("name", ["debian_mix", "debian_trace"])
+def test_example_scenarios_validate(name, monkeypatch):
+    monkeypatch.chdir(ROOT)  # their paths are relative to the repository root
+    data, origin = api.load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    points = api.validate(data, origin)
+    assert len(points) == len(REGISTRY)
+    assert Path(points[0][1].image.path).exists()

@@ -6,17 +6,18 @@ The image is a real Debian bookworm root filesystem in two layers, listed entry 
 
 - layer 0: ``debootstrap --variant=minbase bookworm``, cleaned as Docker's official Debian
   images are (``apt-get clean``, no package lists, nothing under ``/dev``);
-- layer 1: what ``apt-get install --no-install-recommends python3 curl ca-certificates`` (then
-  ``apt-get clean`` and removing the package lists) changed, computed as Docker computes a
-  layer diff: entries added or whose type, mode, owner, size, mtime or link target changed,
+- layer 1: what ``apt-get install --no-install-recommends python3 curl ca-certificates`` and
+  ``apt-get download hello`` into ``/root`` (then ``apt-get clean`` and removing the package
+  lists) changed, computed as Docker computes a layer diff: entries added or whose type, mode, owner, size, mtime or link target changed,
   and a whiteout for each deleted entry (only the topmost one of a deleted subtree).
 
 The manifest is gzip-compressed CSV, one row per entry: ``layer,path,kind,size,mode,target``
 with kind one of file, dir, symlink, hardlink, whiteout, opaque (a hard link names its target;
 a symlink's size is the length of its target, as ``lstat`` reports). ``sim.imagefile`` reads it.
 
-The trace is ``strace -f -tt -T`` of ``dpkg -i hello_*.deb`` run in a copy of that root
-filesystem (with strace itself installed there to record from inside the chroot).
+The trace is ``strace -f -tt -T`` of ``dpkg -i /root/hello_*.deb`` run in a copy of that root
+filesystem (the host's strace copied in, not installed, to record from inside the chroot), so
+every file it reads is in the image.
 
 Usage: sudo python3 scenarios/data/make_debian_image.py [--out scenarios/data] [--keep DIR]
 """
@@ -27,6 +28,7 @@ import csv
 import gzip
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -36,7 +38,9 @@ from pathlib import Path
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 PACKAGES = ["python3", "curl", "ca-certificates"]
-APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+# A clean environment: nothing of the host's (its PATH would show in the trace) leaks in.
+APT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+           "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
 
 
 def run(*args: str, **kwargs) -> None:
@@ -121,12 +125,29 @@ def write_manifest(path: Path, rows: list[list]) -> None:
         out.write(text.getvalue().encode())
 
 
+def add_host_strace(root: Path) -> None:
+    """The host's strace and the libraries it needs, copied in without dpkg knowing: installing
+    the package would change the package database dpkg reads, so the trace would not fit the
+    image (the host is Debian bookworm too)."""
+    strace = shutil.which("strace")
+    if strace is None:
+        raise SystemExit("install strace on the host first (apt-get install strace)")
+    libraries = subprocess.run(["ldd", strace], check=True, capture_output=True, text=True).stdout
+    for path in [strace] + re.findall(r"=> (/\S+)", libraries):
+        inside = root / "usr" / os.path.relpath(os.path.realpath(path), "/usr")
+        if not inside.exists():
+            inside.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.realpath(path), inside)
+            link = inside.parent / Path(path).name
+            if link != inside and not os.path.lexists(link):  # keep the soname the loader looks for
+                link.symlink_to(inside.name)
+
+
 def record_trace(top: Path, work: Path, out: Path) -> None:
     scratch = work / "trace-root"
     run("cp", "-a", str(top), str(scratch))
-    in_chroot(scratch, "apt-get update -q && apt-get install -y -q --no-install-recommends strace"
-                       " && cd /root && apt-get download -q hello")
-    in_chroot(scratch, "strace -f -tt -T -o /root/trace.txt dpkg -i /root/hello_*.deb")
+    add_host_strace(scratch)
+    in_chroot(scratch, "/usr/bin/strace -f -tt -T -o /root/trace.txt dpkg -i /root/hello_*.deb")
     data = (scratch / "root" / "trace.txt").read_bytes()
     with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
         gz.write(data)
@@ -150,7 +171,7 @@ def main() -> None:
         clean(base)
         run("cp", "-a", str(base), str(top))
         in_chroot(top, "apt-get update -q && apt-get install -y -q --no-install-recommends "
-                       + " ".join(PACKAGES) + " && apt-get clean")
+                       + " ".join(PACKAGES) + " && cd /root && apt-get download -q hello && apt-get clean")
         clean(top)
         lower, upper = scan(base), scan(top)
         changed, whiteouts = diff(lower, upper)
