@@ -215,19 +215,30 @@ def image() -> None:
     """Real images: docker save tars, OCI layouts and cowsim listings."""
 
 
-@image.command("inspect")
-@click.argument("path", type=click.Path())
-@click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="rows of shadowed and largest files")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-@user_errors
-def image_inspect(path: str, top: int, as_json: bool) -> None:
+def inspect_command(group, inspect, **options):
+    """An ``inspect PATH [--json]`` command of ``group``: ``inspect(path, **options)`` gives the
+    report; the decorated function prints it when --json is not given."""
+    def decorate(show):
+        @wraps(show)
+        @user_errors
+        def command(path: str, as_json: bool, **values) -> None:
+            report = inspect(path, **values)
+            if as_json:
+                click.echo(json.dumps(report, indent=2))
+            else:
+                show(report)
+        for name, option in reversed(options.items()):
+            command = click.option(f"--{name}", name, **option)(command)
+        command = click.option("--json", "as_json", is_flag=True, help="print JSON")(command)
+        return group.command("inspect")(click.argument("path", type=click.Path())(command))
+    return decorate
+
+
+@inspect_command(image, api.inspect_image, top={"default": 10, "show_default": True, "type": click.IntRange(1),
+                                                 "help": "rows of shadowed and largest files"})
+def image_inspect(report: dict) -> None:
     """Layers (like docker history), sizes, and the files most expensive to copy up."""
     import pandas as pd
-
-    report = api.inspect_image(path, top)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
 
     def table(rows: list[dict], sizes: tuple[str, ...] = ()) -> str:
         shown = [{k: format_size(v) if k in sizes else str(v) for k, v in row.items()} for row in rows]
@@ -249,17 +260,10 @@ def trace() -> None:
     """Traces of real programs (strace -f -tt -T) for the `trace` workload."""
 
 
-@trace.command("inspect")
-@click.argument("path", type=click.Path())
-@click.option("--cwd", default="/", show_default=True, help="working directory the traced program started in")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-@user_errors
-def trace_inspect(path: str, cwd: str, as_json: bool) -> None:
+@inspect_command(trace, api.inspect_trace, cwd={"default": "/", "show_default": True,
+                                                "help": "working directory the traced program started in"})
+def trace_inspect(report: dict) -> None:
     """How each syscall line of a trace is used: replayed, bookkeeping, or unusable (and why)."""
-    report = api.inspect_trace(path, cwd)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
     click.echo(f"{report['path']}: {report['lines']} lines, {report['syscalls']} syscalls "
                f"({report['joined']} joined from unfinished/resumed halves), {report['events']} exit/signal lines, "
                f"{report['unparsed']} unparsed lines; recorded {format_duration(report['recorded_s'])}")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from .drivers import Op
 from .errors import CowsimError
 
 
@@ -42,19 +43,15 @@ class TraceError(CowsimError):
 
 @dataclass(slots=True)
 class TraceOp:
-    """One file operation of the trace; ``path``/``target`` are absolute as the program named
-    them; ``kind`` is an Op kind, or ``open_create`` (create, or open when it exists)."""
+    """One file operation of the trace. ``op``'s paths are absolute as the program named them
+    (the replay resolves them in the image); its kind is an Op kind, or ``open_create`` (create,
+    or open when the file exists)."""
 
     line: int
     start_s: float  # recorded start, seconds since the trace's first call
     end_s: float    # recorded end (start + the -T duration)
     label: str      # what the records call it: open, read, write, fsync, execve, ...
-    kind: str
-    path: str
-    offset: int = 0
-    nbytes: int = 0
-    target: str = ""
-    sync: bool = False
+    op: Op
     writable: bool = False  # open_create: whether the open was for writing
     follow: bool = True     # resolve a symbolic link in the last component
     failed: bool = False    # it failed when recorded (replayed as the lookup that found out)
@@ -90,8 +87,8 @@ class ParsedTrace:
                 "bookkeeping_by_syscall": dict(self.bookkeeping.most_common()),
                 "unusable_by_syscall": dict(self.unusable.most_common()),
                 "unusable_reasons": dict(self.reasons.most_common()),
-                "read_bytes": sum(op.nbytes for op in self.ops if op.kind == "read"),
-                "write_bytes": sum(op.nbytes for op in self.ops if op.kind in ("write", "append"))}
+                "read_bytes": sum(t.op.nbytes for t in self.ops if t.op.kind == "read"),
+                "write_bytes": sum(t.op.nbytes for t in self.ops if t.op.kind in ("write", "append"))}
 
 
 # -- lines ------------------------------------------------------------------------------------------
@@ -339,7 +336,9 @@ class TraceParser:
         if failed:
             # It failed where it was recorded: replay the path walk that found out, not the change.
             kind, fields = "stat", {"follow": fields.get("follow", True), "failed": True}
-        self.trace.ops.append(TraceOp(number, start, end, label, kind, path, **fields))
+        op = Op(kind, path, fields.pop("offset", 0), fields.pop("nbytes", 0), fields.pop("target", ""),
+                fields.pop("sync", False))
+        self.trace.ops.append(TraceOp(number, start, end, label, op, **fields))
         self.trace.replayed[name] += 1
 
     def _file(self, proc: Process, fd_text: str) -> Description | None:

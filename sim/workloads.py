@@ -224,23 +224,24 @@ def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: I
             if pause > 0:
                 yield env.timeout(pause)
         previous_end = traced.end_s
-        path = resolver.resolve(traced.path, traced.follow)
-        kind = traced.kind
+        recorded = traced.op
+        path = resolver.resolve(recorded.path, traced.follow)
+        kind = recorded.kind
         if kind == "open_create":
             found = _entry(host, cid, path)
             kind = "create" if found is None else ("write" if traced.writable and found.kind == FILE else "stat")
-        target = resolver.resolve(traced.target, False) if kind == "rename" else ""
-        if kind in ("create", "mkdir") or kind == "rename":
+        target = resolver.resolve(recorded.target, False) if kind == "rename" else ""
+        if kind in ("create", "mkdir", "rename"):
             for parent in ancestors(target or path):
                 found = _entry(host, cid, parent)
                 if found is not None and found.kind != DIR:
                     break
                 if found is None:
                     yield from host.run_op(cid, 0, Op("mkdir", parent), "mkdir_parent")
-        op = Op(kind, path, traced.offset, traced.nbytes, target, traced.sync)
+        op = Op(kind, path, recorded.offset, recorded.nbytes, target, recorded.sync)
         yield from host.run_op(cid, 0, op, traced.label)
         if traced.label == "symlink":
-            resolver.created(path, traced.target)
+            resolver.created(path, recorded.target)
         elif kind in ("create", "unlink"):
             resolver.created(path, None)
         elif kind == "rename":

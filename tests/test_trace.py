@@ -103,9 +103,9 @@ def small_trace(tmp_path):
 
 def test_parser_follows_descriptors_processes_and_offsets(small_trace):
     trace = parse_trace(small_trace)
-    got = [(o.label, o.kind, o.path, o.offset, o.nbytes, o.sync, o.failed) for o in trace.ops]
+    got = [(t.label, t.op.kind, t.op.path, t.op.offset, t.op.nbytes, t.op.sync, t.failed) for t in trace.ops]
     assert got == EXPECTED
-    assert trace.ops[16].target == "/srv/data/db/main"
+    assert trace.ops[16].op.target == "/srv/data/db/main"
     assert dict(trace.unusable) == {"read": 2, "fsync": 1, "newfstatat": 1, "brk": 1, "exit_group": 1}
     assert dict(trace.bookkeeping) == {"lseek": 1, "clone": 1, "dup2": 1, "close": 1, "chdir": 1}
     assert (trace.events, trace.joined, trace.unparsed) == (3, 1, 0)
