@@ -231,3 +231,16 @@ def test_shipped_trace_replays_on_debian_under_every_driver(driver):
         assert summary["copy_ups"] == 0
     else:  # dpkg appends to its log and takes its lock files: copy-ups of image files
         assert summary["copy_ups"] > 0 and summary["copy_up_bytes"] > 0
+
+
+def test_shipped_trace_fails_only_where_the_recording_failed():
+    """The trace was recorded in the shipped image: a replayed operation fails only where dpkg's
+    own call failed (a failed mkdir/rmdir replays its lookup, which may find the entry)."""
+    trace = parse_trace(DPKG)
+    result = api.run_scenario({"image": {"from": str(DEBIAN)}, "workload": {"kind": "trace", "path": str(DPKG)}})
+    ops = result.ops[~result.ops["op"].isin(["prepare_image", "create_container"])].reset_index(drop=True)
+    assert (ops["op"] == "mkdir_parent").sum() == 0  # every directory dpkg wrote into is in the image
+    assert len(ops) == len(trace.ops)
+    failed_here = ops["error"] != ""
+    assert failed_here.sum() > 0
+    assert all(trace.ops[i].failed for i in ops.index[failed_here])
