@@ -118,7 +118,8 @@ def label_axis(axis, unit: str, label: str) -> None:
             # Under two decades: label 1, 2 and 5 of each decade, or there may be no label at all.
             axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         if unit == "bytes":  # ticks at 4 KiB, 64 KiB, 1 MiB (log) or round KiB/MiB/GiB (linear)
-            axis.set_major_locator(LogLocator(base=4) if axis.get_scale() == "log"
+            narrow = 0 < low < high < 64 * low
+            axis.set_major_locator(LogLocator(base=2 if narrow else 4) if axis.get_scale() == "log"
                                    else BinaryLocator(nbins=6, steps=[1, 2, 4, 5, 8, 10]))
     axis.set_minor_formatter(NullFormatter())
 
