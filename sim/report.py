@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .api import RunResult, load_run
 from .errors import CowsimError
-from .plots import METRIC_LABELS, driver_order, plot_bars, plot_latency_cdf, plot_vs, unit_of
+from .plots import METRIC_LABELS, plot_bars, plot_latency_cdf, plot_vs, unit_of
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage
 from .units import format_duration, format_size
 

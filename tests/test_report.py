@@ -2,9 +2,11 @@
 driver), the ranking table, the files written, and the HTML rendered by a real headless browser."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.colors
@@ -232,3 +234,12 @@ def test_a_sweep_over_names_puts_them_in_sweep_order_and_out_of_the_title(tmp_pa
     assert "cache" not in figure.get_suptitle().split("held fixed:")[1]
     overlay2 = ax.get_lines()[0].get_ydata()
     assert overlay2[0] < overlay2[1]  # a warm cache makes the first write cheaper
+
+
+def test_reports_render_with_agg_and_never_import_pyplot(main_job, tmp_path):
+    """No window can open and no interactive backend is needed, whatever MPLBACKEND says."""
+    code = ("import sys; from sim import report; report.write_report(sys.argv[1], sys.argv[2]); "
+            "assert 'matplotlib.pyplot' not in sys.modules; assert 'matplotlib.backends.backend_agg' in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code, str(main_job), str(tmp_path / "rep")], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "TkAgg"})
+    assert done.returncode == 0, done.stderr[-1000:]
