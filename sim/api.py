@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from .drivers import LayerLimitError, UnknownDriverError
+from .drivers import REGISTRY, LayerLimitError, UnknownDriverError
 from .errors import CowsimError, ScenarioError
 from .profile import ProfileError, load_profile
 from .results import default_run_dir, environment, read_run, write_run
@@ -74,7 +74,29 @@ def validate(data: dict, origin: str = "<scenario>") -> list[tuple[dict, Scenari
         raise ScenarioError(first["msg"].removeprefix("Value error, "), file=origin, field=where) from None
     except (ProfileError, LayerLimitError, UnknownDriverError, UnitError) as error:
         raise ScenarioError(str(error), file=origin) from None
+    for _, scenario in points:
+        check_inputs(scenario, origin)
     return points
+
+
+def check_inputs(scenario: Scenario, origin: str) -> None:
+    """Real images and traces a point names are read (once: they are cached) before anything
+    runs, so that a broken file or an image too deep for the driver stops the run up front."""
+    from .imagefile import ImageFormatError
+    from .runner import file_image
+    from .scenario import FileImage, Trace
+    from .trace import TraceError, parse_trace
+    try:
+        if isinstance(scenario.image, FileImage):
+            image = file_image(scenario.image.path)
+            REGISTRY[scenario.driver.name].check_layers(len(image.layers))
+    except (ImageFormatError, LayerLimitError) as error:
+        raise ScenarioError(str(error), file=origin, field="image") from None
+    try:
+        if isinstance(scenario.workload, Trace):
+            parse_trace(scenario.workload.path, scenario.workload.cwd)
+    except TraceError as error:
+        raise ScenarioError(str(error), file=origin, field="workload.path") from None
 
 
 def run_scenario(source: str | Path | dict, out: str | Path | None = None, *, save: bool = False,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from .errors import CowsimError
-from .image import DIR, FILE, Image, Layer
+from .image import DIR, FILE, Image, Layer, ancestors
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -124,9 +124,15 @@ class LayerBuilder:
 
     def finish(self) -> Layer:
         layer = self.layer
-        clash = [p for p in layer.whiteouts if p in layer.files or p in layer.dirs]
-        for path in clash:  # an entry and its whiteout in one layer: the entry is what stays
+        # A whiteout and an entry of the same path in one layer (Docker never writes both):
+        # the whiteout removes the lower entry first, then the layer's own entry stands; for a
+        # directory that is what an opaque directory means.
+        for path in [p for p in layer.whiteouts if p in layer.files]:
             layer.whiteouts.discard(path)
+        below = {a for p in [*layer.files, *layer.dirs, *layer.whiteouts, *layer.opaque_dirs] for a in ancestors(p)}
+        for path in [p for p in layer.whiteouts if p in layer.dirs or p in below]:
+            layer.whiteouts.discard(path)
+            layer.opaque_dirs.add(path)
         try:
             layer.__post_init__()
         except ValueError as error:

@@ -58,8 +58,7 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
         image = _synthetic_image(spec.model_dump_json(), seed, replicate)
         return image, image.files
     if isinstance(spec, FileImage):
-        path = Path(spec.path)
-        image = _file_image(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+        image = file_image(spec.path)
         return image, image.files
     raise TypeError(f"unknown image spec {spec!r}")
 
@@ -69,7 +68,14 @@ def _probe_image(file_size: int, layers: int, dir_depth: int) -> tuple[Image, st
     return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth)
 
 
-@lru_cache(maxsize=2)  # real images (docker save / OCI / listings), read again when the file changes
+def file_image(path: str | Path) -> Image:
+    """A real image (docker save, OCI layout or listing), read once per process and again only
+    when the file changes."""
+    path = Path(path)
+    return _file_image(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+
+
+@lru_cache(maxsize=2)
 def _file_image(path: str, _mtime_ns: int) -> Image:
     from .imagefile import load_image
     return load_image(path)

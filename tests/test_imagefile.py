@@ -7,12 +7,15 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sim import api
 from sim.cli import main
@@ -129,6 +132,11 @@ def extracted_view(layer_tars: list[bytes], root: Path) -> dict[str, tuple[str, 
                         gone.unlink()
                 else:
                     kept.append(member)
+                    # An entry replaces what was there (tarfile would write through a symlink).
+                    existing = root / member.name.removeprefix("./").rstrip("/")
+                    if os.path.islink(existing) or (os.path.lexists(existing) and not member.isdir()
+                                                    and not existing.is_dir()):
+                        existing.unlink()
             archive.extractall(root, members=kept, filter="tar")
     view = {}
     for directory, dirnames, filenames in os.walk(root):
@@ -269,3 +277,63 @@ def test_example_scenarios_validate(name, monkeypatch):
     points = api.validate(data, origin)
     assert len(points) == len(REGISTRY)
     assert Path(points[0][1].image.path).exists()
+
+
+def test_scenario_with_a_bad_image_or_trace_stops_before_running(tmp_path):
+    deep = docker_save(tmp_path / "deep.tar", [[("file", f"f{i}", 1)] for i in range(126)])
+    cases = [({"from": str(tmp_path / "missing.tar")}, {"kind": "mix"}, "image: .*missing.tar: no such file"),
+             ({"from": str(deep)}, {"kind": "mix"}, "image: .*allows at most 125 image layers, got 126"),
+             ({"from": str(DEBIAN)}, {"kind": "trace", "path": str(tmp_path / "none.strace")},
+              "workload.path: .*none.strace: no such trace file")]
+    for image, workload, message in cases:
+        scenario = tmp_path / "bad.yaml"
+        scenario.write_text(json.dumps({"name": "bad", "image": image, "workload": workload}))
+        result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "out")])
+        assert result.exit_code == 2, result.output
+        assert result.output.count("\n") == 1 and str(scenario) in result.output
+        assert re.search(message, result.output), result.output
+        assert not (tmp_path / "out").exists()
+
+
+# Random layer stacks over a small namespace (names keep one type: f* files or links, d* dirs),
+# so that every mix of writes, links, whiteouts and opaque directories is a valid archive.
+DIRS = ["d0", "d0/d1", "d2"]
+FILES = [f"{d}/f{i}" if d else f"f{i}" for d in ["", *DIRS] for i in range(3)]
+ACTIONS = st.sampled_from(["none", "none", "file", "symlink", "hardlink", "whiteout"])
+DIR_ACTIONS = st.sampled_from(["none", "none", "dir", "whiteout", "opaque"])
+
+
+@st.composite
+def layer_stacks(draw):
+    stack = []
+    for _ in range(draw(st.integers(1, 4))):
+        rows, written = [], []
+        for path in DIRS:
+            action = draw(DIR_ACTIONS)
+            if action != "none":
+                rows.append((action, path, None))
+        for path in FILES:
+            action = draw(ACTIONS)
+            if action == "file":
+                rows.append(("file", path, draw(st.integers(0, 3000))))
+                written.append(path)
+            elif action == "symlink":
+                rows.append(("symlink", path, draw(st.sampled_from(["f0", "../x", "/etc/passwd", "d0/d1"]))))
+            elif action == "hardlink" and written:
+                rows.append(("hardlink", path, draw(st.sampled_from(written))))
+            elif action == "whiteout":
+                rows.append(("whiteout", path, None))
+        # As Docker writes a layer: the parent directories of every entry (and an opaque
+        # directory itself) come first.
+        parents = sorted({"/".join(p.split("/")[:i]) for kind, p, _ in rows
+                          for i in range(1, p.count("/") + 1 + (kind == "opaque"))})
+        stack.append([("dir", p, None) for p in parents if ("dir", p, None) not in rows] + rows)
+    return stack
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stack=layer_stacks())
+def test_random_stacks_merge_as_extraction_does(tmp_path_factory, stack):
+    tmp = tmp_path_factory.mktemp("stack")
+    image = load_image(docker_save(tmp / "image.tar", stack))
+    assert model_view(image) == extracted_view([layer_tar(rows) for rows in stack], tmp / "rootfs")
