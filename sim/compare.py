@@ -1,7 +1,8 @@
 """Comparing a run with a baseline: which metrics got worse, better, or stayed put, per point.
 
-Rows are matched by the swept parameters (and the driver), never by point index, so a baseline
-stays valid when a sweep is reordered. For each point and metric:
+Rows are matched by the parameter columns of the summary (the swept fields and the driver: every
+column that is neither a metric of :data:`sim.metrics.METRICS` nor a row id), never by point
+index, so a baseline stays valid when a sweep is reordered. For each point and metric:
 
 - one sample on either side (a deterministic run): the change counts when the relative change
   of the values exceeds ``rtol``;
@@ -155,19 +156,22 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+ROW_IDS = ("scenario", "point", "replicate", "seed")  # where a row sits in its run, not what it measured
+
+
+def parameters(summary: pd.DataFrame) -> list[str]:
+    """The summary's parameter columns: the swept fields (zip groups included) and the driver."""
+    columns = [c for c in summary.columns if c not in METRICS and c not in ROW_IDS]
+    return [c for c in columns if not (c == "driver" and "driver.name" in columns)]
+
+
 def match_keys(run: RunResult, baseline: RunResult, by_replicate: bool = False) -> list[str]:
-    """The columns that identify a point: the swept parameters, and the driver."""
-    swept = list((run.resolved or {}).get("sweep") or {})
-    base_swept = list((baseline.resolved or {}).get("sweep") or {})
+    """The columns that identify a point: every parameter column, the same on both sides."""
+    swept, base_swept = parameters(run.summary), parameters(baseline.summary)
     if sorted(swept) != sorted(base_swept):
-        raise CompareError(f"the run sweeps {', '.join(swept) or 'nothing'} but the baseline sweeps "
-                           f"{', '.join(base_swept) or 'nothing'}: save a new baseline for this sweep")
-    keys = [*swept, *([] if "driver.name" in swept else ["driver"]), *(["replicate"] if by_replicate else [])]
-    for side, result in (("run", run), ("baseline", baseline)):
-        missing = [key for key in keys if key not in result.summary.columns]
-        if missing:
-            raise CompareError(f"the {side} summary has no column {missing[0]!r}")
-    return keys
+        raise CompareError(f"the run varies {', '.join(swept)} but the baseline varies "
+                           f"{', '.join(base_swept)}: save a new baseline for this sweep")
+    return [*swept, *(["replicate"] if by_replicate else [])]
 
 
 def _grouped(summary: pd.DataFrame, keys: list[str]) -> dict[str, pd.DataFrame]:

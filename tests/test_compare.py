@@ -151,7 +151,7 @@ def test_from_zero_and_undefined_values():
     ({"sweep": {"driver.name": ["overlay2", "btrfs", "zfs"], "image.file_size": ["4KiB", "16MiB"]}},
      "the run has points the baseline lacks: driver.name=zfs image.file_size=4KiB (and 1 more)"),
     ({"sweep": {"driver.name": ["overlay2", "btrfs"], "image.layers": [2]}},
-     "the run sweeps driver.name, image.layers but the baseline sweeps driver.name, image.file_size: "
+     "the run varies driver.name, image.layers but the baseline varies driver.name, image.file_size: "
      "save a new baseline for this sweep"),
 ])
 def test_what_cannot_be_compared_exits_2_with_one_line(tmp_path, change, message):
@@ -197,3 +197,11 @@ def test_every_summary_column_has_a_unit_and_a_direction():
     produced = set(simulate(scenario).summary)
     assert produced - set(METRICS) == set(), "add the new summary columns to sim/metrics.py"
     assert set(METRICS) - produced == set(), "sim/metrics.py lists columns the summary no longer has"
+
+
+def test_a_scenario_without_sweep_is_matched_by_its_driver():
+    single = {"name": "single", "replicates": 3, "image": {"kind": "synthetic", "layers": 2, "files_per_layer": 30},
+              "workload": {"kind": "mix", "operations": 50}}
+    comparison = compare(sim.run_scenario(single), sim.run_scenario(single))
+    assert comparison.keys == ["driver"] and comparison.differences == []
+    assert {row["point"] for row in comparison.rows} == {"driver=overlay2"}
