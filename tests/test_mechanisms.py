@@ -70,9 +70,15 @@ def test_copy_up_grows_with_directory_depth(driver):
 
 @pytest.mark.parametrize("driver, options, expected", [
     ("devicemapper", {}, 64 * 1024), ("devicemapper", {"block_size": "512KiB"}, 512 * 1024),
-    ("zfs", {}, 128 * 1024), ("btrfs", {}, 4096), ("overlay2", {}, 10 * MiB), ("vfs", {}, 0)])
+    ("zfs", {}, 128 * 1024), ("btrfs", {}, 4096), ("overlay2", {}, 10 * MiB), ("vfs", {}, 0),
+    ("zfs", {"recordsize": "1MiB"}, MiB)])
 def test_bytes_copied_by_a_one_byte_first_write(driver, options, expected):
     assert sim.probe(driver, file_size=10 * MiB, **options)["copy_up_bytes"] == expected
+
+
+def test_zfs_small_files_are_one_block_of_their_own_size():
+    assert sim.probe("zfs", file_size=10 * 1024)["copy_up_bytes"] == 12 * 1024
+    assert sim.probe("zfs", file_size=64 * 1024)["copy_up_bytes"] == 64 * 1024
 
 
 def test_devicemapper_block_copy_costs_more_with_bigger_blocks():
@@ -159,8 +165,9 @@ def test_volume_writes_never_copy_up_and_survive_the_container():
     assert "data" in host.volumes and host.volume_fs.views[("vol", "data")].stat("new") is not None
 
 
-def test_removing_a_container_frees_its_writable_layer():
-    run = sim.run_scenario({"name": "rm", "containers": {"count": 2, "remove_at_end": True},
+@pytest.mark.parametrize("driver", ALL)
+def test_removing_a_container_frees_its_writable_layer(driver):
+    run = sim.run_scenario({"name": "rm", "driver": {"name": driver}, "containers": {"count": 2, "remove_at_end": True},
                             "image": {"layers": 2, "files_per_layer": 50},
                             "workload": {"ops": {"write": 1.0}, "operations": 40}})
     ops = run.ops

@@ -282,13 +282,13 @@ class Driver:
         return None
 
     def _flush(self, plan: Plan, cid: int, path: str, offset: int, nbytes: int, sync: bool) -> None:
-        written = self._bytes_on_disk(offset, nbytes)
+        written = self._bytes_on_disk(cid, path, offset, nbytes)
         if sync:
             plan.sync(FSYNC, written)
         else:
             plan.writeback(FSYNC, written)
 
-    def _bytes_on_disk(self, offset: int, nbytes: int) -> int:
+    def _bytes_on_disk(self, cid: int, path: str, offset: int, nbytes: int) -> int:
         """Bytes a write of ``nbytes`` at ``offset`` sends to disk: whole pages."""
         if nbytes <= 0:
             return 0

@@ -36,7 +36,7 @@ class Devicemapper(SnapshotDriver):
     def block_size(self) -> int:
         return self.options.block_size
 
-    def _break_block(self, plan, cid, view, path, entry, index, whole, size):
+    def _break_block(self, plan, cid, view, path, entry, start, block, whole, size):
         if not whole:
-            plan.disk_read(COPY_UP, self.block_size)
-            plan.disk_write(COPY_UP, self.block_size)
+            plan.disk_read(COPY_UP, block)
+            plan.disk_write(COPY_UP, block)

@@ -27,6 +27,10 @@ class SnapshotDriver(NativeDriver):
     def block_size(self) -> int:
         raise NotImplementedError
 
+    def block_for(self, size: int) -> int:
+        """The copy-on-write unit of a file of ``size`` bytes."""
+        return self.block_size
+
     # -- lifecycle -----------------------------------------------------------------------------
     def _layer_created(self, plan, image, layer):
         plan.cpu(SETUP, getattr(self.costs, self.snapshot_cost))
@@ -49,7 +53,7 @@ class SnapshotDriver(NativeDriver):
         if path not in self._private[cid]:
             self._private[cid][path] = (size, set())
         shared_size, private = self._private[cid][path]
-        block = self.block_size
+        block = self.block_for(shared_size)
         last_shared = -(-shared_size // block) - 1
         broken = 0
         for index in range(offset // block, min((offset + nbytes - 1) // block, last_shared) + 1):
@@ -59,16 +63,15 @@ class SnapshotDriver(NativeDriver):
             broken += 1
             start, end = index * block, min((index + 1) * block, shared_size)
             whole = offset <= start and offset + nbytes >= end
-            self._break_block(plan, cid, view, path, entry, index, whole, size)
+            self._break_block(plan, cid, view, path, entry, index * block, block, whole, size)
         if broken:
             plan.copy_ups += 1
             plan.copy_up_bytes += broken * block
 
-    def _break_block(self, plan, cid, view, path, entry, index, whole, size) -> None:
+    def _break_block(self, plan, cid, view, path, entry, start, block, whole, size) -> None:
         """Serve the first write to a shared block: by default, read the rest of it first."""
         if not whole:
-            plan.read(COPY_UP, self.data_key(cid, view, path, entry), index * self.block_size,
-                      self.block_size, size)
+            plan.read(COPY_UP, self.data_key(cid, view, path, entry), start, block, size)
 
     def _file_created(self, cid, path):
         self._new[cid].add(path)
@@ -93,9 +96,11 @@ class SnapshotDriver(NativeDriver):
     def container_real_bytes(self, cid):
         """Private blocks, plus whatever a file grew beyond what it shares, plus new files."""
         view = self.views[cid]
-        block = self.block_size
-        total = sum(round_up(view.upper_files.get(p, 0), block) for p in self._new[cid])
-        for path, (shared, private) in self._private[cid].items():
+        total = 0
+        for path in self._new[cid]:
             size = view.upper_files.get(path, 0)
+            total += round_up(size, self.block_for(size))
+        for path, (shared, private) in self._private[cid].items():
+            size, block = view.upper_files.get(path, 0), self.block_for(shared)
             total += len(private) * block + max(0, round_up(size, block) - round_up(shared, block))
         return total

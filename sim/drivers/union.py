@@ -130,7 +130,7 @@ class UnionDriver(Driver):
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         cloned = self._cloned.get(cid)
         if cloned is not None and path in cloned:
-            cloned[path] += self._bytes_on_disk(offset, nbytes)
+            cloned[path] += self._bytes_on_disk(cid, path, offset, nbytes)
         super()._flush(plan, cid, path, offset, nbytes, sync and not self._volatile())
 
     def _removed(self, cid, path):

@@ -6,6 +6,7 @@ afterwards writes run at native speed and never copy up.
 """
 from pydantic import BaseModel, ConfigDict
 
+from ..plan import SETUP
 from .base import register
 from .native import NativeDriver
 

@@ -1,13 +1,13 @@
 """zfs: each layer a snapshot, each container a clone; 128 KiB records.
 
 A write smaller than a record reads the whole record first (read-modify-write) and writes the
-whole record back. Clones share cached blocks in the ARC, so containers share the page cache of
+whole record back; a file smaller than the recordsize is a single block of its own size. Clones share cached blocks in the ARC, so containers share the page cache of
 unmodified image files.
 """
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..units import Size
-from .base import register, round_up
+from .base import PAGE, register, round_up
 from .snapshot import SnapshotDriver
 
 
@@ -42,8 +42,12 @@ class Zfs(SnapshotDriver):
             return super().probe_keys(cid, view, prefix)
         return (("meta", "snapshot", id(view.image), prefix),)
 
-    def _bytes_on_disk(self, offset, nbytes):
+    def block_for(self, size):
+        # A file smaller than the recordsize is one block of its own size, in whole sectors.
+        return min(self.block_size, round_up(max(size, 1), PAGE))
+
+    def _bytes_on_disk(self, cid, path, offset, nbytes):
         if nbytes <= 0:
             return 0
-        record = self.block_size
+        record = self.block_for(self.views[cid].upper_files.get(path, 0))
         return round_up(offset + nbytes, record) - (offset // record) * record
