@@ -53,6 +53,9 @@ def save(run: RunResult, name: str, root: str | Path = BASELINE_ROOT, force: boo
     """Store ``run`` as baseline ``name`` under ``root``; replace an existing one only with ``force``."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise BaselineError(f"baseline name {name!r}: use letters, digits, '_', '.' and '-'")
+    status = run.manifest.get("status", "complete")
+    if status != "complete":
+        raise BaselineError(f"{run.path or run.name}: the run is {status}; a baseline is made from a complete run only")
     target = Path(root) / name
     if target.exists() and not force:
         raise BaselineError(f"{target} already exists: pass --force to replace it, and say why in the commit message")

@@ -186,6 +186,9 @@ def test_baseline_save_is_reviewable_and_never_overwritten_silently(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["probe"]  # no partial or retired folders left
     bad = invoke("baseline", "save", tmp_path / "run", "../escape", "--root", root)
     assert bad.exit_code == 2 and "baseline name" in bad.output
+    run.manifest["status"] = "failed"  # some points raised: their rows are missing
+    with pytest.raises(baselines.BaselineError, match="the run is failed; a baseline is made from a complete run only"):
+        baselines.save(run, "partial", root)
     loaded = baselines.load(root / "probe")
     assert list(loaded.summary.columns) == list(run.summary.columns)
     assert compare(run, loaded, rtol=0.0).differences == []
