@@ -139,14 +139,15 @@ def drivers(as_json: bool) -> None:
 @main.command()
 @click.argument("run_dir")
 @click.argument("baseline")
-@click.option("--rtol", default=0.05, show_default=True, type=float, help="relative change that counts (0.05 = 5%)")
+@click.option("--rtol", default=0.05, show_default=True, type=click.FloatRange(min=0), help="relative change that counts (0.05 = 5%)")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME", help="compare only these metrics (repeatable)")
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="where comparison .md and .json go (default RUN_DIR/comparisons/)")
 @click.option("-v", "--verbose", is_flag=True, help="list every unchanged metric, not a count per point")
 @user_errors
 def compare(run_dir, baseline, rtol, metrics, output_dir, verbose) -> None:
-    """Compare a run with a baseline (a run folder, a baseline folder or a saved baseline's name).
+    """Compare a run with a baseline: a run folder, a baseline folder, or the name of a baseline
+    saved under benchmarks/baselines/.
 
     Exits 0 when nothing regressed, 1 on a regression, 2 when the two cannot be compared.
     """
