@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerate ``debian-bookworm.csv.gz`` and ``dpkg-install-hello.strace.gz`` (needs root and
-Debian's package archive; takes about two minutes).
+"""Regenerate ``debian-bookworm.csv.gz``, ``python3-startup.strace.gz`` and
+``dpkg-install-hello.strace.gz`` (needs root, strace and Debian's package archive; takes about
+three minutes).
 
 The image is a real Debian bookworm root filesystem in two layers, listed entry by entry:
 
@@ -15,9 +16,10 @@ The manifest is gzip-compressed CSV, one row per entry: ``layer,path,kind,size,m
 with kind one of file, dir, symlink, hardlink, whiteout, opaque (a hard link names its target;
 a symlink's size is the length of its target, as ``lstat`` reports). ``sim.imagefile`` reads it.
 
-The trace is ``strace -f -tt -T`` of ``dpkg -i /root/hello_*.deb`` run in a copy of that root
-filesystem (the host's strace copied in, not installed, to record from inside the chroot), so
-every file it reads is in the image.
+The traces are ``strace -f -tt -T`` of a Python start-up (``import json, email.parser,
+urllib.request``: lookups and reads) and of ``dpkg -i /root/hello_*.deb`` (writes, renames,
+fsyncs), run in a copy of that root filesystem (the host's strace copied in, not installed, to
+record from inside the chroot), so every file they read is in the image.
 
 Usage: sudo python3 scenarios/data/make_debian_image.py [--out scenarios/data] [--keep DIR]
 """
@@ -143,23 +145,33 @@ def add_host_strace(root: Path) -> None:
                 link.symlink_to(inside.name)
 
 
-def record_trace(top: Path, work: Path, out: Path) -> None:
+# Programs traced in the image, in this order (the first only reads, so the second still runs
+# in exactly the image): file name -> command.
+TRACES = {
+    "python3-startup.strace.gz": "python3 -c 'import json, email.parser, urllib.request'",
+    "dpkg-install-hello.strace.gz": "dpkg -i /root/hello_2.10-3_amd64.deb",
+}
+
+
+def record_traces(top: Path, work: Path, out: Path) -> None:
     scratch = work / "trace-root"
     run("cp", "-a", str(top), str(scratch))
     add_host_strace(scratch)
-    in_chroot(scratch, "/usr/bin/strace -f -tt -T -o /root/trace.txt dpkg -i /root/hello_*.deb")
-    data = (scratch / "root" / "trace.txt").read_bytes()
-    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
-        gz.write(data)
-    lines = data.count(b"\n")
-    print(f"trace: {out} ({lines} lines)")
+    for name, command in TRACES.items():
+        in_chroot(scratch, f"cd / && /usr/bin/strace -f -tt -T -o /root/trace.txt {command}")
+        data = (scratch / "root" / "trace.txt").read_bytes()
+        (scratch / "root" / "trace.txt").unlink()
+        with open(out / name, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
+            gz.write(data)
+        lines = data.count(b"\n")
+        print(f"trace: {out / name} ({lines} lines)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent), help="where the files go")
     parser.add_argument("--keep", help="build in this directory and keep it (default: a temporary one)")
-    parser.add_argument("--no-trace", action="store_true", help="only the image manifest")
+    parser.add_argument("--no-trace", action="store_true", help="only the image listing, no traces")
     args = parser.parse_args()
     out = Path(args.out)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cowsim-debian-"))
@@ -180,7 +192,7 @@ def main() -> None:
         write_manifest(manifest, rows)
         print(f"manifest: {manifest} ({len(rows)} entries, {manifest.stat().st_size} bytes)")
         if not args.no_trace:
-            record_trace(top, work, out / "dpkg-install-hello.strace.gz")
+            record_traces(top, work, out)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
