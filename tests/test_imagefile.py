@@ -74,12 +74,14 @@ def add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
     archive.addfile(info, io.BytesIO(data))
 
 
-def docker_save(path: Path, layers=LAYERS) -> Path:
+def docker_save(path: Path, layers=LAYERS, blobs: bool = False) -> Path:
+    """A ``docker save`` tar: ``<id>/layer.tar`` per layer, or (Docker 25+) ``blobs/sha256/<digest>``."""
     with tarfile.open(path, "w") as archive:
         names = []
         for index, rows in enumerate(layers):
-            name = f"{index:064x}/layer.tar"
-            add_bytes(archive, name, layer_tar(rows))
+            data = layer_tar(rows)
+            name = f"blobs/sha256/{hashlib.sha256(data).hexdigest()}" if blobs else f"{index:064x}/layer.tar"
+            add_bytes(archive, name, data)
             names.append(name)
         add_bytes(archive, "config.json", b"{}")
         manifest = [{"Config": "config.json", "RepoTags": ["test:latest"], "Layers": names}]
@@ -181,6 +183,12 @@ def test_docker_save_names_layers_and_image(tmp_path):
     image = load_image(docker_save(tmp_path / "image.tar"))
     assert image.name == "test:latest"
     assert [layer.name for layer in image.layers] == [f"{i:064x}"[:12] for i in range(3)]
+    path = docker_save(tmp_path / "blobs.tar", blobs=True)  # Docker 25+ layout
+    newer = load_image(path)
+    with tarfile.open(path) as archive:
+        listed = json.load(archive.extractfile("manifest.json"))[0]["Layers"]
+    assert [layer.name for layer in newer.layers] == [name.split("/")[-1][:12] for name in listed]
+    assert model_view(newer) == model_view(image)
 
 
 def layer_blobs(layout: Path) -> list[Path]:
