@@ -1,6 +1,8 @@
 """cowsim: a discrete-event performance simulator of container storage drivers."""
 __version__ = "0.1.0"
 
-from .api import RunResult, load_run, load_scenario, probe, run_scenario, validate  # noqa: E402
+from .api import (RunResult, inspect_image, inspect_trace, load_run, load_scenario, probe,  # noqa: E402
+                  run_scenario, validate)
 
-__all__ = ["RunResult", "load_run", "load_scenario", "probe", "run_scenario", "validate", "__version__"]
+__all__ = ["RunResult", "inspect_image", "inspect_trace", "load_run", "load_scenario", "probe", "run_scenario",
+           "validate", "__version__"]
