@@ -65,7 +65,7 @@ class ParsedTrace:
     syscalls: int = 0
     events: int = 0  # "+++ exited", "--- SIGCHLD" lines: not syscalls
     joined: int = 0  # syscalls written on two lines (<unfinished ...> and resumed)
-    unparsed: int = 0  # lines that are none of the above
+    unparsed: int = 0  # lines that are none of the above (blank ones too)
     replayed: Counter = field(default_factory=Counter)
     bookkeeping: Counter = field(default_factory=Counter)
     unusable: Counter = field(default_factory=Counter)
@@ -222,6 +222,7 @@ class TraceParser:
         self.trace = ParsedTrace(path)
         self.processes: dict[int, Process] = {}
         self.pending_forks: dict[int, str] = {}  # parent pid -> flags of a fork not yet returned
+        self.unfinished: dict[int, tuple[int, float, str, str]] = {}  # pid -> (line, start, name, args so far)
         self.cwd = cwd
         self.first: float | None = None
         self.previous = 0.0
@@ -263,12 +264,9 @@ class TraceParser:
         return f"{base.rstrip('/')}/{name}" if name else base
 
     # -- lines ---------------------------------------------------------------------------------
-    def feed(self, number: int, line: str, unfinished: dict[int, tuple[int, float, str, str]]) -> None:
+    def feed(self, number: int, line: str) -> None:
         self.trace.lines += 1
-        line = line.rstrip("\n")
-        if not line.strip():
-            return
-        match = _LINE.match(line)
+        match = _LINE.match(line.rstrip("\n"))
         if match is None:
             self.trace.unparsed += 1
             return
@@ -286,7 +284,7 @@ class TraceParser:
             return
         resumed = _RESUMED.match(rest)
         if resumed is not None:
-            begun = unfinished.pop(pid, None)
+            begun = self.unfinished.pop(pid, None)
             name = resumed.group(1)
             if begun is None or begun[2] != name:
                 self._unusable(name, "resumed without its start")
@@ -302,7 +300,7 @@ class TraceParser:
                 return
             name = start_match.group(1)
             self.process(pid)
-            unfinished[pid] = (number, start, name, start_match.group(2))
+            self.unfinished[pid] = (number, start, name, start_match.group(2))
             if name in _FORKS:
                 self.pending_forks[pid] = start_match.group(2)
             return
@@ -569,8 +567,8 @@ class TraceParser:
             self._op(context, name, "write", "write", description.path, offset=offset, nbytes=result,
                      sync=description.sync, follow=False)
 
-    def finish(self, unfinished: dict) -> ParsedTrace:
-        for _number, _start, name, _head in unfinished.values():
+    def finish(self) -> ParsedTrace:
+        for _number, _start, name, _head in self.unfinished.values():
             self.trace.syscalls += 1
             self._unusable(name, "never finished (the process ended or the trace was cut)")
         self.trace.recorded_s = self.last_end
@@ -635,17 +633,16 @@ def parse_trace(path: str | Path, cwd: str = "/") -> ParsedTrace:
 def _parse_cached(name: str, _mtime: int, cwd: str) -> ParsedTrace:
     path = Path(name)
     parser = TraceParser(name, cwd)
-    unfinished: dict = {}
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as handle:
             for number, line in enumerate(handle, 1):
-                parser.feed(number, line, unfinished)
+                parser.feed(number, line)
     except FileNotFoundError:
         raise TraceError(f"{name}: no such trace file") from None
     except (OSError, EOFError) as error:
         raise TraceError(f"{name}: cannot read the trace: {' '.join(str(error).split())}") from None
-    trace = parser.finish(unfinished)
+    trace = parser.finish()
     if trace.syscalls == 0:
         raise TraceError(f"{name}: no syscall lines (expected the output of strace -f -tt -T)")
     return trace

@@ -279,6 +279,15 @@ def test_strace_output_variants_parse_alike(tmp_path, variant):
     every_line_accounted(trace)
 
 
+def test_stray_lines_are_counted(tmp_path):
+    path = tmp_path / "stray.strace"
+    path.write_text(TRACE + "\nstrace: Process 100 detached\n100 10:00:01.000000 read(3, \"cut\n")
+    trace = parse_trace(path)
+    every_line_accounted(trace)
+    assert trace.unparsed == 2 and trace.unusable["read"] == 3  # the cut-short read too
+    assert len(trace.ops) == len(EXPECTED)
+
+
 def test_midnight_and_gzip(tmp_path):
     import gzip
     text = TRACE.replace("10:00:00.0", "23:59:59.9").replace("23:59:59.94", "00:00:00.04")
