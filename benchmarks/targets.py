@@ -1,0 +1,240 @@
+"""The speed and scale targets of issue 7, each measured and printed with its figure.
+
+    python -m benchmarks.targets                 # every target, full size (tens of minutes)
+    python -m benchmarks.targets --quick         # the same code at small sizes (a minute or two)
+    python -m benchmarks.targets throughput memory --json targets.json
+
+- throughput: ``scenarios/bench/throughput.yaml`` end to end (validation, simulation, writing
+  the run folder), simulated operations per second of wall time on one core, beside the rate of
+  the bare SimPy loop of :func:`benchmarks.speed.bare_simpy` measured in the same process, and
+  their ratio (target: >= 100,000 ops/s and a ratio >= 1.5).
+- sweep: ``scenarios/copyup_sweep.yaml``, 8 drivers x 7 file sizes x 8 layer depths x 7
+  directory depths x 3 replicates = 9,408 runs, on 2 worker processes (target: <= 60 s).
+- memory: a 10,000,000-operation run of the throughput scenario with its records streamed to
+  parquet; peak resident memory of the process (target: < 1 GiB).
+- scale: 1,000 containers over a 100,000-file image; then time and peak memory as operations,
+  containers and image files double, each from a base point with the other two fixed
+  (figure: ``docs/scale.png``).
+
+Every measurement of time or memory runs in a fresh child process, so that one does not inherit
+another's heap; figures are wall time unless stated (CPU time is printed too: the machine may
+be shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "scenarios" / "bench"
+TARGETS = ("throughput", "sweep", "memory", "scale")
+GIB = 2**30
+
+
+def scenario(name: str, **changes) -> dict:
+    """A benchmark scenario with dotted fields changed (``workload.operations=...``)."""
+    from sim.scenario import set_dotted
+    data = yaml.safe_load((BENCH / f"{name}.yaml").read_text())
+    for dotted, value in changes.items():
+        set_dotted(data, dotted, value)
+    return data
+
+
+# -- one measurement in a child process ------------------------------------------------------------
+
+def child(kind: str, data: dict, **options) -> dict:
+    """Run ``kind`` on scenario ``data`` in a fresh interpreter; its figures as a dict."""
+    request = json.dumps({"kind": kind, "data": data, "options": options})
+    done = subprocess.run([sys.executable, "-m", "benchmarks.targets", "--child"], input=request, text=True,
+                          capture_output=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"benchmark child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _child_main() -> None:
+    request = json.loads(sys.stdin.read())
+    kind, data, options = request["kind"], request["data"], request["options"]
+    figures = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate}[kind](data, **options)
+    figures["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(figures))
+
+
+def _throughput(data: dict, bare_events: int) -> dict:
+    """End to end through the API, writing the run folder; then the bare SimPy loop, same process."""
+    from benchmarks.speed import bare_simpy
+    from sim.api import run_scenario
+    with tempfile.TemporaryDirectory() as scratch:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run_scenario(data, out=Path(scratch) / "run")
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    operations = int(result.summary["ops"].sum())
+    bare_cpu = time.process_time()
+    bare_wall = bare_simpy(bare_events)
+    bare_cpu = time.process_time() - bare_cpu
+    return {"operations": operations, "wall_s": wall, "cpu_s": cpu, "ops_per_s": operations / wall,
+            "ops_per_cpu_s": operations / cpu, "bare_events": bare_events, "bare_wall_s": bare_wall,
+            "bare_per_s": bare_events / bare_wall, "bare_per_cpu_s": bare_events / bare_cpu}
+
+
+def _sweep(data: dict, jobs: int) -> dict:
+    from sim.api import run_scenario
+    with tempfile.TemporaryDirectory() as scratch:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run_scenario(data, out=Path(scratch) / "run", jobs=jobs)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"runs": len(result.summary), "jobs": jobs, "wall_s": wall, "parent_cpu_s": cpu,
+            "runs_per_s": len(result.summary) / wall}
+
+
+def _simulate(data: dict, stream_ops: bool) -> dict:
+    """One point through :func:`sim.runner.simulate`; records streamed to parquet or kept in memory."""
+    from sim.runner import simulate
+    from sim.scenario import Scenario
+    point = Scenario.model_validate(data)
+    with tempfile.TemporaryDirectory() as scratch:
+        ops_path = Path(scratch) / "ops.parquet" if stream_ops else None
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = simulate(point, 0, ops_path=ops_path)
+        written = ops_path.stat().st_size if ops_path else 0
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"operations": result.summary["ops"], "wall_s": wall, "cpu_s": cpu,
+            "ops_per_s": result.summary["ops"] / wall, "ops_parquet_bytes": written,
+            "real_bytes": result.summary["real_bytes"], "containers_size_bytes": result.summary["containers_size_bytes"]}
+
+
+# -- the targets -----------------------------------------------------------------------------------
+
+def throughput(quick: bool) -> dict:
+    operations = 100_000 if quick else 1_000_000
+    row = child("throughput", scenario("throughput", **{"workload.operations": operations}),
+                bare_events=operations)
+    row["ratio"] = row["ops_per_s"] / row["bare_per_s"]
+    row["ratio_cpu"] = row["ops_per_cpu_s"] / row["bare_per_cpu_s"]
+    print(f"throughput: {row['operations']:,} ops in {row['wall_s']:.1f} s wall ({row['cpu_s']:.1f} s CPU): "
+          f"{row['ops_per_s']:,.0f} ops/s (target 100,000); bare SimPy loop {row['bare_per_s']:,.0f} iterations/s; "
+          f"ratio {row['ratio']:.2f} (target 1.5; by CPU time {row['ratio_cpu']:.2f})")
+    return row
+
+
+def sweep(quick: bool) -> dict:
+    data = yaml.safe_load((ROOT / "scenarios" / "copyup_sweep.yaml").read_text())
+    if quick:
+        data["sweep"] = {"driver.name": data["sweep"]["driver.name"], "image.file_size": ["4KiB", "1GiB"],
+                         "image.layers": [1, 125], "image.dir_depth": [0, 32]}
+    row = child("sweep", data, jobs=2)
+    print(f"sweep: {row['runs']:,} runs in {row['wall_s']:.1f} s on {row['jobs']} processes "
+          f"({row['runs_per_s']:,.0f} runs/s; target 9,408 runs in <= 60 s)")
+    return row
+
+
+def memory(quick: bool) -> dict:
+    operations = 1_000_000 if quick else 10_000_000
+    rows = {}
+    for label, stream_ops in (("streamed", True),) if not quick else (("streamed", True), ("in memory", False)):
+        row = child("simulate", scenario("throughput", **{"workload.operations": operations}), stream_ops=stream_ops)
+        rows[label] = row
+        print(f"memory ({label}): {row['operations']:,} ops, peak RSS {row['peak_rss_bytes'] / GIB:.2f} GiB "
+              f"(target < 1 GiB), {row['wall_s']:.0f} s wall, ops.parquet {row['ops_parquet_bytes'] / 2**20:.0f} MiB")
+    return rows
+
+
+SCALE_BASE = {"containers": 125, "files": 12_500, "operations": 50_000}
+
+
+def scale_point(containers: int, files: int, operations: int) -> dict:
+    data = scenario("scale", **{"containers.count": containers, "image.files_per_layer": files // 10,
+                                "workload.operations": operations})
+    row = child("simulate", data, stream_ops=True)
+    row.update(containers=containers, files=files)
+    return row
+
+
+def scale(quick: bool) -> dict:
+    big = (100, 10_000, 20_000) if quick else (1_000, 100_000, 200_000)
+    top = scale_point(*big)
+    print(f"scale: {big[0]:,} containers over a {big[1]:,}-file image, {top['operations']:,} ops: "
+          f"{top['wall_s']:.1f} s wall, peak RSS {top['peak_rss_bytes'] / 2**20:.0f} MiB")
+    factors = (1, 2) if quick else (1, 2, 4, 8)
+    base = {k: (v // 8 if quick else v) for k, v in SCALE_BASE.items()}
+    curves = {}
+    for axis in ("operations", "containers", "files"):
+        curves[axis] = []
+        for factor in factors:
+            point = dict(base, **{axis: base[axis] * factor})
+            row = scale_point(point["containers"], point["files"], point["operations"])
+            row["factor"] = factor
+            curves[axis].append(row)
+            print(f"  x{factor} {axis:<10}: {row['wall_s']:6.2f} s wall, {row['cpu_s']:6.2f} s CPU, "
+                  f"peak RSS {row['peak_rss_bytes'] / 2**20:6.0f} MiB")
+        first, last = curves[axis][0], curves[axis][-1]
+        print(f"  {axis}: x{factors[-1]} costs x{last['cpu_s'] / first['cpu_s']:.2f} CPU time, "
+              f"x{last['peak_rss_bytes'] / first['peak_rss_bytes']:.2f} peak memory")
+    return {"top": top, "base": base, "curves": curves}
+
+
+def plot_scale(figures: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, rows in figures["curves"].items():
+        factors = [r["factor"] for r in rows]
+        left.plot(factors, [r["cpu_s"] for r in rows], marker="o", label=f"{axis} x factor")
+        right.plot(factors, [r["peak_rss_bytes"] / 2**20 for r in rows], marker="o", label=f"{axis} x factor")
+    factors = [r["factor"] for r in next(iter(figures["curves"].values()))]
+    base_cpu = min(rows[0]["cpu_s"] for rows in figures["curves"].values())
+    left.plot(factors, [base_cpu * f for f in factors], "k:", label="linear (from the cheapest base)")
+    base = figures["base"]
+    for ax, label in ((left, "CPU time [s]"), (right, "peak resident memory [MiB]")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(factors, [f"x{f}" for f in factors])
+        ax.set_xlabel(f"factor over the base ({base['containers']} containers, {base['files']:,} files, "
+                      f"{base['operations']:,} ops)", fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    left.set_yscale("log", base=2)
+    left.legend(fontsize=8)
+    right.set_ylim(bottom=0)
+    fig.suptitle("cowsim cost as operations, containers and image files double (overlay2, ssd)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.targets", description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", help=f"targets to measure: {', '.join(TARGETS)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the code, not the targets")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "scale.png", help="where the scale figure goes")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child_main()
+        return 0
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target {unknown[0]!r}: use {', '.join(TARGETS)}")
+    from sim.results import environment
+    figures = {"environment": environment(), "quick": args.quick}
+    for target in args.targets or TARGETS:
+        figures[target] = globals()[target](args.quick)
+    if "scale" in figures:
+        plot_scale(figures["scale"], args.figure)
+        print(f"scale figure: {args.figure}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
