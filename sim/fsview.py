@@ -74,20 +74,24 @@ class ContainerView:
         return redirects[mapped] + path[len(mapped):]
 
     def stat(self, path: str) -> Entry | None:
+        return self.resolve(path)[0]
+
+    def resolve(self, path: str) -> tuple[Entry | None, str | None]:
+        """``stat(path)`` and ``lower_path(path)`` at once: a lookup needs both, per component."""
         if path == "":
-            return Entry(DIR, 0, None, "")
-        if path in self.upper_files:
+            return Entry(DIR, 0, None, ""), self.lower_path(path)
+        if path in self.upper_files:  # then lower_path is None: the upper file hides the name
             origin = self.metacopy.get(path)
             return Entry(FILE, self.upper_files[path], None if origin is None else origin[0],
-                         path if origin is None else origin[1])
+                         path if origin is None else origin[1]), None
         lower = self.lower_path(path)
         found = self.image.merged.get(lower) if lower is not None else None
         if path in self.upper_dirs:
-            return Entry(DIR, 0, None, lower if found and found[0] == DIR else path)
+            return Entry(DIR, 0, None, lower if found and found[0] == DIR else path), lower
         if found is None:
-            return None
+            return None, lower
         kind, size, layer = found
-        return Entry(kind, size, layer, lower)
+        return Entry(kind, size, layer, lower), lower
 
     def _require(self, path: str, kind: str | None = None) -> Entry:
         self._require_parent_dir(path)

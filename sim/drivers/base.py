@@ -132,8 +132,7 @@ class Driver:
         return plan
 
     def _op_stat(self, plan, cid, view, op):
-        self.lookup(plan, cid, view, op.path)
-        if view.stat(op.path) is None:
+        if self.lookup(plan, cid, view, op.path) is None:
             raise FsError("ENOENT", op.path)
 
     def _op_read(self, plan, cid, view, op):
@@ -173,8 +172,7 @@ class Driver:
         self._written_new(plan, cid, view, op)
 
     def _op_create(self, plan, cid, view, op):
-        self.lookup(plan, cid, view, op.path)
-        existed = view.stat(op.path)
+        existed = self.lookup(plan, cid, view, op.path)
         if existed is not None and existed.kind == FILE:
             return self._op_open_trunc(plan, cid, view, op)
         self._dirs_created(plan, cid, view.create(op.path))
@@ -220,8 +218,7 @@ class Driver:
         plan.cpu(DATA, self.costs.metadata_update)
 
     def _file(self, plan, cid, view, path):
-        self.lookup(plan, cid, view, path)
-        entry = view.stat(path)
+        entry = self.lookup(plan, cid, view, path)
         if entry is None:
             raise FsError("ENOENT", path)
         if entry.kind == DIR:
@@ -229,28 +226,31 @@ class Driver:
         return entry
 
     def _file_or_dir(self, plan, cid, view, path):
-        self.lookup(plan, cid, view, path)
-        entry = view.stat(path)
+        entry = self.lookup(plan, cid, view, path)
         if entry is None:
             raise FsError("ENOENT", path)
         return entry
 
     # -- hooks: lookups, data placement, copy-on-write -------------------------------------------
-    def lookup(self, plan: Plan, cid: int, view: ContainerView, path: str) -> None:
+    def lookup(self, plan: Plan, cid: int, view: ContainerView, path: str):
         """Resolve ``path`` component by component (a missing last component is a negative
-        dentry, for the caller to judge; a missing directory on the way is ENOENT)."""
+        dentry, for the caller to judge; a missing directory on the way is ENOENT). Returns
+        what ``view.stat(path)`` returns."""
         mount, cpu = self.mount_id(cid), self._probe_cpu()
+        entry = view.stat(path) if not path else None
         for prefix in prefixes(path):
-            plan.probe(LOOKUP, (mount, prefix), self.probe_keys(cid, view, prefix), cpu)
+            entry, lower = view.resolve(prefix)
+            plan.probe(LOOKUP, (mount, prefix), self.probe_keys(cid, view, prefix, lower), cpu)
             if prefix != path:
-                entry = view.stat(prefix)
                 if entry is None:
                     raise FsError("ENOENT", prefix)
                 if entry.kind != DIR:
                     raise FsError("ENOTDIR", prefix)
+        return entry
 
-    def probe_keys(self, cid: int, view: ContainerView, prefix: str) -> tuple:
-        """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree."""
+    def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None) -> tuple:
+        """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
+        ``lower`` is ``view.lower_path(prefix)``, which union drivers probe."""
         return (("meta", self.mount_id(cid), prefix),)
 
     def _probe_cpu(self) -> float:

@@ -35,7 +35,7 @@ class UnionDriver(Driver):
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
-        self._probe_memo: dict[tuple[int, str], tuple] = {}
+        self._probe_memo: dict[int, dict[str, tuple]] = {}  # per image: lower path -> probe keys
         # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
         self._cloned: dict[int, dict[str, int]] = {}
 
@@ -44,17 +44,19 @@ class UnionDriver(Driver):
         return self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
 
     def _lower_probes(self, image: Image, lower: str) -> tuple:
-        memo_key = (id(image), lower)
-        keys = self._probe_memo.get(memo_key)
+        memo = self._probe_memo.get(id(image))
+        if memo is None:
+            memo = self._probe_memo[id(image)] = {}
+        keys = memo.get(lower)
         if keys is None:
             if self.single_lower:
                 keys = (("meta", "flat", image.layer_ids[-1], lower),)
             else:
                 keys = tuple(("meta", image.layer_ids[i], lower) for i in image.probe_layers(lower))
-            self._probe_memo[memo_key] = keys
+            memo[lower] = keys
         return keys
 
-    def probe_keys(self, cid, view, prefix):
+    def probe_keys(self, cid, view, prefix, lower):
         """The upper directory (where the parent has one), then each lower layer top-down,
         stopping at a file, a whiteout or an opaque directory."""
         parent = parent_of(prefix)
@@ -64,7 +66,6 @@ class UnionDriver(Driver):
         stops_in_upper = prefix in view.upper_files or prefix in view.whiteouts or (
             prefix in view.opaque_dirs and prefix not in view.redirects)
         if not stops_in_upper:
-            lower = view.lower_path(prefix)
             if lower is not None:
                 keys = keys + self._lower_probes(view.image, lower)
         return keys
