@@ -34,15 +34,21 @@ def stream(seed: int, replicate: int, component: str) -> np.random.Generator:
 
 @dataclass
 class PointResult:
+    """One run's tables. The DataFrames are made on first use: a sweep can pass the Arrow table
+    and the rows on without paying for pandas per run."""
+
     summary: dict
     ops_table: pa.Table  # empty when the operations were not kept, or streamed to ``ops_path``
-    space: pd.DataFrame
+    space_rows: list[dict]
     ops_path: Path | None = None  # the parquet file the operations were streamed to
 
     @cached_property
     def ops(self) -> pd.DataFrame:
-        """The operations as a DataFrame, converted on first use (a sweep can keep the Arrow table)."""
         return self.ops_table.to_pandas()
+
+    @cached_property
+    def space(self) -> pd.DataFrame:
+        return pd.DataFrame(self.space_rows)
 
 
 def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
@@ -159,7 +165,7 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
         summary.update(trace_syscalls=trace.syscalls, trace_replayed=sum(trace.replayed.values()),
                        trace_unusable=sum(trace.unusable.values()), trace_recorded_s=trace.recorded_s,
                        trace_recorded_failures=trace.recorded_failures * scenario.containers.count)
-    return PointResult(summary, ops, pd.DataFrame(space), ops_path)
+    return PointResult(summary, ops, space, ops_path)
 
 
 def warm_up(host: Host, paths: list[str]):
