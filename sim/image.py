@@ -190,7 +190,8 @@ class Image:
             if parent in layer.opaque_dirs:
                 break
         result = tuple(probed)
-        self._probe_memo[path] = result
+        if path in self.merged:  # names the image lacks (new files) are probed once: not kept
+            self._probe_memo[path] = result
         return result
 
     def history(self) -> list[dict]:

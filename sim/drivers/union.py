@@ -53,7 +53,8 @@ class UnionDriver(Driver):
                 keys = (("meta", "flat", image.layer_ids[-1], lower),)
             else:
                 keys = tuple(("meta", image.layer_ids[i], lower) for i in image.probe_layers(lower))
-            memo[lower] = keys
+            if lower in image.merged:  # a name the image lacks (a new file) is rarely probed again
+                memo[lower] = keys
         return keys
 
     def probe_keys(self, cid, view, prefix, lower):
