@@ -82,9 +82,9 @@ class OpRecords:
     file (call :meth:`close` at the end). ``keep=False`` keeps only the totals.
     """
 
-    def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int | None = None) -> None:
         self.rows: list[tuple] = []
-        self.batch_rows = batch_rows
+        self.batch_rows = batch_rows or BATCH_ROWS
         self.keep = keep
         self.path = Path(path) if path is not None else None
         self.totals = OpTotals()
