@@ -1,6 +1,7 @@
 """The Python API: what the command line and the notebooks both call."""
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import time
@@ -12,13 +13,17 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from .drivers import REGISTRY, LayerLimitError, UnknownDriverError
+from . import results
+from .drivers import REGISTRY, LayerLimitError
 from .errors import CowsimError, ScenarioError
-from .profile import ProfileError, load_profile
-from .results import default_run_dir, environment, read_run, write_run
 from .runner import STREAMS, simulate
-from .scenario import Scenario, expand_points
+from .scenario import (FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
+                       union_kinds, unknown_key)
+from .sweep import WorkerLost, combine, execute, part_key, part_status, progress_bar
 from .units import UnitError, parse_size
+
+SEEDING = ("numpy SeedSequence(seed, spawn_key=(replicate, stream)) per random stream; the point is not "
+           "part of the key, so every point of a sweep draws the same image and workload (common random numbers)")
 
 
 @dataclass
@@ -33,55 +38,248 @@ class RunResult:
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def failed(self) -> int:
+        """Runs that raised (their rows have status ``failed`` and the error in ``failure``)."""
+        return int((self.summary["status"] == "failed").sum()) if "status" in self.summary else 0
+
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""
-        return f"<RunResult {self.name}: {len(self.summary)} runs, {len(self.ops)} operations{where}>"
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"<RunResult {self.name}: {len(self.summary)} runs{failed}, {len(self.ops)} operations{where}>"
 
 
-def load_scenario(source: str | Path | dict) -> tuple[dict, str]:
-    """The scenario mapping and the name of where it came from."""
+class RunInterrupted(CowsimError):
+    """A sweep stopped before its end; the finished runs are kept in its folder."""
+
+    exit_code = 130
+
+
+# -- reading scenario files, with the line of every value ---------------------------------------
+
+@dataclass
+class Source:
+    data: dict
+    origin: str = "<scenario>"
+    node: Any = None                                      # the YAML node tree, for line numbers
+    overrides: dict[tuple, str] = field(default_factory=dict)
+
+    def line(self, path: tuple) -> int | None:
+        """The line of the value at ``path`` (or of the nearest enclosing one that is written)."""
+        node, line = self.node, None
+        if node is None:
+            return None
+        line = node.start_mark.line + 1
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                entry = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+                if entry is None:
+                    break
+                line, node = entry[0].start_mark.line + 1, entry[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
+
+    def error(self, message: str, path: tuple = (), label: str | None = None) -> ScenarioError:
+        for length in range(len(path), 0, -1):
+            if path[:length] in self.overrides:
+                return ScenarioError(message, file=self.overrides[path[:length]], field=label or _dotted(path))
+        return ScenarioError(message, file=self.origin, line=self.line(path), field=label or _dotted(path))
+
+
+def _dotted(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Source:
+    """A scenario file (or mapping) read, with its line marks, and the ``--set`` overrides applied."""
     if isinstance(source, dict):
-        return source, "<scenario>"
-    path = Path(source)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ScenarioError("no such scenario file", file=str(path)) from None
-    except OSError as error:
-        raise ScenarioError(f"cannot read: {error.strerror}", file=str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ScenarioError(f"not valid YAML: {getattr(error, 'problem', error)}", file=str(path),
-                            line=mark.line + 1 if mark else None) from None
-    if data is None:
-        raise ScenarioError("the file is empty", file=str(path))
-    if not isinstance(data, dict):
-        raise ScenarioError("the top level must be a mapping of fields", file=str(path), line=1)
-    return data, str(path)
+        loaded = Source(source)
+    else:
+        path = str(source)
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise ScenarioError("no such scenario file", file=path) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ScenarioError(f"cannot read: {getattr(error, 'strerror', None) or error}", file=path) from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            problem = getattr(error, "problem", None) or str(error)
+            raise ScenarioError(f"not valid YAML: {problem}", file=path, line=mark.line + 1 if mark else None) from None
+        if data is None:
+            raise ScenarioError("the file is empty: expected a mapping of scenario fields (see `cowsim schema`)",
+                                file=path, line=1)
+        if not isinstance(data, dict):
+            raise ScenarioError(f"the top level must be a mapping of scenario fields, not a {type(data).__name__}",
+                                file=path, line=node.start_mark.line + 1)
+        loaded = Source(data, path, node)
+    if overrides:
+        try:
+            loaded.data, loaded.overrides = apply_overrides(loaded.data, overrides)
+        except SweepError as error:
+            raise ScenarioError(str(error), file="--set") from None
+    return loaded
 
 
-def validate(data: dict, origin: str = "<scenario>") -> list[tuple[dict, Scenario]]:
+def load_scenario(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, str]:
+    """The scenario mapping and the name of where it came from."""
+    loaded = read_source(source, overrides)
+    return loaded.data, loaded.origin
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+def _clean_loc(loc: tuple, data: Any) -> tuple:
+    """A pydantic error location as a path in the scenario mapping (union tags dropped)."""
+    path, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and (part in union_kinds() or part.startswith("function-")):
+            continue
+        else:
+            node = None
+        path.append(part)
+    return tuple(path)
+
+
+def _raw(data: Any, path: tuple) -> Any:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _explain(error: ValidationError, data: dict) -> tuple[str, tuple]:
+    """The first error of a validation as (message, path in the scenario mapping)."""
+    errors = error.errors()
+    # A misspelt key also makes the real one missing: name the misspelling.
+    first = next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == errors[0]["loc"][:-1]), errors[0])
+    path = _clean_loc(first["loc"], data)
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):
+        path += cause.path
+    if first["type"] == "extra_forbidden":
+        model = model_at(path[:-1], data)
+        return unknown_key(str(path[-1]), list(model.model_fields) if model else []), path
+    if first["type"] == "union_tag_invalid":
+        return f"unknown kind {first['ctx']['tag']!r}: use one of {first['ctx']['expected_tags']}", path + ("kind",)
+    message = str(cause) if cause is not None else first["msg"]
+    message = message.removeprefix("Value error, ").replace("Input should be", "should be")
+    if cause is None and first["type"] != "missing":
+        raw = _raw(data, path)
+        shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:57] + "..."
+        message += f", got {shown}"
+    return message, path
+
+
+def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(point.data)
+    except ValidationError as error:
+        message, path = _explain(error, point.data)
+    else:
+        problem = _check_inputs(scenario)
+        if problem is None:
+            return scenario
+        message, path = problem
+    for key, where in point.sources.items():
+        key_path = tuple(key.split("."))
+        shorter = min(len(key_path), len(path))
+        if swept and key_path[:shorter] == path[:shorter]:
+            if len(point.values) > 1:
+                message += " (at " + ", ".join(f"{k}={v}" for k, v in point.values.items()) + ")"
+            raise source.error(message, where, label=_dotted(where[:-1]))  # the line of the value
+    raise source.error(message, path)
+
+
+def validate_source(source: Source) -> list[tuple[Point, Scenario]]:
     """Every point of the scenario, validated, before anything runs."""
     try:
-        base = Scenario.model_validate(data)
-        points = [(values, Scenario.model_validate(point)) for values, point in expand_points(data)]
-        load_profile(base.profile)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-"))
-        raise ScenarioError(first["msg"].removeprefix("Value error, "), file=origin, field=where) from None
-    except (ProfileError, LayerLimitError, UnknownDriverError, UnitError) as error:
-        raise ScenarioError(str(error), file=origin) from None
-    for _, scenario in points:
-        check_inputs(scenario, origin)
-    return points
+        points = expand_points(source.data)
+    except SweepError as error:
+        raise source.error(str(error), error.path) from None
+    swept = len(points) > 1 or bool(points[0].values)
+    return [(point, _validate_point(point, source, swept)) for point in points]
 
 
-def check_inputs(scenario: Scenario, origin: str) -> None:
+def validate(source: str | Path | dict, origin: str | None = None, *,
+             overrides: list[str] | tuple[str, ...] = ()) -> list[tuple[dict, Scenario]]:
+    """(swept values, validated scenario) of every point; a ScenarioError names file, line and field."""
+    loaded = read_source(source, overrides)
+    if origin is not None:
+        loaded.origin = origin
+    return [(point.values, scenario) for point, scenario in validate_source(loaded)]
+
+
+def count_runs(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> tuple[int, int]:
+    """(points, runs) of a valid scenario; raises a ScenarioError for an invalid one."""
+    points = validate_source(read_source(source, overrides))
+    return len(points), sum(scenario.replicates for _, scenario in points)
+
+
+# -- running --------------------------------------------------------------------------------------
+
+def _resolved(source: Source, points: list[tuple[Point, Scenario]]) -> dict:
+    """The scenario as it runs: the first point's validated fields, with the sweep as written."""
+    resolved = points[0][1].model_dump(mode="json")
+    resolved["driver"]["options"] = (source.data.get("driver") or {}).get("options") or {}
+    resolved["sweep"] = source.data.get("sweep") or {}
+    return resolved
+
+
+def _specs(points: list[tuple[Point, Scenario]]) -> list[dict]:
+    # Swept values become summary columns as written (``4KiB``; reports parse them); a column
+    # whose values mix types (``4096`` and ``64KiB``) is written as text, as parquet needs one type.
+    mixed = {key for key in points[0][0].values
+             if len({type(point.values[key]) for point, _ in points}) > 1}
+    specs = []
+    for point, scenario in points:
+        dumped = scenario.model_dump(mode="json")
+        swept = {key: _column_value(value, key in mixed) for key, value in point.values.items()}
+        for replicate in range(scenario.replicates):
+            keys = {"scenario": scenario.name, "point": point.index, "replicate": replicate, "seed": scenario.seed,
+                    **swept, "driver": scenario.driver.name}
+            specs.append({"point": point.index, "replicate": replicate, "scenario": dumped, "keys": keys})
+    return specs
+
+
+def _column_value(value: Any, as_text: bool) -> Any:
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return str(value) if as_text else value
+    return json.dumps(value, default=str)
+
+
+def _sha256(resolved: dict) -> str:
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+
+
+def _manifest(source: Source, resolved: dict, specs: list[dict], points: int) -> dict:
+    seeds = sorted({(spec["keys"]["seed"], spec["replicate"]) for spec in specs})
+    return {"status": "running", "scenario": resolved["name"], "source": source.origin,
+            "overrides": sorted(source.overrides.values()), "scenario_sha256": _sha256(resolved),
+            "points": points, "runs": len(specs), "seeding": SEEDING, "streams": STREAMS,
+            "seeds": [{"seed": s, "replicate": r, "spawn_keys": {n: [r, i] for n, i in STREAMS.items()}} for s, r in seeds],
+            "sessions": [], **results.environment()}
+
+
+def _check_inputs(scenario: Scenario) -> tuple[str, tuple] | None:
     """Real images and traces a point names are read (once: they are cached) before anything
-    runs, so that a broken file or an image too deep for the driver stops the run up front."""
+    runs, so that a broken file or an image too deep for the driver stops the run up front.
+    Returns (what is wrong, field path) for the first problem."""
     from .imagefile import ImageFormatError
     from .runner import file_image
     from .scenario import FileImage, Trace
@@ -91,59 +289,108 @@ def check_inputs(scenario: Scenario, origin: str) -> None:
             image = file_image(scenario.image.path)
             REGISTRY[scenario.driver.name].check_layers(len(image.layers))
     except (ImageFormatError, LayerLimitError) as error:
-        raise ScenarioError(str(error), file=origin, field="image") from None
+        return str(error), ("image",)
     try:
         if isinstance(scenario.workload, Trace):
             parse_trace(scenario.workload.path, scenario.workload.cwd)
     except TraceError as error:
-        raise ScenarioError(str(error), file=origin, field="workload.path") from None
+        return str(error), ("workload", "path")
+    return None
 
 
 def run_scenario(source: str | Path | dict, out: str | Path | None = None, *, save: bool = False,
-                 results_root: str | Path = "results") -> RunResult:
+                 results_root: str | Path = "results", overrides: list[str] | tuple[str, ...] = (),
+                 executor: str = "local", jobs: int = 1, scheduler: Any = None, progress: bool = False) -> RunResult:
     """Run every point x replicate of a scenario (a YAML path or a mapping).
 
     Writes a run folder when ``out`` is given or ``save`` is true (then under
-    ``results/<name>/<UTC timestamp>/``); otherwise only returns the tables.
+    ``results/<name>/<UTC timestamp>/``), each run as soon as it finishes; otherwise only returns
+    the tables. ``executor`` is ``local`` (``jobs`` processes; 1: in this process) or ``dask``
+    (``scheduler``: an address or a Client's cluster; a local cluster of ``jobs`` workers when
+    none). A run that raises is recorded as failed (``RunResult.failed``); the others go on.
     """
-    data, origin = load_scenario(source)
-    points = validate(data, origin)
-    base = points[0][1]
-    started = time.time()
-    summaries, ops_frames, space_frames, seeds = [], [], [], []
-    for index, (values, scenario) in enumerate(points):
-        for replicate in range(scenario.replicates):
-            result = simulate(scenario, replicate)
-            keys = {"scenario": base.name, "point": index, "replicate": replicate, "seed": scenario.seed, **values,
-                    "driver": scenario.driver.name}
-            summaries.append({**keys, **result.summary})
-            tag = {"point": index, "replicate": replicate, "driver": scenario.driver.name}
-            if scenario.keep_ops:
-                ops_frames.append(result.ops.assign(**tag))
-            space_frames.append(result.space.assign(**tag))
-            seeds.append({"point": index, "replicate": replicate,
-                          "streams": {name: [scenario.seed, replicate, sid] for name, sid in STREAMS.items()}})
-    summary = pd.DataFrame(summaries)
-    ops = pd.concat(ops_frames, ignore_index=True) if ops_frames else pd.DataFrame()
-    space = pd.concat(space_frames, ignore_index=True)
-    resolved = base.model_dump(mode="json")
-    resolved["sweep"] = data.get("sweep") or {}
-    manifest = {
-        "scenario": base.name, "source": origin,
-        "scenario_sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest(),
-        "points": len(points), "runs": len(summary), "wall_time_s": time.time() - started,
-        "events": int(summary["events"].sum()), "seeds": seeds, **environment(),
-    }
-    result = RunResult(base.name, summary, ops, space, resolved, manifest)
+    loaded = read_source(source, overrides)
+    points = validate_source(loaded)
+    resolved = _resolved(loaded, points)
+    specs = _specs(points)
+    manifest = _manifest(loaded, resolved, specs, len(points))
+    directory = None
     if out is not None or save:
-        directory = Path(out) if out is not None else default_run_dir(base.name, results_root)
-        result.path = write_run(directory, resolved, manifest, {"ops": ops, "summary": summary, "space": space})
+        directory = Path(out) if out is not None else results.default_run_dir(resolved["name"], results_root)
+        results.create_run(directory, resolved, manifest)
+    return _run(specs, {}, resolved, manifest, directory, executor, jobs, scheduler, progress)
+
+
+def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1, scheduler: Any = None,
+               progress: bool = False) -> RunResult:
+    """Finish an interrupted run folder: run only what is missing (and what failed), then write its tables."""
+    directory = Path(directory)
+    manifest = results.read_manifest(directory)
+    if manifest.get("status") == "complete":
+        return load_run(directory)
+    loaded = read_source(directory / results.RESOLVED)
+    if _sha256(loaded.data) != manifest.get("scenario_sha256"):
+        raise results.RunFolderError(f"{directory / results.RESOLVED} changed since the run started; not resuming")
+    points = validate_source(loaded)
+    specs = _specs(points)
+    done = {key: blob for key, blob in results.read_parts(directory).items() if part_status(blob) == "ok"}
+    return _run(specs, done, loaded.data, manifest, directory, executor, jobs, scheduler, progress)
+
+
+def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, directory: Path | None,
+         executor: str, jobs: int, scheduler: Any, progress: bool) -> RunResult:
+    lock = results.lock_run(directory) if directory else None
+    parts = dict(done)
+    todo = [spec for spec in specs if part_key(spec) not in done]
+    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "executor": executor,
+               "jobs": jobs, "runs_before": len(done), "runs_to_do": len(todo)}
+    manifest["sessions"] = [*manifest.get("sessions", []), session]
+    started = time.perf_counter()
+    bar = progress_bar(len(specs), len(done), resolved["name"], quiet=not progress)
+    try:
+        for key, blob in execute(todo, executor, jobs, scheduler):
+            parts[key] = blob
+            if directory:
+                results.write_part(directory, *key, blob)
+            bar.update()
+    except (KeyboardInterrupt, WorkerLost) as error:
+        bar.close()
+        if directory is None:
+            raise
+        session["wall_time_s"] = time.perf_counter() - started
+        session["runs_done"] = len(parts) - len(done)
+        manifest["status"] = "interrupted"
+        results.write_manifest(directory, manifest)
+        lock.close()
+        why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        failure = RunInterrupted(f"{why}: {len(parts)} of {len(specs)} runs are kept in {directory}; "
+                                 f"finish with `cowsim run --resume {directory}`")
+        if isinstance(error, WorkerLost):
+            failure.exit_code = 1
+        raise failure from None
+    bar.close()
+    summary, ops, space, status = combine(parts.values())
+    session["wall_time_s"] = time.perf_counter() - started
+    session["runs_done"] = len(todo)
+    failed = [entry for entry in status if entry["status"] == "failed"]
+    manifest.update({
+        "status": "failed" if failed else "complete",
+        "runs_ok": len(status) - len(failed), "runs_failed": len(failed),
+        "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in manifest["sessions"]),
+        "events": int(summary["events"].sum()) if "events" in summary else 0,
+        "run_status": [[entry["point"], entry["replicate"], entry["status"]] for entry in status],
+        "failures": failed,
+    })
+    result = RunResult(resolved["name"], summary, ops, space, resolved, manifest, directory)
+    if directory:
+        results.finish_run(directory, manifest, {"ops": ops, "summary": summary, "space": space})
+        lock.close()
     return result
 
 
 def load_run(directory: str | Path) -> RunResult:
     """A run folder read back (for reports, comparisons and notebooks)."""
-    resolved, manifest, tables = read_run(directory)
+    resolved, manifest, tables = results.read_run(directory)
     return RunResult(manifest.get("scenario", Path(directory).parent.name), tables.get("summary", pd.DataFrame()),
                      tables.get("ops", pd.DataFrame()), tables.get("space", pd.DataFrame()), resolved, manifest,
                      Path(directory))

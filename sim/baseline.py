@@ -37,7 +37,9 @@ class BaselineError(CowsimError):
 
 
 def summary_json(summary: pd.DataFrame) -> str:
-    """The summary as JSON, one row per line; floats exact (repr), NaN as null."""
+    """The summary as JSON, one row per line; floats exact (repr), NaN as null. The runs' status
+    columns are left out: a baseline only holds runs that all finished."""
+    summary = summary.drop(columns=["status", "failure"], errors="ignore")
     def plain(value):
         if isinstance(value, np.generic):
             value = value.item()
@@ -91,7 +93,7 @@ def load(directory: str | Path) -> RunResult:
         raise BaselineError(f"{directory}: not a whole baseline (no {Path(error.filename).name})") from None
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise BaselineError(f"{directory}: damaged baseline: {error}") from None
-    summary = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
+    summary = pd.DataFrame(rows, columns=list(rows[0]) if rows else None).assign(status="ok", failure="")
     return RunResult(manifest.get("scenario", directory.name), summary, pd.DataFrame(), pd.DataFrame(), resolved,
                      manifest, directory)
 

@@ -10,6 +10,7 @@ import click
 
 from . import api
 from .errors import CowsimError
+from .scenario import swept_fields
 from .units import format_duration, format_size
 
 SUMMARY_COLUMNS = {
@@ -62,21 +63,70 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", type=click.Path(file_okay=False), help="run folder (default results/<scenario>/<UTC time>/)")
+@click.argument("scenario", type=click.Path(dir_okay=False), required=False)
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="run folder (default results/<scenario>/<UTC time>/); never overwritten")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a field (value read as YAML), e.g. --set image.layers=8 or --set 'sweep.driver.name=[overlay2,btrfs]'")
+@click.option("--resume", "resume", type=click.Path(file_okay=False, exists=True),
+              help="finish an interrupted run folder: run only the runs it lacks")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="worker processes (default: all cores)")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local processes, or dask.distributed")
+@click.option("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (default: a local cluster of --jobs workers)")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar (there is none when stderr is not a terminal)")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="write the HTML/Markdown report into <run folder>/report/")
 @user_errors
-def run(scenario: str, out: str | None, report: bool) -> None:
-    """Run a scenario file and write its results folder."""
-    result = api.run_scenario(scenario, out, save=True)
-    swept = [key for key in result.resolved.get("sweep", {}) if key != "driver.name"]
-    keys = ["point", "replicate", "driver", *swept]
-    click.echo(format_table(result.summary, list(dict.fromkeys(keys))))
-    click.echo(f"results: {result.path}")
+def run(scenario, out, overrides, resume, jobs, executor, scheduler, quiet, report) -> None:
+    """Run a scenario file (every point x replicate of its sweep) and write its results folder.
+
+    Each run is written as soon as it finishes; an interrupted sweep keeps them and
+    `cowsim run --resume DIR` finishes it. Exit code 1 when some runs failed."""
+    from .sweep import default_jobs
+    if (scenario is None) == (resume is None):
+        raise CowsimError("give a SCENARIO file, or --resume DIR (not both)")
+    if resume and (out or overrides):
+        raise CowsimError("--resume takes the scenario from the run folder: no -o or --set with it")
+    execution = {"executor": executor, "jobs": jobs or default_jobs(), "scheduler": scheduler, "progress": not quiet}
+    if resume:
+        result = api.resume_run(resume, **execution)
+    else:
+        result = api.run_scenario(scenario, out, save=True, overrides=overrides, **execution)
+    summary = result.summary
+    if len(summary) <= MAX_TABLE_ROWS:
+        swept = [key for key in swept_fields(result.resolved.get("sweep")) if key != "driver.name"]
+        click.echo(format_table(summary, list(dict.fromkeys(["point", "replicate", "driver", *swept]))))
+    points = result.manifest.get("points", summary["point"].nunique() if "point" in summary else 0)
+    click.echo(f"{len(summary)} runs ({points} points), {result.failed} failed, "
+               f"{result.manifest.get('wall_time_s', 0.0):.1f} s; results: {result.path}")
+    if result.failed:
+        click.echo(f"cowsim: error: {result.failed} of {len(summary)} runs failed: see the status and failure "
+                   f"columns of {result.path}/summary.csv", err=True)
+        sys.exit(1)
     if report:
         from . import report as reports
         click.echo(f"report: {reports.write_report(result)}")
+
+
+MAX_TABLE_ROWS = 60
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a field, as for `cowsim run`")
+@user_errors
+def validate(scenario, overrides) -> None:
+    """Check a scenario file without running it; print the points and runs it expands to."""
+    points, runs = api.count_runs(scenario, overrides)
+    click.echo(f"{scenario}: valid: {points} points, {runs} runs")
+
+
+@main.command()
+@click.option("--json-schema", "as_json", is_flag=True, help="emit JSON Schema (for editors)")
+def schema(as_json: bool) -> None:
+    """The scenario file's fields: type, default, unit, bounds and meaning."""
+    from .scenario import json_schema, schema_text
+    click.echo(json.dumps(json_schema(), indent=2) if as_json else schema_text())
 
 
 @main.command("report")

@@ -156,7 +156,8 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-ROW_IDS = ("scenario", "point", "replicate", "seed")  # where a row sits in its run, not what it measured
+# where a row sits in its run and whether it ran, not what it measured
+ROW_IDS = ("scenario", "point", "replicate", "seed", "status", "failure")
 
 
 def parameters(summary: pd.DataFrame) -> list[str]:

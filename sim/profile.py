@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .units import Duration, Rate, Size
 
@@ -88,9 +88,13 @@ def _load(path: str) -> Profile:
         data = yaml.safe_load(text)
         return Profile.model_validate(data)
     except yaml.YAMLError as error:
-        raise ProfileError(f"{path}: not valid YAML: {error}") from None
-    except ValueError as error:
-        raise ProfileError(f"{path}: invalid profile: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise ProfileError(f"{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
+    except ValidationError as error:  # one line: the first problem
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ProfileError(f"{path}: invalid profile: {field}: {first['msg']}") from None
 
 
 def load_profile(name_or_path: str | Path | None = None) -> Profile:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .api import RunResult, load_run
 from .errors import CowsimError
 from .plots import METRIC_LABELS, plot_bars, plot_latency_cdf, plot_vs, unit_of
-from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage
+from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
 
 RATIOS = ["page_cache_hit_ratio", "dentry_hit_ratio"]
@@ -85,14 +85,16 @@ def _field(base: Scenario | None, dotted: str):
 
 
 def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
-    """Axis label and unit from the field's own description (``... [bytes]``), and its parser."""
+    """Axis label and unit from the field (its declared unit, or ``... [bytes]`` in its description), and its parser."""
     info = _field(base, column)
     description = (info.description or "") if info else ""
     match = re.search(r"\[([^\]]+)\]\s*$", description)
-    unit = match.group(1) if match else ""
-    # A quantity's description ends in its unit; others ("cold: empty caches...") name choices.
-    label = description[:match.start()].split(";")[0].split(":")[0].strip() if match else ""
-    label = label or column
+    # Scenario fields declare their unit in the schema (sim.scenario.field); driver options end
+    # their description with it. A quantity has a unit; others ("cold: empty caches...") name choices.
+    declared = info.json_schema_extra.get("unit") if info and isinstance(info.json_schema_extra, dict) else None
+    unit = declared if declared not in (None, "-") else (match.group(1) if match else "")
+    label = (description[:match.start()] if match else description) if unit else ""
+    label = label.split(";")[0].split(":")[0].strip() or column
     if column.endswith("fraction"):
         unit = "fraction"
     elif unit == "1":
@@ -148,7 +150,7 @@ def view(run: RunResult | str | Path) -> RunView:
     """Read a run (or take a loaded one) and parse its swept values."""
     run = run if isinstance(run, RunResult) else load_run(run)
     base = _base_scenario(run.resolved)
-    sweep = list((run.resolved or {}).get("sweep") or {})
+    sweep = swept_fields((run.resolved or {}).get("sweep"))
     summary = run.summary.copy()
     keys = []
     for column in sweep:

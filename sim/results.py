@@ -1,11 +1,15 @@
 """A run is a folder: the resolved scenario, a manifest, and the tables.
 
-Folders are written under a temporary name and renamed into place when complete, so a folder
-that exists is whole; an existing folder is never overwritten.
+The folder appears whole (made under a temporary name, then renamed) with ``manifest.json``
+saying ``status: running``; every finished run of the sweep is then written into ``points/`` as
+its own file, atomically (temporary name, then rename). When the sweep ends the tables are put
+together, the manifest says ``complete`` (or ``failed`` when some runs raised) and ``points/``
+goes. A folder that is not complete can be resumed; an existing folder is never overwritten.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
 import platform
@@ -17,8 +21,21 @@ import pandas as pd
 import yaml
 
 from . import __version__
+from .errors import CowsimError
 
 TABLES = ("ops", "summary", "space")
+RESOLVED = "scenario.resolved.yaml"
+MANIFEST = "manifest.json"
+POINTS = "points"
+FINISHED = ("complete", "failed")  # the tables are written (failed: some runs raised)
+
+
+class RunFolderError(CowsimError):
+    pass
+
+
+class NotARunFolder(RunFolderError, FileNotFoundError):
+    pass
 
 
 def default_run_dir(name: str, root: str | Path = "results") -> Path:
@@ -42,30 +59,42 @@ def git_state() -> dict:
 def environment() -> dict:
     import importlib.metadata as metadata
     versions = {}
-    for package in ("simpy", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "matplotlib"):
+    for package in ("simpy", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "matplotlib", "dask", "distributed"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
     return {"cowsim": __version__, "python": platform.python_version(), "host": platform.node(),
-            "platform": platform.platform(), "libraries": versions, **git_state()}
+            "platform": platform.platform(), "cpus": os.cpu_count(), "libraries": versions, **git_state()}
 
 
-def write_run(directory: Path, resolved: dict, manifest: dict, tables: dict[str, pd.DataFrame]) -> Path:
-    """Write a complete run folder atomically; refuse to touch an existing one."""
+def _write_atomically(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    _write_atomically(directory / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
+
+
+def create_run(directory: str | Path, resolved: dict, manifest: dict) -> Path:
+    """A new run folder holding the resolved scenario and a ``running`` manifest; never an existing one."""
     directory = Path(directory)
     if directory.exists():
-        raise FileExistsError(f"{directory} already exists: results are never overwritten; choose another -o")
+        raise RunFolderError(f"{directory} already exists: results are never overwritten "
+                             f"(choose another -o, or finish an interrupted run with --resume {directory})")
     directory.parent.mkdir(parents=True, exist_ok=True)
     partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    (partial / POINTS).mkdir(parents=True)
     try:
-        (partial / "scenario.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        for name, frame in tables.items():
-            frame.to_parquet(partial / f"{name}.parquet", index=False)
-        tables["summary"].to_csv(partial / "summary.csv", index=False)
-        (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (partial / RESOLVED).write_text(yaml.safe_dump(resolved, sort_keys=False))
+        write_manifest(partial, manifest)
         partial.rename(directory)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -73,12 +102,59 @@ def write_run(directory: Path, resolved: dict, manifest: dict, tables: dict[str,
     return directory
 
 
+def lock_run(directory: Path):
+    """An exclusive lock on a run folder for as long as the returned file stays open."""
+    handle = open(directory / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunFolderError(f"{directory} is being written by another cowsim process") from None
+    return handle
+
+
+def part_path(directory: Path, point: int, replicate: int) -> Path:
+    return directory / POINTS / f"{point:06d}-{replicate:04d}.parquet"
+
+
+def write_part(directory: Path, point: int, replicate: int, blob: bytes) -> None:
+    _write_atomically(part_path(directory, point, replicate), lambda p: p.write_bytes(blob))
+
+
+def read_parts(directory: Path) -> dict[tuple[int, int], bytes]:
+    """The runs already finished in a run folder, by (point, replicate)."""
+    parts = {}
+    for path in sorted((directory / POINTS).glob("*.parquet")):
+        point, _, replicate = path.stem.partition("-")
+        parts[int(point), int(replicate)] = path.read_bytes()
+    return parts
+
+
+def finish_run(directory: Path, manifest: dict, tables: dict[str, pd.DataFrame]) -> None:
+    """Write the combined tables, then the final manifest; drop the parts once the run is complete."""
+    for name, frame in tables.items():
+        _write_atomically(directory / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
+    _write_atomically(directory / "summary.csv", lambda p: tables["summary"].to_csv(p, index=False))
+    write_manifest(directory, manifest)
+    if manifest["status"] == "complete":
+        shutil.rmtree(directory / POINTS, ignore_errors=True)
+
+
+def read_manifest(directory: str | Path) -> dict:
+    directory = Path(directory)
+    if not (directory / MANIFEST).exists():
+        raise NotARunFolder(f"{directory}: not a cowsim run folder (no {MANIFEST})")
+    return json.loads((directory / MANIFEST).read_text())
+
+
 def read_run(directory: str | Path) -> tuple[dict, dict, dict[str, pd.DataFrame]]:
     directory = Path(directory)
-    if not (directory / "manifest.json").exists():
-        raise FileNotFoundError(f"{directory}: not a cowsim run folder (no manifest.json)")
-    manifest = json.loads((directory / "manifest.json").read_text())
-    resolved = yaml.safe_load((directory / "scenario.resolved.yaml").read_text())
+    manifest = read_manifest(directory)
+    status = manifest.get("status", "complete")
+    if status not in FINISHED:
+        raise RunFolderError(f"{directory}: the run is {status}, not finished; complete it with "
+                             f"`cowsim run --resume {directory}`")
+    resolved = yaml.safe_load((directory / RESOLVED).read_text())
     tables = {name: pd.read_parquet(directory / f"{name}.parquet")
               for name in TABLES if (directory / f"{name}.parquet").exists()}
     return resolved, manifest, tables

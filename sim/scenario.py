@@ -1,19 +1,68 @@
 """The scenario schema, in one place: every field with its unit, bounds and meaning.
 
 A scenario file is YAML; sizes, durations and rates are written in human units (``64MiB``,
-``2ms``, ``500MB/s``) and parsed by :mod:`sim.units`. ``sweep:`` maps dotted field paths to lists
-whose cartesian product gives the points; each point runs ``replicates`` times.
+``2ms``, ``500MB/s``) and parsed by :mod:`sim.units`. The ``sweep:`` block lists values to try:
+
+.. code-block:: yaml
+
+    sweep:
+      driver.name: [overlay2, btrfs]          # an axis: every value of it ...
+      image.file_size: [4KiB, 1MiB]           # ... with every value of the other axes
+      zip:                                    # a group of fields that move together:
+        - {image.layers: [1, 8], image.dir_depth: [1, 4]}   # (1, 1) then (8, 4), one axis
+
+The points are the cartesian product of the axes, in the order they are written, the last one
+varying fastest; each point runs ``replicates`` times.
 """
 from __future__ import annotations
 
+import copy
+import difflib
+import itertools
+import typing
+from dataclasses import dataclass, field as dataclass_field
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .drivers import REGISTRY
-from .units import Duration, Rate, Size
+from .units import Duration, Size
 
 OPS_IN_MIX = ("read", "write", "append", "create", "delete", "stat", "rename", "truncate", "chmod")
+# Units of the fields whose values may be written in human units (parsed by sim.units).
+HUMAN_UNITS = {"bytes": "a size, e.g. 4096, 64KiB, 1.5GB", "s": "a duration, e.g. 0.002, 2ms, 150us"}
+# The ``kind`` a mapping gets when it leaves it out.
+DEFAULT_KINDS = {"image": "synthetic", "workload": "mix"}
+
+
+def default_kind(key: str, node: dict) -> str | None:
+    """The kind of ``image:``/``workload:`` when it does not say (an image saying ``from:`` is a file)."""
+    return "file" if key == "image" and "from" in node else DEFAULT_KINDS.get(key)
+ZIP = "zip"
+
+
+def field(default: Any = ..., *, unit: str = "-", description: str, **constraints: Any) -> Any:
+    """A schema field: its meaning, its unit (``-`` for none) and its bounds, all in one place."""
+    return Field(default, description=description, json_schema_extra={"unit": unit}, **constraints)
+
+
+class FieldError(ValueError):
+    """A validation error about a field below the model that raises it (``path`` relative)."""
+
+    def __init__(self, message: str, *path: str | int):
+        super().__init__(message)
+        self.path = path
+
+
+def suggest(key: str, valid: list[str]) -> str:
+    """``(did you mean 'layers'?)``, or the valid names when none is close."""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    return f"(did you mean {close[0]!r}?)" if close else "(use one of " + ", ".join(valid) + ")"
+
+
+def unknown_key(key: str, valid: list[str], what: str = "field") -> str:
+    return f"unknown {what} {key!r} {suggest(key, valid)}"
 
 
 class Strict(BaseModel):
@@ -21,41 +70,51 @@ class Strict(BaseModel):
 
 
 class DriverSpec(Strict):
-    name: str = Field("overlay2", description="storage driver: " + ", ".join(REGISTRY))
-    options: dict[str, Any] = Field(default_factory=dict, description="driver options (see `cowsim drivers`)")
+    name: str = field("overlay2", description="storage driver: " + ", ".join(REGISTRY))
+    options: dict[str, Any] = field(default_factory=dict, description="driver options (see `cowsim drivers`)")
 
     @model_validator(mode="after")
     def _known(self) -> DriverSpec:
         if self.name not in REGISTRY:
-            raise ValueError(f"unknown driver {self.name!r}: use one of {', '.join(REGISTRY)}")
-        REGISTRY[self.name].Options.model_validate(self.options)
+            raise FieldError(f"unknown driver {self.name!r}: use one of {', '.join(REGISTRY)}", "name")
+        options = REGISTRY[self.name].Options
+        try:
+            self.options = options.model_validate(self.options).model_dump()
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = first["loc"][0] if first["loc"] else ""
+            if first["type"] == "extra_forbidden":
+                valid = list(options.model_fields)
+                hint = suggest(str(key), valid) if valid else "(it has no options)"
+                raise FieldError(f"{self.name} has no option {key!r} {hint}", "options", key) from None
+            raise FieldError(first["msg"].removeprefix("Value error, "), "options", key) from None
         return self
 
 
 class SyntheticImage(Strict):
-    kind: Literal["synthetic"] = "synthetic"
-    layers: int = Field(5, ge=1, description="image layers [count]")
-    files_per_layer: int = Field(200, ge=0, le=10_000_000, description="files each layer adds [count]")
-    size_distribution: Literal["fixed", "lognormal", "empirical"] = Field("lognormal", description="file-size distribution")
-    file_size: Size = Field(16384, gt=0, description="fixed size, or median of the lognormal [bytes]")
-    sigma: float = Field(1.5, ge=0, le=5, description="shape of the lognormal (sigma of log size) [1]")
-    size_table: list[tuple[Size, float]] = Field(default_factory=list, description="empirical rows [size, weight]")
-    dir_depth: int = Field(3, ge=0, le=64, description="files lie 1..dir_depth directories below the root [levels]")
-    fanout: int = Field(4, ge=1, le=1000, description="subdirectories per directory [count]")
-    overwrite_fraction: float = Field(0.05, ge=0, le=1, description="share of lower files each layer rewrites [1]")
-    delete_fraction: float = Field(0.01, ge=0, le=1, description="share of lower files each layer deletes (whiteouts) [1]")
+    kind: Literal["synthetic"] = field("synthetic", description="an image generated from the seed")
+    layers: int = field(5, unit="count", ge=1, description="image layers")
+    files_per_layer: int = field(200, unit="count", ge=0, le=10_000_000, description="files each layer adds")
+    size_distribution: Literal["fixed", "lognormal", "empirical"] = field("lognormal", description="file-size distribution")
+    file_size: Size = field(16384, unit="bytes", gt=0, description="fixed size, or median of the lognormal")
+    sigma: float = field(1.5, ge=0, le=5, description="shape of the lognormal (sigma of log size)")
+    size_table: list[tuple[Size, float]] = field(default_factory=list, unit="[bytes, 1]", description="empirical rows [size, weight]")
+    dir_depth: int = field(3, unit="levels", ge=0, le=64, description="files lie 1..dir_depth directories below the root")
+    fanout: int = field(4, unit="count", ge=1, le=1000, description="subdirectories per directory")
+    overwrite_fraction: float = field(0.05, ge=0, le=1, description="share of lower files each layer rewrites")
+    delete_fraction: float = field(0.01, ge=0, le=1, description="share of lower files each layer deletes (whiteouts)")
 
 
 class ProbeImage(Strict):
-    kind: Literal["probe"] = "probe"
-    file_size: Size = Field(2**20, ge=0, description="size of the target file [bytes]")
-    layers: int = Field(1, ge=1, description="image layers; the target lies in the bottom one [count]")
-    dir_depth: int = Field(1, ge=0, le=256, description="directories between the root and the target [levels]")
+    kind: Literal["probe"] = field("probe", description="one target file under layers that each add a file beside it")
+    file_size: Size = field(2**20, unit="bytes", ge=0, description="size of the target file")
+    layers: int = field(1, unit="count", ge=1, description="image layers; the target lies in the bottom one")
+    dir_depth: int = field(1, unit="levels", ge=0, le=256, description="directories between the root and the target")
 
 
 class FileImage(Strict):
-    kind: Literal["file"] = "file"
-    path: str = Field(validation_alias=AliasChoices("path", "from"),
+    kind: Literal["file"] = field("file", description="a real image read from disk")
+    path: str = field(validation_alias=AliasChoices("path", "from"),
                       description="a `docker save` tar, an OCI layout (directory or tar) or a cowsim listing "
                                   "(.csv/.csv.gz); `from:` is the same field")
 
@@ -64,9 +123,9 @@ ImageSpec = Annotated[Union[SyntheticImage, ProbeImage, FileImage], Field(discri
 
 
 class VolumeSpec(Strict):
-    name: str = Field(description="volume name; containers naming the same volume share it")
-    mount: str = Field(description="mount point inside the container, e.g. /data")
-    kind: Literal["named", "bind"] = Field("named", description="named: filled from the image directory on first mount; bind: starts empty")
+    name: str = field(description="volume name; containers naming the same volume share it")
+    mount: str = field(description="mount point inside the container, e.g. /data")
+    kind: Literal["named", "bind"] = field("named", description="named: filled from the image directory on first mount; bind: starts empty")
 
     @field_validator("mount")
     @classmethod
@@ -78,41 +137,41 @@ class VolumeSpec(Strict):
 
 
 class ContainersSpec(Strict):
-    count: int = Field(1, ge=1, le=100_000, description="containers started from the image [count]")
-    volumes: list[VolumeSpec] = Field(default_factory=list, description="volumes every container mounts")
-    remove_at_end: bool = Field(False, description="delete the containers when the workload ends (volumes stay)")
+    count: int = field(1, unit="count", ge=1, le=100_000, description="containers started from the image")
+    volumes: list[VolumeSpec] = field(default_factory=list, description="volumes every container mounts")
+    remove_at_end: bool = field(False, description="delete the containers when the workload ends (volumes stay)")
 
 
 class CopyupProbe(Strict):
-    kind: Literal["copyup_probe"] = "copyup_probe"
-    files: int = Field(1, ge=1, description="files per container given a first and a second write [count]")
-    write_size: Size = Field(1, ge=1, description="bytes each write writes [bytes]")
-    fsync: bool = Field(True, description="fsync before close")
+    kind: Literal["copyup_probe"] = field("copyup_probe", description="each container writes chosen files twice")
+    files: int = field(1, unit="count", ge=1, description="files per container given a first and a second write")
+    write_size: Size = field(1, unit="bytes", ge=1, description="bytes each write writes")
+    fsync: bool = field(True, description="fsync before close")
 
 
 class Mix(Strict):
-    kind: Literal["mix"] = "mix"
-    ops: dict[str, float] = Field(default_factory=lambda: {"read": 0.7, "write": 0.15, "append": 0.05, "stat": 0.05, "create": 0.05},
+    kind: Literal["mix"] = field("mix", description="random operations drawn from a mix")
+    ops: dict[str, float] = field(default_factory=lambda: {"read": 0.7, "write": 0.15, "append": 0.05, "stat": 0.05, "create": 0.05},
                                   description="probability of each operation: " + ", ".join(OPS_IN_MIX))
-    file_choice: Literal["uniform", "zipf"] = Field("zipf", description="how files are picked")
-    zipf_s: float = Field(1.1, gt=0, le=5, description="Zipf exponent [1]")
-    request_size: Size = Field(4096, gt=0, description="bytes per read/write/append [bytes]")
-    create_size: Size = Field(4096, ge=0, description="bytes written into a new file [bytes]")
-    fsync: bool = Field(False, description="writes fsync before close")
-    mode: Literal["closed", "open"] = Field("closed", description="closed loop (workers) or open loop (arrivals)")
-    workers: int = Field(1, ge=1, le=10_000, description="closed loop: concurrent workers per container [count]")
-    think_time: Duration = Field(0.0, ge=0, description="closed loop: pause between a worker's operations [s]")
-    arrival_rate: float = Field(100.0, gt=0, description="open loop: operations per second per container [1/s]")
-    operations: int | None = Field(1000, ge=1, description="stop after this many operations in all [count]")
-    duration: Duration | None = Field(None, gt=0, description="stop after this much simulated time [s]")
-    volume_fraction: float = Field(0.0, ge=0, le=1, description="share of operations on files in the volumes [1]")
+    file_choice: Literal["uniform", "zipf"] = field("zipf", description="how files are picked")
+    zipf_s: float = field(1.1, gt=0, le=5, description="Zipf exponent")
+    request_size: Size = field(4096, unit="bytes", gt=0, description="bytes per read/write/append")
+    create_size: Size = field(4096, unit="bytes", ge=0, description="bytes written into a new file")
+    fsync: bool = field(False, description="writes fsync before close")
+    mode: Literal["closed", "open"] = field("closed", description="closed loop (workers) or open loop (arrivals)")
+    workers: int = field(1, unit="count", ge=1, le=10_000, description="closed loop: concurrent workers per container")
+    think_time: Duration = field(0.0, unit="s", ge=0, description="closed loop: pause between a worker's operations")
+    arrival_rate: float = field(100.0, unit="1/s", gt=0, description="open loop: operations per second per container")
+    operations: int | None = field(1000, unit="count", ge=1, description="stop after this many operations in all")
+    duration: Duration | None = field(None, unit="s", gt=0, description="stop after this much simulated time")
+    volume_fraction: float = field(0.0, ge=0, le=1, description="share of operations on files in the volumes")
 
     @field_validator("ops")
     @classmethod
     def _probabilities(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = set(value) - set(OPS_IN_MIX)
-        if unknown:
-            raise ValueError(f"unknown operation {sorted(unknown)[0]!r}: use {', '.join(OPS_IN_MIX)}")
+        for name in value:
+            if name not in OPS_IN_MIX:
+                raise FieldError(unknown_key(name, list(OPS_IN_MIX), "operation"), name)
         if any(p < 0 for p in value.values()) or sum(value.values()) <= 0:
             raise ValueError("probabilities must be non-negative and not all zero")
         return value
@@ -120,16 +179,16 @@ class Mix(Strict):
     @model_validator(mode="after")
     def _stop(self) -> Mix:
         if self.operations is None and self.duration is None:
-            raise ValueError("give operations or duration (or both)")
+            raise FieldError("give operations or duration (or both)", "operations")
         return self
 
 
 class Trace(Strict):
-    kind: Literal["trace"] = "trace"
-    path: str = Field(description="`strace -f -tt -T` output (plain or .gz) of the program whose file I/O each container replays")
-    cwd: str = Field("/", description="working directory the traced program started in (for its relative paths)")
-    think_scale: float = Field(1.0, ge=0, le=1e6, description="multiplies the recorded time between file operations (0: back to back) [1]")
-    start_interval: Duration = Field(0.0, ge=0, description="container i starts its replay i times this later [s]")
+    kind: Literal["trace"] = field("trace", description="each container replays a recorded program's file I/O")
+    path: str = field(description="`strace -f -tt -T` output (plain or .gz) of the program whose file I/O each container replays")
+    cwd: str = field("/", description="working directory the traced program started in (for its relative paths)")
+    think_scale: float = field(1.0, ge=0, le=1e6, description="multiplies the recorded time between file operations (0: back to back)")
+    start_interval: Duration = field(0.0, unit="s", ge=0, description="container i starts its replay i times this later")
 
     @field_validator("cwd")
     @classmethod
@@ -145,39 +204,128 @@ WorkloadSpec = Annotated[Union[CopyupProbe, Mix, Trace], Field(discriminator="ki
 class Scenario(Strict):
     """One experiment: a host, a driver, an image, containers and their workload."""
 
-    name: str = Field("scenario", description="scenario name (results go to results/<name>/)", pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = Field("", description="what the scenario asks")
-    seed: int = Field(0, ge=0, description="root of every random stream")
-    replicates: int = Field(1, ge=1, le=10_000, description="runs per point, each with its own seed [count]")
-    profile: str = Field("ssd", description="host profile: nvme, ssd, hdd, or a path to a profile YAML")
-    cache: Literal["cold", "warm"] = Field("cold", description="cold: empty caches at start; warm: image files and dentries cached")
-    driver: DriverSpec = Field(default_factory=DriverSpec)
-    image: ImageSpec = Field(default_factory=SyntheticImage)
-    containers: ContainersSpec = Field(default_factory=ContainersSpec)
-    workload: WorkloadSpec = Field(default_factory=Mix)
-    sweep: dict[str, list[Any]] = Field(default_factory=dict, description="dotted field -> values; points are their cartesian product")
-    keep_ops: bool = Field(True, description="write the per-operation table ops.parquet")
+    name: str = field("scenario", description="scenario name (results go to results/<name>/)", pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = field("", description="what the scenario asks")
+    seed: int = field(0, ge=0, description="root of every random stream (numpy SeedSequence)")
+    replicates: int = field(1, unit="count", ge=1, le=10_000, description="runs per point, each with its own random streams")
+    profile: str = field("ssd", description="host profile: nvme, ssd, hdd, or a path to a profile YAML")
+    cache: Literal["cold", "warm"] = field("cold", description="cold: empty caches at start; warm: image files and dentries cached")
+    driver: DriverSpec = field(default_factory=DriverSpec, description="the storage driver and its options")
+    image: ImageSpec = field(default_factory=SyntheticImage, description="the image (kind: synthetic, probe or file)")
+    containers: ContainersSpec = field(default_factory=ContainersSpec, description="containers and their volumes")
+    workload: WorkloadSpec = field(default_factory=Mix, description="what the containers do (kind: mix, copyup_probe or trace)")
+    sweep: dict[str, list[Any]] = field(default_factory=dict, description="dotted field -> values; `zip:` holds groups that move together")
+    keep_ops: bool = field(True, description="write the per-operation table ops.parquet")
 
     @model_validator(mode="before")
     @classmethod
     def _default_kinds(cls, data: Any) -> Any:
-        # ``kind`` may be left out: a synthetic image (a file image when it says ``from:``) and a
-        # mix workload.
         if isinstance(data, dict):
-            for key, kind in (("image", "synthetic"), ("workload", "mix")):
+            for key in DEFAULT_KINDS:
                 if isinstance(data.get(key), dict) and "kind" not in data[key]:
-                    kind = "file" if key == "image" and "from" in data[key] else kind
-                    data = {**data, key: {"kind": kind, **data[key]}}
+                    data = {**data, key: {"kind": default_kind(key, data[key]), **data[key]}}
         return data
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_loads(cls, value: str) -> str:
+        from .profile import load_profile
+        load_profile(value)  # a ProfileError is a ValueError: reported on this field
+        return value
 
     @model_validator(mode="after")
     def _layers_fit(self) -> Scenario:
         layers = getattr(self.image, "layers", None)
         if layers is not None:
-            REGISTRY[self.driver.name].check_layers(layers)
+            try:
+                REGISTRY[self.driver.name].check_layers(layers)
+            except ValueError as error:
+                raise FieldError(str(error), "image", "layers") from None
         return self
 
 
+# -- sweeps -------------------------------------------------------------------------------------
+
+class SweepError(ValueError):
+    """A malformed ``sweep:`` block; ``path`` is where in the scenario mapping."""
+
+    def __init__(self, message: str, path: tuple):
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass
+class Axis:
+    """Fields that move together (one field, or a zip group) and their values, with the
+    path of each value in the scenario mapping (for error lines)."""
+
+    keys: tuple[str, ...]
+    values: list[tuple]
+    sources: list[dict[str, tuple]] = dataclass_field(default_factory=list)
+
+
+@dataclass
+class Point:
+    index: int
+    values: dict[str, Any]            # swept field -> value as written
+    data: dict                        # the full scenario mapping of this point, without sweep
+    sources: dict[str, tuple]         # swept field -> path of its value in the scenario mapping
+
+
+UNSWEEPABLE = ("name", "sweep")
+
+
+def _check_key(key: Any, path: tuple) -> str:
+    if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+        raise SweepError(f"a sweep key is a dotted field path such as image.layers, got {key!r}", path)
+    if key.split(".")[0] in UNSWEEPABLE:
+        raise SweepError(f"{key} cannot be swept", path)
+    return key
+
+
+def _check_values(values: Any, path: tuple) -> list:
+    if not isinstance(values, list):
+        raise SweepError(f"give a list of values, got {values!r}", path)
+    if not values:
+        raise SweepError("an empty list sweeps nothing: give at least one value", path)
+    return values
+
+
+def sweep_axes(sweep: Any) -> list[Axis]:
+    """The axes of a ``sweep:`` block, checked for shape (not for the values' validity)."""
+    if sweep is None:
+        return []
+    if not isinstance(sweep, dict):
+        raise SweepError(f"sweep is a mapping of field -> list of values, got {type(sweep).__name__}", ("sweep",))
+    axes, seen = [], set()
+    for key, values in sweep.items():
+        if key == ZIP:
+            groups = _check_values(values, ("sweep", ZIP))
+            for g, group in enumerate(groups):
+                where = ("sweep", ZIP, g)
+                if not isinstance(group, dict) or not group:
+                    raise SweepError("each zip group maps fields to lists of the same length", where)
+                keys = [_check_key(k, where + (k,)) for k in group]
+                columns = [_check_values(group[k], where + (k,)) for k in keys]
+                if len({len(c) for c in columns}) > 1:
+                    lengths = ", ".join(f"{k}: {len(c)}" for k, c in zip(keys, columns))
+                    raise SweepError(f"the lists of a zip group must have the same length ({lengths})", where)
+                axes.append(Axis(tuple(keys), list(zip(*columns)),
+                                 [{k: where + (k, j) for k in keys} for j in range(len(columns[0]))]))
+        else:
+            key = _check_key(key, ("sweep", key))
+            values = _check_values(values, ("sweep", key))
+            axes.append(Axis((key,), [(v,) for v in values], [{key: ("sweep", key, j)} for j in range(len(values))]))
+        for axis_key in axes[-1].keys:
+            if axis_key in seen:
+                raise SweepError(f"{axis_key} is swept twice", ("sweep", axis_key))
+            seen.add(axis_key)
+    return axes
+
+
+def swept_fields(sweep: dict | None) -> list[str]:
+    """The fields a ``sweep:`` block moves (zip groups flattened), in order."""
+    return [key for axis in sweep_axes(sweep) for key in axis.keys]
 
 
 def set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -193,18 +341,193 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def expand_points(data: dict) -> list[tuple[dict, dict]]:
-    """(swept values, full scenario mapping without ``sweep``) for each point of the sweep."""
-    import copy
-    import itertools
-
-    sweep = data.get("sweep") or {}
+def expand_points(data: dict) -> list[Point]:
+    """Every point of the sweep: the base mapping with one combination of the swept values."""
+    axes = sweep_axes(data.get("sweep"))
     base = {k: v for k, v in data.items() if k != "sweep"}
-    keys = list(sweep)
     points = []
-    for values in itertools.product(*(sweep[k] for k in keys)):
-        point = copy.deepcopy(base)
-        for key, value in zip(keys, values):
-            set_dotted(point, key, value)
-        points.append((dict(zip(keys, values)), point))
+    for index, combination in enumerate(itertools.product(*(range(len(a.values)) for a in axes))):
+        point, values, sources = copy.deepcopy(base), {}, {}
+        for axis, j in zip(axes, combination):
+            for key, value in zip(axis.keys, axis.values[j]):
+                set_dotted(point, key, copy.deepcopy(value))
+                values[key] = value
+                sources[key] = axis.sources[j][key]
+        points.append(Point(index, values, point, sources))
     return points
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> tuple[dict, dict[tuple, str]]:
+    """The scenario with ``KEY=VALUE`` overrides applied (values read as YAML), and for each
+    overridden path the override that set it. ``sweep.KEY=[...]`` replaces a sweep axis;
+    overriding a swept field fixes it to that one value."""
+    data = copy.deepcopy(data)
+    origins: dict[tuple, str] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        label = f"--set {item}"
+        if not sep or not key:
+            raise SweepError(f"{label}: use --set KEY=VALUE, e.g. --set image.layers=8", ())
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if key.startswith("sweep."):
+            swept = key.removeprefix("sweep.")
+            sweep = dict(data.get("sweep") or {})
+            sweep[swept] = value
+            data["sweep"] = sweep
+            origins[("sweep", swept)] = label
+            continue
+        sweep = data.get("sweep") or {}
+        if key in sweep:
+            data["sweep"] = {k: v for k, v in sweep.items() if k != key}
+        elif any(isinstance(g, dict) and key in g for g in sweep.get(ZIP) or []):
+            raise SweepError(f"{label}: {key} moves with others in a zip group; override the group with --set sweep.zip=...", ())
+        set_dotted(data, key, value)
+        origins[tuple(key.split("."))] = label
+    return data, origins
+
+
+def union_kinds() -> set[str]:
+    """Every ``kind`` of the image and workload unions (pydantic puts them in error locations)."""
+    return {member.model_fields["kind"].default for info in Scenario.model_fields.values()
+            for member in _members(info.annotation) if "kind" in member.model_fields}
+
+
+# -- reading the schema --------------------------------------------------------------------------
+
+def model_at(path: tuple, data: Any) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``path`` of the scenario mapping."""
+    model: type[BaseModel] | None = Scenario
+    node = data
+    for part in path:
+        if isinstance(part, int):  # an item of a list of models: the same model
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        info = model.model_fields.get(part) if model else None
+        if info is None:
+            return None
+        node = node.get(part) if isinstance(node, dict) else None
+        model = _model_of(info.annotation, node, part)
+    return model
+
+
+def _members(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [arg for arg in typing.get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+
+
+def _model_of(annotation: Any, node: Any, name: str) -> type[BaseModel] | None:
+    members = _members(annotation)
+    if len(members) <= 1:
+        return members[0] if members else None
+    kind = node.get("kind", default_kind(name, node)) if isinstance(node, dict) else DEFAULT_KINDS.get(name)
+    return next((m for m in members if m.model_fields["kind"].default == kind), None)
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(str(a) for a in typing.get_args(annotation))
+    if origin in (Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', origin)}[{args}]"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def _bounds(info) -> str:
+    text = []
+    for constraint in info.metadata:
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("pattern", "matches")):
+            value = getattr(constraint, attr, None)
+            if value is not None:
+                text.append(f"{symbol} {value}")
+    return ", ".join(text)
+
+
+def describe_fields(model: type[BaseModel] = Scenario, prefix: str = "") -> list[dict]:
+    """One entry per field (nested models flattened to dotted paths)."""
+    rows = []
+    for name, info in model.model_fields.items():
+        path = prefix + name
+        members = _members(info.annotation)
+        if name == "options" and model is DriverSpec:
+            rows.append(_row(path, info))
+            for driver, cls in REGISTRY.items():
+                for option, option_info in cls.Options.model_fields.items():
+                    rows.append(_row(f"{path}.{option}  (driver {driver})", option_info))
+        elif members and typing.get_origin(info.annotation) is not list:
+            if len(members) > 1:
+                rows.append(_row(path, info))
+            for member in members:
+                kind = member.model_fields.get("kind")
+                sub = f"{path}[kind={kind.default}]." if len(members) > 1 else f"{path}."
+                rows += describe_fields(member, sub)
+        elif members:  # a list of models
+            rows.append(_row(path, info))
+            rows += describe_fields(members[0], f"{path}[]." )
+        else:
+            rows.append(_row(path, info))
+    return rows
+
+
+def _row(path: str, info) -> dict:
+    default = info.get_default(call_default_factory=True) if not info.is_required() else "(required)"
+    if isinstance(default, BaseModel):
+        default = ""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    unit = extra.get("unit", "-")
+    unit = unit if unit != "-" else ""
+    description = info.description or ""
+    if unit in HUMAN_UNITS:
+        description += f" ({HUMAN_UNITS[unit]})"
+    return {"field": path, "type": _type_name(info.annotation), "unit": unit, "bounds": _bounds(info),
+            "default": default, "description": description}
+
+
+def schema_text() -> str:
+    """The documented schema, for ``cowsim schema``."""
+    rows = describe_fields()
+    lines = ["Scenario file fields (YAML). Sizes in bytes and times in seconds, or in human units.",
+             "A field in [kind=...] applies when its mapping has that kind.", ""]
+    for row in rows:
+        default = "" if row["default"] in ("", {}, []) else f" = {row['default']}"
+        unit = f" [{row['unit']}]" if row["unit"] else ""
+        bounds = f" ({row['bounds']})" if row["bounds"] else ""
+        lines.append(f"{row['field']}: {row['type']}{default}{unit}{bounds}")
+        lines.append(f"    {row['description']}")
+    lines += ["", "sweep:  {FIELD: [values...], zip: [{FIELD: [...], FIELD: [...]}]}",
+              "    Points are the cartesian product of the axes in the order written (the last varies",
+              "    fastest); a zip group is one axis whose fields move together (lists of equal length).",
+              "    Every point runs `replicates` times. Random streams are seeded from (seed, replicate,",
+              "    component) and not from the point, so every point of a sweep sees the same image and",
+              "    workload draws (common random numbers): differences between points are the parameters'."]
+    return "\n".join(lines)
+
+
+def json_schema() -> dict:
+    """JSON Schema of a scenario file, for editors; human-unit fields also accept strings."""
+    schema = Scenario.model_json_schema()
+
+    def widen(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("unit") in HUMAN_UNITS and "type" in node:
+                number = {k: node.pop(k) for k in list(node) if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
+                node["anyOf"] = [number, {"type": "string", "description": HUMAN_UNITS[node["unit"]]}]
+            elif node.get("unit") in HUMAN_UNITS and "anyOf" in node:
+                node["anyOf"].append({"type": "string", "description": HUMAN_UNITS[node["unit"]]})
+            for value in node.values():
+                widen(value)
+        elif isinstance(node, list):
+            for value in node:
+                widen(value)
+
+    widen(schema)
+    return schema

@@ -260,7 +260,7 @@ def test_scenario_image_from(tmp_path):
     for spelling in ({"from": str(DEBIAN)}, {"kind": "file", "path": str(DEBIAN)}):
         result = api.run_scenario({"image": spelling, "workload": {"operations": 30}})
         assert result.summary["ops"].iloc[0] == 30
-    with pytest.raises(ScenarioError, match="image.file.layers: Extra inputs"):
+    with pytest.raises(ScenarioError, match="image.layers: unknown field 'layers'"):
         api.run_scenario({"image": {"from": str(DEBIAN), "layers": 3}})
 
 

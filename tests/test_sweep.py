@@ -1,0 +1,250 @@
+"""Sweeps: expansion, overrides, seeds, executors, failures, and results that survive interruption."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import sim
+from sim import api
+from sim.cli import main
+from sim.scenario import apply_overrides, expand_points
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A sweep with randomness in it: a synthetic image and a mix, two drivers, two sizes, two replicates.
+MIX = {"name": "mixsweep", "seed": 7, "replicates": 2,
+       "image": {"kind": "synthetic", "layers": 3, "files_per_layer": 40, "dir_depth": 2},
+       "containers": {"count": 2},
+       "workload": {"kind": "mix", "operations": 120, "workers": 2},
+       "sweep": {"driver.name": ["overlay2", "btrfs"], "workload.request_size": ["4KiB", "64KiB"]}}
+
+PROBE_SWEEP = ("name: probesweep\nseed: 3\nimage: {kind: probe, layers: 2}\nworkload: {kind: copyup_probe}\n"
+               "sweep:\n  driver.name: [overlay2, fuse-overlayfs, btrfs, vfs]\n"
+               "  image.file_size: [4KiB, 1MiB, 64MiB, 256MiB]\n  image.dir_depth: [1, 8]\n")
+
+
+def test_axes_are_a_cartesian_product_and_zip_groups_move_together():
+    data = {"sweep": {"driver.name": ["overlay2", "btrfs"],
+                      "zip": [{"image.layers": [1, 8, 64], "image.dir_depth": [0, 4, 16]}],
+                      "image.file_size": ["4KiB", "1MiB"]}}
+    points = expand_points(data)
+    assert len(points) == 2 * 3 * 2
+    combos = [(p.values["driver.name"], p.values["image.layers"], p.values["image.dir_depth"], p.values["image.file_size"])
+              for p in points]
+    assert combos[:3] == [("overlay2", 1, 0, "4KiB"), ("overlay2", 1, 0, "1MiB"), ("overlay2", 8, 4, "4KiB")]
+    assert {(layers, depth) for _, layers, depth, _ in combos} == {(1, 0), (8, 4), (64, 16)}
+    assert points[5].data["image"] == {"layers": 64, "dir_depth": 16, "file_size": "1MiB"}
+    assert "sweep" not in points[0].data
+    assert [p.index for p in points] == list(range(12))
+
+
+def test_overrides_set_fields_replace_axes_and_fix_swept_fields():
+    data = {"image": {"layers": 2}, "sweep": {"driver.name": ["overlay2", "btrfs"], "image.dir_depth": [1, 2]}}
+    changed, origins = apply_overrides(data, ["image.layers=8", "sweep.image.dir_depth=[4, 8, 16]", "driver.name=vfs"])
+    assert changed["image"]["layers"] == 8 and changed["driver"]["name"] == "vfs"
+    assert changed["sweep"] == {"image.dir_depth": [4, 8, 16]}
+    assert data["image"]["layers"] == 2  # the input is not changed
+    assert origins[("image", "layers")] == "--set image.layers=8"
+    assert len(expand_points(changed)) == 3
+
+
+def test_summary_has_one_row_per_point_and_replicate_with_swept_columns_in_units():
+    result = sim.run_scenario(MIX)
+    assert len(result.summary) == 2 * 2 * 2
+    assert list(result.summary[["point", "replicate"]].itertuples(index=False, name=None)) == \
+        [(p, r) for p in range(4) for r in range(2)]
+    assert list(result.summary["workload.request_size"].unique()) == ["4KiB", "64KiB"]  # as written
+    assert list(result.summary["driver.name"]) == list(result.summary["driver"])
+    assert (result.summary["status"] == "ok").all() and result.failed == 0
+    assert set(result.ops["point"]) == set(range(4))
+
+
+def test_seeds_give_common_random_numbers_across_points_and_differ_between_seeds():
+    result = sim.run_scenario(MIX)
+    work = result.ops[~result.ops["op"].isin(["prepare_image", "create_container"])]
+    # each worker's stream of operations, in its own order (workers interleave differently per driver)
+    work = work.sort_values(["container", "worker"], kind="stable")
+    sequences = {key: tuple(group["op"] + ":" + group["path"]) for key, group in work.groupby(["point", "replicate"])}
+    # every driver of a replicate runs the same operations on the same files ...
+    assert sequences[0, 0] == sequences[2, 0] and sequences[0, 1] == sequences[2, 1]
+    # ... and replicates differ from one another,
+    assert sequences[0, 0] != sequences[0, 1]
+    # as do seeds.
+    other = sim.run_scenario({**MIX, "seed": 8})
+    other_work = other.ops[~other.ops["op"].isin(["prepare_image", "create_container"])]
+    assert tuple(other_work[other_work["point"] == 0]["path"]) != tuple(work[work["point"] == 0]["path"])
+    assert result.manifest["seeds"][1] == {"seed": 7, "replicate": 1,
+                                           "spawn_keys": {"image": [1, 0], "workload": [1, 1], "disk": [1, 2]}}
+
+
+def test_same_tables_whatever_the_executor():
+    from distributed import LocalCluster
+    serial = sim.run_scenario(MIX, jobs=1)
+    processes = sim.run_scenario(MIX, jobs=2)
+    with LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        dask = sim.run_scenario(MIX, executor="dask", scheduler=cluster.scheduler_address)
+    for other in (processes, dask):
+        pd.testing.assert_frame_equal(serial.summary, other.summary)
+        pd.testing.assert_frame_equal(serial.ops, other.ops)
+        pd.testing.assert_frame_equal(serial.space, other.space)
+
+
+def test_the_copyup_sweep_file_reduced_from_the_command_line(tmp_path):
+    result = CliRunner().invoke(main, [
+        "run", str(ROOT / "scenarios/copyup_sweep.yaml"), "-o", str(tmp_path / "run"), "-j", "2", "--no-report",
+        "--set", "sweep.image.file_size=[4KiB, 16MiB]", "--set", "sweep.image.layers=[1, 125]",
+        "--set", "sweep.image.dir_depth=[0, 8]", "--set", "replicates=2"])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_parquet(tmp_path / "run/summary.parquet")
+    assert len(summary) == 8 * 2 * 2 * 2 * 2
+    assert summary.groupby(["driver.name", "image.file_size", "image.layers", "image.dir_depth", "replicate"]).size().eq(1).all()
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["runs"] == 128 and manifest["points"] == 64
+    assert len(manifest["overrides"]) == 4 and len(manifest["scenario_sha256"]) == 64
+    assert not (tmp_path / "run/points").exists()
+    # the first write copies the whole file up under overlay2, not under btrfs
+    first = summary[(summary["image.file_size"] == "16MiB") & (summary["replicate"] == 0)]
+    assert (first[first["driver"] == "overlay2"]["copy_up_bytes"] == 16 * 2**20).all()
+    assert (first[first["driver"] == "btrfs"]["copy_up_bytes"] < 2**20).all()
+
+
+def test_validate_prints_the_number_of_points(tmp_path):
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "scenarios/copyup_sweep.yaml")])
+    assert result.exit_code == 0
+    assert "3136 points, 9408 runs" in result.output
+    (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "s.yaml"), "--set", "sweep.image.dir_depth=[1]"])
+    assert "16 points, 16 runs" in result.output
+    assert not list(Path(tmp_path).glob("results*"))
+
+
+def test_schema_documents_every_field_and_emits_json_schema():
+    text = CliRunner().invoke(main, ["schema"]).output
+    for line in ("image[kind=probe].file_size: int = 1048576 [bytes] (>= 0)", "replicates: int = 1 [count] (>= 1, <= 10000)",
+                 "driver.options.metacopy  (driver overlay2)", "zip"):
+        assert line in text, line
+    schema = json.loads(CliRunner().invoke(main, ["schema", "--json-schema"]).output)
+    assert schema["additionalProperties"] is False and "sweep" in schema["properties"]
+    size = schema["$defs"]["ProbeImage"]["properties"]["file_size"]
+    assert {"type": "integer", "minimum": 0} in size["anyOf"] and any(s["type"] == "string" for s in size["anyOf"])
+    assert schema["$defs"]["ProbeImage"]["properties"]["layers"]["unit"] == "count"
+
+
+def fail_on_btrfs(monkeypatch):
+    import sim.runner
+    real = sim.runner.simulate
+
+    def simulate(scenario, replicate=0):
+        if scenario.driver.name == "btrfs":
+            raise RuntimeError("injected failure")
+        return real(scenario, replicate)
+    monkeypatch.setattr(sim.runner, "simulate", simulate)
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    fail_on_btrfs(monkeypatch)
+    (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "run"), "-j", "1"])
+    assert result.exit_code == 1
+    assert "8 of 32 runs failed" in result.stderr
+    summary = pd.read_parquet(tmp_path / "run/summary.parquet")
+    failed = summary[summary["status"] == "failed"]
+    assert set(failed["driver"]) == {"btrfs"} and len(failed) == 8 and len(summary) == 32
+    assert (failed["failure"] == "RuntimeError: injected failure").all()
+    assert summary[summary["status"] == "ok"]["ops"].notna().all()
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["runs_failed"] == 8 and manifest["runs_ok"] == 24
+    assert manifest["failures"][0]["failure"] == "RuntimeError: injected failure"
+    assert sim.load_run(tmp_path / "run").failed == 8
+    # once the cause is gone, --resume runs only the failed runs again
+    monkeypatch.undo()
+    resumed = sim.api.resume_run(tmp_path / "run")
+    assert resumed.failed == 0 and resumed.manifest["sessions"][-1]["runs_to_do"] == 8
+    pd.testing.assert_frame_equal(resumed.summary, sim.run_scenario(tmp_path / "s.yaml").summary)
+
+
+def test_a_killed_worker_keeps_finished_runs_and_resume_completes(tmp_path, monkeypatch):
+    import sim.runner
+    real = sim.runner.simulate
+    (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
+
+    def simulate(scenario, replicate=0):
+        if scenario.driver.name == "vfs" and scenario.image.file_size == 2**28:
+            os._exit(9)  # the worker process dies (as if killed)
+        return real(scenario, replicate)
+    monkeypatch.setattr(sim.runner, "simulate", simulate)
+    if sys.platform != "linux":
+        pytest.skip("relies on forked workers inheriting the patched simulate")
+    with pytest.raises(api.RunInterrupted) as interrupted:
+        sim.run_scenario(tmp_path / "s.yaml", tmp_path / "run", jobs=2)
+    assert interrupted.value.exit_code == 1 and "--resume" in str(interrupted.value)
+    kept = list((tmp_path / "run/points").glob("*.parquet"))
+    assert 0 < len(kept) < 32
+    assert json.loads((tmp_path / "run/manifest.json").read_text())["status"] == "interrupted"
+    with pytest.raises(sim.errors.CowsimError, match="resume"):
+        sim.load_run(tmp_path / "run")
+    monkeypatch.undo()
+    resumed = api.resume_run(tmp_path / "run", jobs=2)
+    assert resumed.manifest["sessions"][-1]["runs_to_do"] == 32 - len(kept)
+    pd.testing.assert_frame_equal(resumed.summary, sim.run_scenario(tmp_path / "s.yaml").summary)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_path, how):
+    scenario = tmp_path / "s.yaml"
+    # Slow enough to stop halfway: every run copies up a file of 64 or 256 MiB.
+    scenario.write_text(PROBE_SWEEP.replace("[4KiB, 1MiB, 64MiB, 256MiB]", "[64MiB, 256MiB]")
+                        .replace("[1, 8]", "[1, 2, 4, 8, 16]"))
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "sim", "run", str(scenario), "-o", str(run), "-j", "1", "--no-report"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(list((run / "points").glob("*.parquet"))) < 5 and time.time() < deadline:
+        time.sleep(0.005)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    if how == signal.SIGINT:
+        assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    kept = len(list((run / "points").glob("*.parquet")))
+    assert 5 <= kept < 40, kept
+    assert not (run / "summary.parquet").exists()
+    resume = subprocess.run([sys.executable, "-m", "sim", "run", "--resume", str(run), "-j", "2", "--no-report"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert resume.returncode == 0, resume.stderr
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["sessions"][-1]["runs_before"] == kept
+    whole = sim.run_scenario(scenario)
+    pd.testing.assert_frame_equal(sim.load_run(run).summary, whole.summary)
+    pd.testing.assert_frame_equal(sim.load_run(run).ops, whole.ops)
+    # a complete run is left alone
+    again = CliRunner().invoke(main, ["run", "--resume", str(run), "--no-report"])
+    assert again.exit_code == 0 and json.loads((run / "manifest.json").read_text()) == manifest
+
+
+def test_progress_bar_on_a_terminal_and_quiet_otherwise(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
+    sim.run_scenario(tmp_path / "s.yaml", progress=True)
+    assert "probesweep: 100%" in terminal.getvalue() and "32/32" in terminal.getvalue()
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    sim.run_scenario(tmp_path / "s.yaml", progress=False)
+    assert quiet.getvalue() == ""
+    monkeypatch.undo()
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r"), "-j", "1", "--no-report"])
+    assert result.exit_code == 0 and result.stderr == ""  # not a terminal: no bar
