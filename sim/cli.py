@@ -261,6 +261,8 @@ def baseline_check(scenarios, root) -> None:
             failed = True
             click.echo(comparison.markdown(unchanged=False))
     sys.exit(1 if failed else 0)
+
+
 @main.group()
 def image() -> None:
     """Real images: docker save tars, OCI layouts and cowsim listings."""
@@ -326,3 +328,57 @@ def trace_inspect(report: dict) -> None:
                        ("unusable because", "unusable_reasons")):
         counts = report[key]
         click.echo(f"  {title} ({sum(counts.values())}): " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+
+
+@main.command()
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="profile to write (default profiles/calibrated-<UTC time>.yaml); the raw CSV goes next to it")
+@click.option("--quick", is_flag=True, help="fewer points and repeats (about half a minute)")
+@click.option("--from-csv", "measurements", type=click.Path(dir_okay=False), default=None,
+              help="fit measurements taken earlier instead of measuring")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="where the scratch layers and loop images go (default: the system temp dir)")
+@user_errors
+def calibrate(out, quick, measurements, workdir) -> None:
+    """Measure overlayfs, fuse-overlayfs, btrfs and full copies on this host (root) and fit a profile."""
+    import datetime as dt
+
+    from .calibrate import calibrate as run_calibration
+    from .calibrate import format_report, validate_profile
+    out = out or f"profiles/calibrated-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.yaml"
+    result = run_calibration(out, quick=quick, measurements=measurements, workdir=workdir,
+                             progress=lambda message: click.echo(message, err=True))
+    for reason in result.skipped:
+        click.echo(f"skipped: {reason}")
+    click.echo(format_report(validate_profile(result.profile_path, result.measurements_path)))
+    click.echo(f"profile: {result.profile_path}\nmeasurements: {result.measurements_path}")
+
+
+@main.command("validate-profile")
+@click.argument("profile")
+@click.argument("measurements", type=click.Path(dir_okay=False))
+@click.option("--threshold", default=0.25, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="largest |predicted/measured - 1| accepted per point")
+@click.option("--driver", "drivers", multiple=True, help="check only these drivers' points (all are shown)")
+@click.option("--figure", type=click.Path(dir_okay=False), default=None,
+              help="PNG of predicted against measured (default <measurements>.validation.png, never overwritten)")
+@user_errors
+def validate_profile(profile, measurements, threshold, drivers, figure) -> None:
+    """Simulate the measured experiments with PROFILE; exit 1 when a point is off by more than the threshold."""
+    from pathlib import Path
+
+    from .calibrate import format_report, plot
+    from .calibrate import validate_profile as run_validation
+    result = run_validation(profile, measurements, threshold)
+    if drivers:
+        result.table = result.table[result.table["driver"].isin(drivers)]
+        result.slopes = result.slopes[result.slopes["driver"].isin(drivers)]
+    click.echo(format_report(result))
+    base = Path(figure) if figure else Path(measurements).with_suffix(".validation.png")
+    target, index = base, 1
+    while target.exists():
+        target, index = base.with_name(f"{base.stem}-{index}{base.suffix}"), index + 1
+    click.echo(f"figure: {plot(result, target)}")
+    if not result.ok:
+        click.echo(f"FAIL: {len(result.failed)} point(s) off by more than {threshold:.0%}", err=True)
+        sys.exit(1)

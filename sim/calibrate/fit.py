@@ -1,0 +1,176 @@
+"""Fitting a profile to measurements by least squares.
+
+For one sequential operation the engine's time is linear in every latency and cost of the
+profile and in every inverse bandwidth (no queueing: one request at a time). So each parameter's
+column of the design matrix is read off the simulator itself: predict every point with the
+parameter at zero and at one unit; the difference is its coefficient. The fit is then a bounded
+linear least squares on relative errors (``scipy.optimize.lsq_linear``, residuals weighted by
+1/measured), in stages: the kernel overlay points fix the disk and the kernel's CPU costs; the
+other drivers' points then fit only their own costs on top.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.optimize import lsq_linear
+
+from ..profile import Profile, load_profile
+from .validate import Predictor
+
+# parameter -> the profile fields it sets (tied fields move together) and whether it is a rate
+# (fitted as its inverse, seconds per byte).
+PARAMETERS = {
+    # A fsync's write request and its flush always come together in the engine: only their sum
+    # is observable, so the per-request write latency is tied to the read latency.
+    "request_latency": ((("disk", "read_latency"), ("disk", "write_latency")), False),
+    "read_bandwidth": ((("disk", "read_bandwidth"),), True),
+    "write_bandwidth": ((("disk", "write_bandwidth"),), True),
+    "fsync_latency": ((("disk", "fsync_latency"),), False),
+    "syscall": ((("costs", "syscall"),), False),
+    "layer_probe": ((("costs", "layer_probe"),), False),
+    "copy_up_setup": ((("costs", "copy_up_setup"),), False),
+    "dir_copy_up": ((("costs", "dir_copy_up"),), False),
+    "clone_base": ((("costs", "clone_base"),), False),
+    "clone_per_gib": ((("costs", "clone_per_gib"),), False),
+    "fuse_request": ((("costs", "fuse_request"),), False),
+    "fuse_layer_probe": ((("costs", "fuse_layer_probe"),), False),
+    "fuse_bandwidth": ((("costs", "fuse_bandwidth"),), True),
+    "layer_create": ((("costs", "layer_create"),), False),
+    "btrfs_snapshot": ((("costs", "btrfs_snapshot"),), False),
+}
+FASTEST = 1e-12  # s/byte: the lower bound of an inverse bandwidth (1 TB/s)
+
+
+@dataclass
+class Stage:
+    name: str
+    parameters: tuple[str, ...]
+
+    def selects(self, table: pd.DataFrame) -> pd.Series:
+        raise NotImplementedError
+
+
+class KernelOverlay(Stage):
+    def selects(self, table):
+        return (table["driver"] == "overlay2") & (table["options"] == "") & (table["experiment"] != "create")
+
+
+class Reflink(Stage):
+    def selects(self, table):
+        return (table["driver"] == "overlay2") & table["options"].str.contains("reflink=true")
+
+
+class Fuse(Stage):
+    def selects(self, table):
+        return table["driver"] == "fuse-overlayfs"
+
+
+class Create(Stage):
+    def selects(self, table):
+        return (table["experiment"] == "create") & table["driver"].isin(["overlay2", "btrfs"])
+
+
+STAGES = [
+    KernelOverlay("kernel overlayfs on the host filesystem",
+                  ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
+                   "copy_up_setup", "dir_copy_up")),
+    Reflink("overlayfs on xfs with reflink", ("clone_base", "clone_per_gib")),
+    Fuse("fuse-overlayfs", ("fuse_request", "fuse_layer_probe", "fuse_bandwidth")),
+    Create("container creation", ("layer_create", "btrfs_snapshot")),
+]
+
+
+def _with(data: dict, values: dict[str, float]) -> dict:
+    """A copy of the profile mapping with parameters set (rates given as seconds per byte)."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for name, value in values.items():
+        fields, rate = PARAMETERS[name]
+        for section, field in fields:
+            data[section][field] = 1.0 / max(value, FASTEST) if rate else float(value)
+    return data
+
+
+def _current(data: dict, name: str) -> float:
+    fields, rate = PARAMETERS[name]
+    section, field = fields[0]
+    value = float(data[section][field])
+    return 1.0 / value if rate else value
+
+
+class Fitter:
+    def __init__(self, start: Profile, workdir: Path):
+        self.data = start.model_dump(mode="json")
+        self.workdir = workdir
+        self.count = 0
+
+    def _predict(self, table: pd.DataFrame, data: dict) -> np.ndarray:
+        self.count += 1
+        path = self.workdir / f"p{self.count}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return Predictor(path).frame(table)
+
+    def stage(self, stage: Stage, table: pd.DataFrame) -> dict:
+        """Fit one stage's parameters on its points; returns what it found (and the residuals)."""
+        chosen = table[stage.selects(table)]
+        if chosen.empty:
+            return {"stage": stage.name, "points": 0, "parameters": {}}
+        names = stage.parameters
+        zero = _with(self.data, {name: 0.0 for name in names})
+        base = self._predict(chosen, zero)
+        unit = {name: (1e-9 if PARAMETERS[name][1] else 1e-3) for name in names}
+        columns = [(self._predict(chosen, _with(zero, {name: unit[name]})) - base) / unit[name] for name in names]
+        design = np.column_stack(columns)
+        measured = chosen["measured_s"].to_numpy()
+        weight = 1.0 / measured
+        lower = [FASTEST if PARAMETERS[n][1] else 0.0 for n in names]
+        used = np.abs(design).sum(axis=0) > 0
+        values = {name: _current(self.data, name) for name in names}
+        if used.any():
+            solution = lsq_linear(design[:, used] * weight[:, None], (measured - base) * weight,
+                                  bounds=(np.array(lower)[used], np.inf))
+            for name, value in zip(np.array(names)[used], solution.x):
+                values[name] = float(value)
+        self.data = _with(self.data, values)
+        fitted = base + design @ np.array([values[n] for n in names])
+        return {"stage": stage.name, "points": len(chosen), "parameters": values,
+                "unused": [n for n, u in zip(names, used) if not u],
+                "median_abs_error": float(np.median(np.abs(fitted / measured - 1)))}
+
+
+def fit_profile(table: pd.DataFrame, name: str, description: str, source: str,
+                start: str | Path = "ssd") -> tuple[Profile, list[dict]]:
+    """A profile fitted to the measured points (``validate.points``) and each stage's outcome."""
+    with tempfile.TemporaryDirectory(prefix="cowsim-fit-") as workdir:
+        fitter = Fitter(load_profile(start), Path(workdir))
+        outcomes = [fitter.stage(stage, table) for stage in STAGES]
+        data = fitter.data
+    data.update(name=name, description=description, source=source)
+    return Profile.model_validate(data), outcomes
+
+
+def profile_yaml(profile: Profile, outcomes: list[dict]) -> str:
+    """The profile in human units, with what each stage fitted as comments."""
+    from ..units import format_duration
+
+    data = profile.model_dump(mode="json")
+    for section in ("disk", "costs"):
+        for field, value in data[section].items():
+            if field.endswith("bandwidth"):
+                data[section][field] = f"{value / 1e6:.4g}MB/s"
+            elif field in ("metadata_block", "copy_chunk", "queue_depth"):
+                continue
+            elif isinstance(value, float):
+                data[section][field] = f"{value * 1e6:.6g}us"
+    lines = ["# Fitted by `cowsim calibrate`: bounded least squares on relative error, stage by stage."]
+    for outcome in outcomes:
+        fitted = ", ".join(f"{k}={format_duration(v) if not PARAMETERS[k][1] else f'{1 / v / 1e6:.4g}MB/s'}"
+                           for k, v in outcome["parameters"].items() if k not in outcome.get("unused", []))
+        lines.append(f"# {outcome['stage']}: {outcome['points']} points"
+                     + (f", median |error| {outcome['median_abs_error']:.0%}; {fitted}" if outcome["points"] else
+                        " (not measured: parameters keep their defaults)"))
+    return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False, width=120)

@@ -1,0 +1,343 @@
+"""The measurements ``cowsim calibrate`` takes on the real kernel.
+
+Every experiment rebuilds on disk the very image ``sim.probe`` simulates (``probe_image``), so a
+measured row and its prediction describe the same files, layers and directories. Times are wall
+clock around the system calls (``time.perf_counter``); each configuration is repeated and the
+fit and the validation use the median.
+
+Rows: experiment, sweep, driver, fs, options, file_size, layers, dir_depth, cache, repeat, seconds.
+``experiment`` is ``lookup`` (stat of the file), ``first_write`` / ``second_write`` (open for
+write, write 1 byte, fsync, close), ``copy_up`` (first minus second write) or ``create``
+(a container's layers: overlay mkdir+mount, two btrfs snapshots, two full copies).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from tqdm import tqdm
+
+from ..image import Image, probe_image
+from .realfs import Sandbox, Skip, btrfs_snapshot, btrfs_subvolume, drop_caches, is_root, materialize, require
+
+KIB, MIB = 2**10, 2**20
+COLUMNS = ["experiment", "sweep", "driver", "fs", "options", "file_size", "layers", "dir_depth", "cache",
+           "repeat", "seconds"]
+
+
+@dataclass
+class Plan:
+    """What to measure: the sweeps and how often each point is repeated."""
+
+    repeats: int
+    sizes: list[int]
+    layer_counts: list[int]
+    dir_depths: list[int]
+    image_sizes: list[int]
+    clone_sizes: list[int]
+    fuse_sizes: list[int]
+    fuse_layer_counts: list[int]
+    layers_dir_depth: int = 3
+    depth_layers: int = 2
+    small_file: int = 4 * KIB
+    warm_lookups: int = 50  # a warm stat is a few microseconds: time many, keep the median
+
+
+FULL = Plan(repeats=7, sizes=[4 * KIB, 64 * KIB, MIB, 8 * MIB, 32 * MIB, 128 * MIB],
+            layer_counts=[1, 2, 5, 10, 20, 50, 100], dir_depths=[1, 2, 4, 8, 16, 32],
+            image_sizes=[MIB, 32 * MIB, 256 * MIB], clone_sizes=[4 * KIB, MIB, 32 * MIB, 256 * MIB],
+            fuse_sizes=[4 * KIB, MIB, 32 * MIB], fuse_layer_counts=[1, 5, 20, 50])
+QUICK = Plan(repeats=3, sizes=[4 * KIB, MIB, 16 * MIB], layer_counts=[1, 10, 50], dir_depths=[1, 4, 16],
+             image_sizes=[MIB, 16 * MIB], clone_sizes=[4 * KIB, 16 * MIB], fuse_sizes=[4 * KIB, 16 * MIB],
+             fuse_layer_counts=[1, 10])
+
+
+@dataclass
+class Recorder:
+    rows: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def add(self, experiment, sweep, driver, fs, options, file_size, layers, dir_depth, cache, repeat, seconds):
+        self.rows.append(dict(zip(COLUMNS, (experiment, sweep, driver, fs, options, file_size, layers, dir_depth,
+                                            cache, repeat, seconds))))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=COLUMNS)
+
+
+def host_description() -> dict:
+    """Kernel, host filesystem and CPU: what the profile's numbers belong to."""
+    fs = "unknown"
+    try:
+        best = ""
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            device, point, fstype = line.split()[:3]
+            if str(Path.cwd()).startswith(point) and len(point) > len(best) and "tmp" not in fstype:
+                best, fs = point, f"{fstype} on {device}"
+    except OSError:
+        pass
+    return {"kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(), "host_fs": fs}
+
+
+# -- timing -----------------------------------------------------------------------------------
+def timed_write(path: Path) -> float:
+    """open for write, write 1 byte, fsync, close: what ``copyup_probe`` simulates."""
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"x", 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return time.perf_counter() - start
+
+
+def timed_stat(path: Path) -> float:
+    start = time.perf_counter()
+    os.stat(path)
+    return time.perf_counter() - start
+
+
+def warm_lookup(path: Path, count: int) -> float:
+    return sorted(timed_stat(path) for _ in range(count))[count // 2]
+
+
+def warm_up(merged: Path, target: str) -> None:
+    """Read the target file once, as the simulator's warm cache does."""
+    with open(merged / target, "rb") as handle:
+        while handle.read(MIB):
+            pass
+
+
+# -- one layered container --------------------------------------------------------------------
+class Layers:
+    """An image's layers written once under ``root``; containers are mounted over them."""
+
+    def __init__(self, sandbox: Sandbox, root: Path, image: Image):
+        self.sandbox = sandbox
+        self.root = root
+        self.paths = []
+        for index, layer in enumerate(image.layers):
+            path = root / f"l{index}"
+            materialize(layer, path)
+            self.paths.append(path)
+        self.count = 0
+
+    def mount(self, kind: str, layers: int, options: str = ""):
+        """A fresh container (empty upper) over the bottom ``layers`` layers."""
+        self.count += 1
+        base = self.root / f"c{self.count}"
+        lowers = list(reversed(self.paths[:layers]))
+        upper, work, merged = base / "upper", base / "work", base / "merged"
+        if kind == "fuse":
+            handle = self.sandbox.fuse_overlay(lowers, upper, work, merged)
+        else:
+            handle = self.sandbox.overlay(lowers, upper, work, merged, options)
+        return merged, handle
+
+
+def _container_run(layers: Layers, kind: str, count: int, target: str, cache: str, options: str = "",
+                   lookup: bool = False, warm_count: int = 50) -> dict:
+    """Mount a fresh container and time, in this order: the lookup (stat), the first write,
+    the second write. Cold: caches dropped after the mount and again between lookup and write."""
+    merged, handle = layers.mount(kind, count, options)
+    result = {}
+    try:
+        path = merged / target
+        if cache == "warm":
+            warm_up(merged, target)
+            os.sync()  # no writeback of earlier work under the timed fsyncs
+            if lookup:
+                result["lookup"] = warm_lookup(path, warm_count)
+        else:
+            drop_caches()
+            if lookup:
+                result["lookup"] = timed_stat(path)
+                drop_caches()
+        result["first_write"] = timed_write(path)
+        result["second_write"] = timed_write(path)
+        result["copy_up"] = result["first_write"] - result["second_write"]
+    finally:
+        handle.close()
+        shutil.rmtree(merged.parent, ignore_errors=True)  # the container's upper and work
+    return result
+
+
+# -- the experiments --------------------------------------------------------------------------
+class Calibration:
+    def __init__(self, plan: Plan, recorder: Recorder, progress: Callable[[str], None] | None = None):
+        self.plan = plan
+        self.rec = recorder
+        self.progress = progress or (lambda message: None)
+        self.bar: tqdm | None = None
+
+    def _tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _record(self, result: dict, keep: tuple[str, ...], sweep: str, driver: str, fs: str, options: str,
+                size: int, layers: int, depth: int, cache: str, repeat: int) -> None:
+        for experiment in keep:
+            if experiment in result:
+                self.rec.add(experiment, sweep, driver, fs, options, size, layers, depth, cache, repeat,
+                             result[experiment])
+
+    def overlay_host(self, sandbox: Sandbox) -> None:
+        """Kernel overlayfs over the host filesystem: file size, layer depth, directory depth.
+
+        Repeats are the outer loop, so that noise from other work on the host (another process's
+        fsync) spreads over every point instead of spoiling one."""
+        plan, fs = self.plan, host_description()["host_fs"].split()[0]
+        points = []  # (sweep, layers object, layer count, target, size, depth, experiments kept, lookup)
+        for size in plan.sizes:
+            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            points.append(("file_size", Layers(sandbox, sandbox.path(f"size{size}"), image), 1, target, size, 1,
+                           ("first_write", "second_write"), False))
+        deepest = max(plan.layer_counts)
+        image, target = probe_image(file_size=plan.small_file, layers=deepest, dir_depth=plan.layers_dir_depth)
+        layers = Layers(sandbox, sandbox.path("layers"), image)
+        points += [("layers", layers, count, target, plan.small_file, plan.layers_dir_depth,
+                    ("lookup", "first_write"), True) for count in plan.layer_counts]
+        for depth in plan.dir_depths:
+            image, target = probe_image(file_size=plan.small_file, layers=plan.depth_layers, dir_depth=depth)
+            points.append(("dir_depth", Layers(sandbox, sandbox.path(f"depth{depth}"), image), plan.depth_layers,
+                           target, plan.small_file, depth, ("first_write",), False))
+        os.sync()
+        for repeat in range(plan.repeats):
+            for sweep, layers, count, target, size, depth, keep, lookup in points:
+                for cache in ("cold", "warm"):
+                    result = _container_run(layers, "overlay", count, target, cache, lookup=lookup,
+                                            warm_count=plan.warm_lookups)
+                    self._record(result, keep, sweep, "overlay2", fs, "", size, count, depth, cache, repeat)
+                    self._tick()
+
+    def overlay_create(self, sandbox: Sandbox) -> None:
+        """A container of overlay2: its -init and writable layer directories and the mount."""
+        fs = host_description()["host_fs"].split()[0]
+        for size in self.plan.image_sizes:
+            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            layers = Layers(sandbox, sandbox.path(f"create{size}"), image)
+            for repeat in range(self.plan.repeats):
+                base = layers.root / f"ctr{repeat}"
+                start = time.perf_counter()
+                for directory in ("init/diff", "init/work", "diff", "work", "merged"):
+                    (base / directory).mkdir(parents=True)
+                handle = sandbox.overlay([layers.paths[0]], base / "diff", base / "work", base / "merged")
+                seconds = time.perf_counter() - start
+                handle.close()
+                self.rec.add("create", "image_size", "overlay2", fs, "", size, 1, 1, "warm", repeat, seconds)
+                self._tick()
+
+    def overlay_xfs_reflink(self, sandbox: Sandbox) -> None:
+        """overlayfs on xfs with reflink: copy-up clones instead of copying (warm cache)."""
+        largest = max(self.plan.clone_sizes)
+        mount = sandbox.loop_filesystem("xfs", max(512 * MIB, 4 * largest), "xfs", ("-m", "reflink=1"))
+        for size in self.plan.clone_sizes:
+            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            layers = Layers(sandbox, mount / f"size{size}", image)
+            for repeat in range(self.plan.repeats):
+                result = _container_run(layers, "overlay", 1, target, "warm")
+                self._record(result, ("copy_up",), "file_size", "overlay2", "xfs", "reflink=true", size, 1, 1,
+                             "warm", repeat)
+                self._tick()
+            shutil.rmtree(layers.root, ignore_errors=True)
+
+    def fuse_overlay(self, sandbox: Sandbox) -> None:
+        """fuse-overlayfs over the host filesystem: first write (warm) and cold lookups."""
+        require("fuse-overlayfs")
+        fs = host_description()["host_fs"].split()[0]
+        for size in self.plan.fuse_sizes:
+            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            layers = Layers(sandbox, sandbox.path(f"fuse{size}"), image)
+            for repeat in range(self.plan.repeats):
+                result = _container_run(layers, "fuse", 1, target, "warm")
+                self._record(result, ("first_write", "second_write"), "file_size", "fuse-overlayfs", fs, "",
+                             size, 1, 1, "warm", repeat)
+                self._tick()
+        deepest = max(self.plan.fuse_layer_counts)
+        image, target = probe_image(file_size=self.plan.small_file, layers=deepest,
+                                    dir_depth=self.plan.layers_dir_depth)
+        layers = Layers(sandbox, sandbox.path("fuselayers"), image)
+        for count in self.plan.fuse_layer_counts:
+            for repeat in range(self.plan.repeats):
+                result = _container_run(layers, "fuse", count, target, "cold", lookup=True)
+                self._record(result, ("lookup",), "layers", "fuse-overlayfs", fs, "", self.plan.small_file, count,
+                             self.plan.layers_dir_depth, "cold", repeat)
+                self._tick()
+
+    def btrfs_create(self, sandbox: Sandbox) -> None:
+        """btrfs: a container is two snapshots (-init of the image, the container of -init)."""
+        largest = max(self.plan.image_sizes)
+        mount = sandbox.loop_filesystem("btrfs", max(512 * MIB, 4 * largest), "btrfs")
+        for size in self.plan.image_sizes:
+            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            source = btrfs_subvolume(mount, f"image{size}")
+            materialize(image.layers[0], source)
+            os.sync()
+            for repeat in range(self.plan.repeats):
+                start = time.perf_counter()
+                init = btrfs_snapshot(source, mount, f"i{size}-{repeat}")
+                btrfs_snapshot(init, mount, f"c{size}-{repeat}")
+                seconds = time.perf_counter() - start
+                self.rec.add("create", "image_size", "btrfs", "btrfs", "", size, 1, 1, "warm", repeat, seconds)
+                self._tick()
+
+    def vfs_create(self, sandbox: Sandbox) -> None:
+        """vfs: a container is two full copies of the image (cold cache, no fsync)."""
+        fs = host_description()["host_fs"].split()[0]
+        for size in self.plan.image_sizes:
+            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            source = sandbox.path(f"vfs{size}", "image")
+            materialize(image.layers[0], source)
+            for repeat in range(self.plan.repeats):
+                drop_caches()
+                start = time.perf_counter()
+                for copy in ("init", "container"):
+                    shutil.copytree(source, sandbox.path(f"vfs{size}", f"{copy}{repeat}"), symlinks=True)
+                seconds = time.perf_counter() - start
+                self.rec.add("create", "image_size", "vfs", fs, "", size, 1, 1, "cold", repeat, seconds)
+                for copy in ("init", "container"):
+                    shutil.rmtree(sandbox.path(f"vfs{size}", f"{copy}{repeat}"))
+                self._tick()
+
+    def steps(self) -> list[tuple[str, Callable[[Sandbox], None], int]]:
+        """(name, experiment, timed runs) in the order they run."""
+        p = self.plan
+        host_runs = 2 * p.repeats * (len(p.sizes) + len(p.layer_counts) + len(p.dir_depths))
+        return [("overlay on the host filesystem", self.overlay_host, host_runs),
+                ("overlay container creation", self.overlay_create, p.repeats * len(p.image_sizes)),
+                ("overlay on xfs with reflink (loop device)", self.overlay_xfs_reflink, p.repeats * len(p.clone_sizes)),
+                ("fuse-overlayfs", self.fuse_overlay, p.repeats * (len(p.fuse_sizes) + len(p.fuse_layer_counts))),
+                ("btrfs snapshots (loop device)", self.btrfs_create, p.repeats * len(p.image_sizes)),
+                ("vfs full copies", self.vfs_create, p.repeats * len(p.image_sizes))]
+
+    def run(self, workdir: str | Path | None = None, only: tuple[str, ...] = ()) -> Recorder:
+        if not is_root():
+            raise Skip("calibration needs root (mounts, loop devices, drop_caches)")
+        steps = [s for s in self.steps() if not only or any(word in s[0] for word in only)]
+        with tqdm(total=sum(s[2] for s in steps), desc="calibrate", unit="run", leave=False) as self.bar:
+            for name, experiment, _ in steps:
+                try:
+                    with Sandbox(workdir, prefix="cowsim-calibrate-") as sandbox:
+                        experiment(sandbox)
+                    self.progress(f"measured: {name}")
+                except Skip as reason:
+                    self.rec.skipped.append(f"{name}: {reason}")
+                    self.progress(f"skipped: {name}: {reason}")
+        self.bar = None
+        return self.rec
+
+
+def measure(quick: bool = False, workdir: str | Path | None = None, progress=None,
+            only: tuple[str, ...] = ()) -> Recorder:
+    """Run the experiments (root only); the recorder holds the rows and what was skipped."""
+    return Calibration(QUICK if quick else FULL, Recorder(), progress).run(workdir, only)
+
+
+__all__ = ["measure", "Calibration", "Plan", "FULL", "QUICK", "Recorder", "COLUMNS", "host_description"]

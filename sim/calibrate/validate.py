@@ -1,0 +1,199 @@
+"""Predicted against measured: the simulator run on the very experiments ``calibrate`` measured.
+
+A point is one configuration (experiment, driver, filesystem, options, file size, layers,
+directory depth, cache); its measured value is the median of its repeats. The prediction comes
+from :func:`sim.probe` (lookup, first and second write; ``copy_up`` is first minus second) or,
+for ``create``, from the ``create_container`` operation of a one-container scenario.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..api import probe, run_scenario
+from ..errors import CowsimError
+from ..units import format_duration
+from .measure import COLUMNS
+
+POINT = ["experiment", "sweep", "driver", "fs", "options", "file_size", "layers", "dir_depth", "cache"]
+SWEPT = {"file_size": "file_size", "layers": "layers", "dir_depth": "dir_depth", "image_size": "file_size"}
+DEFAULT_THRESHOLD = 0.25
+
+
+def read_measurements(path: str | Path) -> pd.DataFrame:
+    """A measurements CSV, checked: one line naming the file and what is wrong otherwise."""
+    try:
+        frame = pd.read_csv(path, keep_default_na=False)
+    except FileNotFoundError:
+        raise CowsimError(f"{path}: no such measurements file") from None
+    except (OSError, ValueError) as error:
+        raise CowsimError(f"{path}: cannot read measurements: {error}") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise CowsimError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise CowsimError(f"{path}: no measurements")
+    seconds = pd.to_numeric(frame["seconds"], errors="coerce")
+    bad = ~np.isfinite(seconds)  # copy_up (a difference of two times) may be slightly negative
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CowsimError(f"{path}: line {row + 2}: seconds: not a number: {frame['seconds'].iloc[row]!r}")
+    frame["seconds"] = seconds
+    return frame
+
+
+def points(measurements: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: median, spread and count of its repeats."""
+    grouped = measurements.groupby(POINT, sort=False)["seconds"]
+    table = grouped.median().rename("measured_s").to_frame()
+    table["p25_s"] = grouped.quantile(0.25)
+    table["p75_s"] = grouped.quantile(0.75)
+    table["repeats"] = grouped.size()
+    return table.reset_index()
+
+
+def _options(text: str) -> dict:
+    options = {}
+    for item in filter(None, str(text).split(",")):
+        key, _, value = item.partition("=")
+        options[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return options
+
+
+class Predictor:
+    """Predictions for points under one profile, each simulation run once."""
+
+    def __init__(self, profile: str | Path):
+        self.profile = str(profile)
+        self._memo: dict[tuple, dict] = {}
+
+    def _probe(self, row) -> dict:
+        key = ("probe", row.driver, row.options, int(row.file_size), int(row.layers), int(row.dir_depth), row.cache)
+        if key not in self._memo:
+            self._memo[key] = probe(row.driver, int(row.file_size), int(row.layers), int(row.dir_depth), row.cache,
+                                    self.profile, **_options(row.options))
+        return self._memo[key]
+
+    def _create(self, row) -> float:
+        key = ("create", row.driver, row.options, int(row.file_size))
+        if key not in self._memo:
+            scenario = {"name": "calibrate-create", "profile": self.profile,
+                        "driver": {"name": row.driver, "options": _options(row.options)},
+                        "image": {"kind": "probe", "file_size": int(row.file_size), "layers": 1, "dir_depth": 1},
+                        "workload": {"kind": "copyup_probe"}}
+            ops = run_scenario(scenario).ops
+            self._memo[key] = {"create": float(ops.loc[ops["op"] == "create_container", "latency_s"].iloc[0])}
+        return self._memo[key]["create"]
+
+    def predict(self, row) -> float:
+        if row.experiment == "create":
+            return self._create(row)
+        result = self._probe(row)
+        if row.experiment == "lookup":
+            return result["lookup_s"]
+        if row.experiment == "first_write":
+            return result["first_write_s"]
+        if row.experiment == "second_write":
+            return result["second_write_s"]
+        if row.experiment == "copy_up":
+            return result["first_write_s"] - result["second_write_s"]
+        raise CowsimError(f"unknown experiment {row.experiment!r}")
+
+    def frame(self, table: pd.DataFrame) -> np.ndarray:
+        return np.array([self.predict(row) for row in table.itertuples(index=False)])
+
+
+@dataclass
+class Validation:
+    table: pd.DataFrame   # per point: measured, predicted, error
+    slopes: pd.DataFrame  # per sweep: measured and predicted slope
+    threshold: float
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.table[self.table["error"].abs() > self.threshold]
+
+    @property
+    def ok(self) -> bool:
+        return self.failed.empty
+
+
+def slopes(table: pd.DataFrame) -> pd.DataFrame:
+    """Least-squares slope of seconds against the swept variable, measured and predicted."""
+    rows = []
+    for keys, group in table.groupby(["experiment", "sweep", "driver", "fs", "options", "cache"], sort=False):
+        x = group[SWEPT[keys[1]]].astype(float).to_numpy()
+        if len(np.unique(x)) < 2:
+            continue
+        measured = np.polyfit(x, group["measured_s"].to_numpy(), 1)[0]
+        predicted = np.polyfit(x, group["predicted_s"].to_numpy(), 1)[0]
+        rows.append({**dict(zip(["experiment", "sweep", "driver", "fs", "options", "cache"], keys)),
+                     "unit": "s/byte" if SWEPT[keys[1]] == "file_size" else f"s/{SWEPT[keys[1]][:-1] if keys[1] == 'layers' else 'dir'}",
+                     "measured_slope": measured, "predicted_slope": predicted,
+                     "ratio": predicted / measured if measured else np.nan,
+                     "same_sign": bool(np.sign(measured) == np.sign(predicted))})
+    return pd.DataFrame(rows)
+
+
+def validate_profile(profile: str | Path, measurements: str | Path, threshold: float = DEFAULT_THRESHOLD) -> Validation:
+    """Simulate every measured point with ``profile``; relative error = predicted / measured - 1."""
+    table = points(read_measurements(measurements))
+    table["predicted_s"] = Predictor(profile).frame(table)
+    table["error"] = table["predicted_s"] / table["measured_s"] - 1
+    return Validation(table, slopes(table), threshold)
+
+
+def format_report(result: Validation) -> str:
+    lines = [f"{'experiment':<13}{'driver':<15}{'fs':<6}{'options':<13}{'size':>10}{'layers':>7}{'depth':>6}"
+             f"  {'cache':<5}{'measured':>11}{'predicted':>11}{'error':>8}"]
+    for row in result.table.itertuples(index=False):
+        flag = "  !" if abs(row.error) > result.threshold else ""
+        lines.append(f"{row.experiment:<13}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}{row.file_size:>10}"
+                     f"{row.layers:>7}{row.dir_depth:>6}  {row.cache:<5}{format_duration(row.measured_s):>11}"
+                     f"{format_duration(row.predicted_s):>11}{row.error:>+8.0%}{flag}")
+    if not result.slopes.empty:
+        lines.append("")
+        lines.append("slopes (seconds per unit of the swept variable):")
+        for row in result.slopes.itertuples(index=False):
+            lines.append(f"  {row.experiment:<13}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}vs {row.sweep:<10}"
+                         f"{row.cache:<5} measured {row.measured_slope:.3g} predicted {row.predicted_slope:.3g} {row.unit}"
+                         f" (ratio {row.ratio:.2f}{'' if row.same_sign else ', WRONG SIGN'})")
+    errors = result.table["error"].abs()
+    lines.append("")
+    lines.append(f"{len(result.table)} points, median |error| {errors.median():.0%}, max |error| {errors.max():.0%}; "
+                 f"threshold {result.threshold:.0%}: {len(result.failed)} point(s) beyond it")
+    return "\n".join(lines)
+
+
+def plot(result: Validation, path: str | Path) -> Path:
+    """Predicted against measured, log-log, one marker per experiment, the threshold band shaded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = result.table
+    fig, ax = plt.subplots(figsize=(7, 6))
+    low = min(table["measured_s"].min(), table["predicted_s"].min()) / 2
+    high = max(table["measured_s"].max(), table["predicted_s"].max()) * 2
+    line = np.array([low, high])
+    ax.plot(line, line, color="black", linewidth=0.8, label="predicted = measured")
+    ax.fill_between(line, line * (1 - result.threshold), line * (1 + result.threshold), color="grey", alpha=0.2,
+                    label=f"±{result.threshold:.0%}")
+    for (experiment, driver), group in table.groupby(["experiment", "driver"], sort=False):
+        ax.errorbar(group["measured_s"], group["predicted_s"],
+                    xerr=[group["measured_s"] - group["p25_s"], group["p75_s"] - group["measured_s"]],
+                    fmt="o", markersize=4, capsize=2, label=f"{driver} {experiment}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured [s] (median, bars: quartiles)")
+    ax.set_ylabel("predicted [s]")
+    ax.set_title("cowsim: predicted against measured")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
