@@ -338,19 +338,21 @@ def trace_inspect(report: dict) -> None:
               help="fit measurements taken earlier instead of measuring")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="where the scratch layers and loop images go (default: the system temp dir)")
+@click.option("--statistic", type=click.Choice(["p25", "median", "min"]), default="p25", show_default=True,
+              help="what stands for a point's repeats (noise on a busy host only adds time)")
 @user_errors
-def calibrate(out, quick, measurements, workdir) -> None:
+def calibrate(out, quick, measurements, workdir, statistic) -> None:
     """Measure overlayfs, fuse-overlayfs, btrfs and full copies on this host (root) and fit a profile."""
     import datetime as dt
 
     from .calibrate import calibrate as run_calibration
     from .calibrate import format_report, validate_profile
     out = out or f"profiles/calibrated-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.yaml"
-    result = run_calibration(out, quick=quick, measurements=measurements, workdir=workdir,
+    result = run_calibration(out, quick=quick, measurements=measurements, workdir=workdir, statistic=statistic,
                              progress=lambda message: click.echo(message, err=True))
     for reason in result.skipped:
         click.echo(f"skipped: {reason}")
-    click.echo(format_report(validate_profile(result.profile_path, result.measurements_path)))
+    click.echo(format_report(validate_profile(result.profile_path, result.measurements_path, statistic=statistic)))
     click.echo(f"profile: {result.profile_path}\nmeasurements: {result.measurements_path}")
 
 
@@ -359,17 +361,19 @@ def calibrate(out, quick, measurements, workdir) -> None:
 @click.argument("measurements", type=click.Path(dir_okay=False))
 @click.option("--threshold", default=0.25, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="largest |predicted/measured - 1| accepted per point")
-@click.option("--driver", "drivers", multiple=True, help="check only these drivers' points (all are shown)")
+@click.option("--driver", "drivers", multiple=True, help="check and show only these drivers' points")
+@click.option("--statistic", type=click.Choice(["p25", "median", "min"]), default="p25", show_default=True,
+              help="what stands for a point's repeats (use the one the profile was fitted with)")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None,
               help="PNG of predicted against measured (default <measurements>.validation.png, never overwritten)")
 @user_errors
-def validate_profile(profile, measurements, threshold, drivers, figure) -> None:
+def validate_profile(profile, measurements, threshold, drivers, statistic, figure) -> None:
     """Simulate the measured experiments with PROFILE; exit 1 when a point is off by more than the threshold."""
     from pathlib import Path
 
     from .calibrate import format_report, plot
     from .calibrate import validate_profile as run_validation
-    result = run_validation(profile, measurements, threshold)
+    result = run_validation(profile, measurements, threshold, statistic)
     if drivers:
         result.table = result.table[result.table["driver"].isin(drivers)]
         result.slopes = result.slopes[result.slopes["driver"].isin(drivers)]

@@ -105,13 +105,14 @@ class ContainerView:
         return entry
 
     def _require_parent_dir(self, path: str) -> None:
-        parent = parent_of(path)
-        if parent:
-            up = self.stat(parent)
+        """Path resolution walks every ancestor: the first missing one is ENOENT, the first that
+        is not a directory ENOTDIR (``a/b/c`` with ``a`` a file is ENOTDIR, as in namei)."""
+        for ancestor in ancestors(path):
+            up = self.stat(ancestor)
             if up is None:
-                raise FsError("ENOENT", parent)
+                raise FsError("ENOENT", ancestor)
             if up.kind != DIR:
-                raise FsError("ENOTDIR", parent)
+                raise FsError("ENOTDIR", ancestor)
 
     def children(self, path: str) -> list[str]:
         """Names inside directory ``path`` in the merged view (readdir merges every layer)."""
@@ -218,7 +219,10 @@ class ContainerView:
         if self.stat(path) is not None:
             raise FsError("EEXIST", path)
         created = self._make_upper_dirs(path)
-        opaque = path in self.whiteouts
+        # A directory created over a whiteout is opaque. With redirect_dir=on the kernel also
+        # marks every directory created in a merged directory opaque (ovl_create_upper; it
+        # skips that optimisation only while offline changes to the layers are allowed).
+        opaque = path in self.whiteouts or (self.redirect_dir and self._is_merged_dir(parent_of(path)))
         self.whiteouts.discard(path)
         self.upper_dirs.add(path)
         if opaque:
@@ -240,6 +244,16 @@ class ContainerView:
         self._hide(path, had_lower)
         return created
 
+    def _is_merged_dir(self, path: str) -> bool:
+        """A directory with both an upper and a lower part (overlayfs's "merge" type); the root
+        always is one."""
+        if path == "" or path in self.redirects:
+            return True
+        if path in self.opaque_dirs:
+            return False
+        lower = self.lower_path(path) if path not in self.upper_dirs else self._lower_behind(path)
+        return lower is not None and self.image.merged.get(lower, (None,))[0] == DIR
+
     def dir_has_lower(self, path: str) -> bool:
         """A directory that is (partly) in an image layer: renaming it needs redirect_dir."""
         if path in self.redirects:
@@ -254,20 +268,29 @@ class ContainerView:
 
         Returns the copy-up the source needed and the ancestors created for the target.
         """
-        entry = self._require(source)
+        # The order of the checks is the kernel's: both parents are resolved before the source
+        # is looked up (do_renameat2), the rename traps come before the type checks of
+        # vfs_rename, and ovl_rename refuses to move a lower directory (EXDEV) before it
+        # checks that the directory it replaces is empty.
+        self._require_parent_dir(source)
         self._require_parent_dir(target)
+        entry = self._require(source)
         if is_below(target, source) and target != source:
             raise FsError("EINVAL", target)
+        if is_below(source, target) and target != source:
+            raise FsError("ENOTEMPTY", target)
+        if source == target:
+            return None, []
         existing = self.stat(target)
         if existing is not None:
             if existing.kind == DIR and entry.kind != DIR:
                 raise FsError("EISDIR", target)
             if existing.kind != DIR and entry.kind == DIR:
                 raise FsError("ENOTDIR", target)
-            if existing.kind == DIR and self.children(target):
-                raise FsError("ENOTEMPTY", target)
-        if source == target:
-            return None, []
+        if entry.kind == DIR and self.dir_has_lower(source) and not self.redirect_dir:
+            raise FsError("EXDEV", source)
+        if existing is not None and existing.kind == DIR and self.children(target):
+            raise FsError("ENOTEMPTY", target)
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)
@@ -287,9 +310,13 @@ class ContainerView:
 
     def _rename_dir(self, source: str, target: str, replace: bool) -> list[str]:
         has_lower = self.dir_has_lower(source)
-        if has_lower and not self.redirect_dir:
-            raise FsError("EXDEV", source)
-        created = self._make_upper_dirs(target)
+        # ovl_rename: a pure upper directory moved into a merged directory is marked opaque, so
+        # that lower entries of the same names there cannot show through it.
+        opaque = not has_lower and source not in self.opaque_dirs and self._is_merged_dir(parent_of(target))
+        # ovl_copy_up(old) first: a lower directory comes up with its ancestors (the whiteout
+        # left at the old name needs them too).
+        created = self.copy_up_dir(source) if has_lower else []
+        created += self._make_upper_dirs(target)
         if replace:
             self.upper_dirs.discard(target)
             self.opaque_dirs.discard(target)
@@ -308,6 +335,8 @@ class ContainerView:
                 mapping[moved(path)] = mapping.pop(path)
         if has_lower:
             self.redirects[target] = origin
+        if opaque:
+            self.opaque_dirs.add(target)
         self.whiteouts.discard(target)
         self._hide(source, has_lower)
         return created

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import CowsimError
 from .measure import host_description, measure
 from .realfs import Skip
-from .validate import DEFAULT_THRESHOLD, Validation, format_report, plot, points, read_measurements, validate_profile
+from .validate import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, STATISTICS, Validation, format_report, plot, points, read_measurements, validate_profile
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Calibrated:
 
 
 def calibrate(out: str | Path, *, quick: bool = False, measurements: str | Path | None = None,
-              workdir: str | Path | None = None, progress=print) -> Calibrated:
+              workdir: str | Path | None = None, statistic: str = DEFAULT_STATISTIC, progress=print) -> Calibrated:
     """Measure (or read ``measurements``), fit and write the profile ``out`` and its CSV.
 
     Neither file may exist already: finished results are never overwritten."""
@@ -60,7 +60,8 @@ def calibrate(out: str | Path, *, quick: bool = False, measurements: str | Path 
         csv_path = Path(measurements)
         frame = read_measurements(csv_path)
         source = f"fitted by `cowsim calibrate --from-csv {csv_path.name}` to measurements taken earlier"
-    table = points(frame)
+    table = points(frame, statistic)
+    source += f"; each point is the {statistic} of its repeats"
     profile, outcomes = fit_profile(table, out.stem, f"Calibrated on a real kernel ({host['kernel']}).", source)
     text = profile_yaml(profile, outcomes)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,4 +70,5 @@ def calibrate(out: str | Path, *, quick: bool = False, measurements: str | Path 
     return Calibrated(out, csv_path, skipped, outcomes)
 
 
-__all__ = ["calibrate", "validate_profile", "Validation", "format_report", "plot", "DEFAULT_THRESHOLD", "Calibrated"]
+__all__ = ["calibrate", "validate_profile", "Validation", "format_report", "plot", "DEFAULT_THRESHOLD",
+           "DEFAULT_STATISTIC", "STATISTICS", "Calibrated"]
