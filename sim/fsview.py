@@ -62,13 +62,17 @@ class ContainerView:
         """Where ``path`` would be found in the image, or None when the upper layer hides it."""
         whiteouts, upper_files, redirects, opaque_dirs = self.whiteouts, self.upper_files, self.redirects, self.opaque_dirs
         mapped = None  # the deepest redirected directory on the way
+        hidden = False  # below an opaque directory, until a redirect deeper down points back into the layers
         for prefix in prefixes(path) or ("",):
             if prefix in whiteouts or prefix in upper_files:
                 return None
             if prefix in redirects:
-                mapped = prefix
+                # an absolute redirect is followed from the layers' roots, whatever is above it
+                mapped, hidden = prefix, False
             elif prefix in opaque_dirs and prefix != path:
-                return None
+                hidden = True
+        if hidden:
+            return None
         if mapped is None:
             return path
         return redirects[mapped] + path[len(mapped):]
@@ -236,13 +240,21 @@ class ContainerView:
         if self.children(path):
             raise FsError("ENOTEMPTY", path)
         lower = self._lower_behind(path) if path in self.upper_dirs else self.lower_path(path)
-        had_lower = (lower is not None and lower in self.image.merged) or path in self.redirects
-        self.upper_dirs.discard(path)
-        self.opaque_dirs.discard(path)
-        self.redirects.pop(path, None)
+        # A whiteout only where a lower layer holds the name (ovl_lower_positive); a redirected
+        # directory's lower content is reached through its redirect, not its name.
+        had_lower = lower is not None and lower in self.image.merged
+        self._drop_empty_dir(path)
         created = self._make_upper_dirs(path) if had_lower else []
         self._hide(path, had_lower)
         return created
+
+    def _drop_empty_dir(self, path: str) -> None:
+        """Forget a directory that is empty in the merged view, with what its upper part still
+        held: whiteouts hiding lower entries inside it (ovl_clear_empty swaps in an empty
+        opaque copy before removing or replacing it)."""
+        for collection in (self.upper_dirs, self.opaque_dirs, self.whiteouts):
+            collection.difference_update([p for p in collection if is_below(p, path)])
+        self.redirects.pop(path, None)
 
     def _is_merged_dir(self, path: str) -> bool:
         """A directory with both an upper and a lower part (overlayfs's "merge" type); the root
@@ -313,13 +325,15 @@ class ContainerView:
         # ovl_rename: a pure upper directory moved into a merged directory is marked opaque, so
         # that lower entries of the same names there cannot show through it.
         opaque = not has_lower and source not in self.opaque_dirs and self._is_merged_dir(parent_of(target))
+        # The old name gets a whiteout only if a lower layer holds that name (ovl_lower_positive),
+        # not merely because the directory has lower content through a redirect.
+        lower_positive = self._lower_behind(source) is not None
         # ovl_copy_up(old) first: a lower directory comes up with its ancestors (the whiteout
         # left at the old name needs them too).
         created = self.copy_up_dir(source) if has_lower else []
         created += self._make_upper_dirs(target)
         if replace:
-            self.upper_dirs.discard(target)
-            self.opaque_dirs.discard(target)
+            self._drop_empty_dir(target)
         if has_lower:
             origin = self.redirects.get(source) or self.lower_path(source) or source
             self.upper_dirs.add(source)
@@ -338,7 +352,7 @@ class ContainerView:
         if opaque:
             self.opaque_dirs.add(target)
         self.whiteouts.discard(target)
-        self._hide(source, has_lower)
+        self._hide(source, lower_positive)
         return created
 
     # -- accounting ----------------------------------------------------------------------------

@@ -239,7 +239,10 @@ def run_sequences(options: str, redirect_dir: bool, seed: int, count: int) -> in
                     assert real_errno == model_errno, f"errno: kernel {real_errno or 'ok'}, model {model_errno or 'ok'}\n{context}"
                     assert real_merged(merged) == model_merged(view), f"merged view differs\n{context}"
                     paths, opaque = real_upper(upper)
-                    assert paths == view.upper_paths(), f"upper directory differs\n{context}"
+                    model_paths = view.upper_paths()
+                    assert paths == model_paths, (
+                        f"upper directory differs\n{context}\nkernel only: {sorted(paths.items() - model_paths.items())}"
+                        f"\nmodel only: {sorted(model_paths.items() - paths.items())}")
                     assert opaque == view.opaque_dirs, f"opaque directories differ\n{context}"
                     compared += 1
             finally:

@@ -101,6 +101,10 @@ class Reference:
             return "ENOENT"
         if target != source and is_below(target, source):
             return "EINVAL"
+        if target != source and is_below(source, target):
+            return "ENOTEMPTY"  # renaming into an ancestor of the source (do_renameat2's trap)
+        if source == target:
+            return ""  # vfs_rename: the same dentry, nothing to check or do
         existing = self.kind(target)
         if existing == DIR and kind != DIR:
             return "EISDIR"
