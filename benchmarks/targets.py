@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -50,11 +51,16 @@ def scenario(name: str, **changes) -> dict:
 
 # -- one measurement in a child process ------------------------------------------------------------
 
-def child(kind: str, data: dict, **options) -> dict:
-    """Run ``kind`` on scenario ``data`` in a fresh interpreter; its figures as a dict."""
+def child(kind: str, data: dict, source: Path | None = None, **options) -> dict:
+    """Run ``kind`` on scenario ``data`` in a fresh interpreter; its figures as a dict.
+    ``source``: a checkout of another commit whose ``sim`` is measured instead of this one."""
     request = json.dumps({"kind": kind, "data": data, "options": options})
-    done = subprocess.run([sys.executable, "-m", "benchmarks.targets", "--child"], input=request, text=True,
-                          capture_output=True, cwd=ROOT)
+    if source is None:
+        command, env = [sys.executable, "-m", "benchmarks.targets", "--child"], None
+    else:
+        command = [sys.executable, str(Path(__file__).resolve()), "--child"]
+        env = {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
+    done = subprocess.run(command, input=request, text=True, capture_output=True, cwd=source or ROOT, env=env)
     if done.returncode:
         raise RuntimeError(f"benchmark child failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -63,7 +69,8 @@ def child(kind: str, data: dict, **options) -> dict:
 def _child_main() -> None:
     request = json.loads(sys.stdin.read())
     kind, data, options = request["kind"], request["data"], request["options"]
-    figures = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate}[kind](data, **options)
+    figures = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate, "points": _points,
+               "idle": _idle}[kind](data, **options)
     figures["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(figures))
 
@@ -93,6 +100,29 @@ def _sweep(data: dict, jobs: int) -> dict:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"runs": len(result.summary), "jobs": jobs, "wall_s": wall, "parent_cpu_s": cpu,
             "runs_per_s": len(result.summary) / wall}
+
+
+def _points(data: dict) -> dict:
+    """Every point x replicate of a sweep through :func:`sim.runner.simulate`, one after another."""
+    from sim.api import validate
+    from sim.runner import simulate
+    points = validate(data)
+    wall, cpu = time.perf_counter(), time.process_time()
+    runs = 0
+    for _values, point in points:
+        for replicate in range(point.replicates):
+            simulate(point, replicate)
+            runs += 1
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"runs": runs, "wall_s": wall, "cpu_s": cpu, "ms_per_run": 1000 * wall / runs,
+            "cpu_ms_per_run": 1000 * cpu / runs}
+
+
+def _idle(data: dict) -> dict:
+    """Nothing but the imports: the floor of every child's peak memory."""
+    import sim.api  # noqa: F401
+    import sim.runner  # noqa: F401
+    return {}
 
 
 def _simulate(data: dict, stream_ops: bool) -> dict:
@@ -178,7 +208,9 @@ def scale(quick: bool) -> dict:
         first, last = curves[axis][0], curves[axis][-1]
         print(f"  {axis}: x{factors[-1]} costs x{last['cpu_s'] / first['cpu_s']:.2f} CPU time, "
               f"x{last['peak_rss_bytes'] / first['peak_rss_bytes']:.2f} peak memory")
-    return {"top": top, "base": base, "curves": curves}
+    idle = child("idle", {})["peak_rss_bytes"]
+    print(f"  (an interpreter that only imports cowsim peaks at {idle / 2**20:.0f} MiB)")
+    return {"top": top, "base": base, "curves": curves, "idle_rss_bytes": idle}
 
 
 def plot_scale(figures: dict, path: Path) -> None:
@@ -190,6 +222,9 @@ def plot_scale(figures: dict, path: Path) -> None:
         factors = [r["factor"] for r in rows]
         left.plot(factors, [r["cpu_s"] for r in rows], marker="o", label=f"{axis} x factor")
         right.plot(factors, [r["peak_rss_bytes"] / 2**20 for r in rows], marker="o", label=f"{axis} x factor")
+    if "idle_rss_bytes" in figures:
+        right.axhline(figures["idle_rss_bytes"] / 2**20, color="k", ls=":", label="imports alone")
+        right.legend(fontsize=8)
     factors = [r["factor"] for r in next(iter(figures["curves"].values()))]
     base_cpu = min(rows[0]["cpu_s"] for rows in figures["curves"].values())
     left.plot(factors, [base_cpu * f for f in factors], "k:", label="linear (from the cheapest base)")
@@ -210,12 +245,43 @@ def plot_scale(figures: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def against(source: Path, quick: bool, repeat: int = 2) -> dict:
+    """Before/after in one run: the same throughput and copy-up points, measured alternately
+    under ``source`` (another commit's checkout) and this tree; best of ``repeat`` each."""
+    operations = 50_000 if quick else 200_000
+    mix = scenario("throughput", **{"workload.operations": operations})
+    probes = yaml.safe_load((ROOT / "scenarios" / "copyup_file_size.yaml").read_text())
+    probes["sweep"].update({"image.layers": [1, 16, 125], "image.dir_depth": [1, 8]})
+    rows: dict[str, dict[str, list]] = {"before": {"mix": [], "points": []}, "after": {"mix": [], "points": []}}
+    for _ in range(repeat):
+        for label, tree in (("before", source), ("after", None)):
+            rows[label]["mix"].append(child("throughput", mix, tree, bare_events=operations))
+            rows[label]["points"].append(child("points", probes, tree))
+    best = {label: {"mix": min(r["mix"], key=lambda x: x["cpu_s"]), "points": min(r["points"], key=lambda x: x["cpu_s"])}
+            for label, r in rows.items()}
+    b, a = best["before"], best["after"]
+    figures = {"source": str(source), "operations": operations, "runs": a["points"]["runs"], "best": best,
+               "mix_speedup_cpu": b["mix"]["cpu_s"] / a["mix"]["cpu_s"],
+               "mix_speedup_wall": b["mix"]["wall_s"] / a["mix"]["wall_s"],
+               "points_speedup_cpu": b["points"]["cpu_s"] / a["points"]["cpu_s"],
+               "points_speedup_wall": b["points"]["wall_s"] / a["points"]["wall_s"]}
+    print(f"against {source}: throughput scenario ({operations:,} ops, end to end): "
+          f"{b['mix']['ops_per_cpu_s']:,.0f} -> {a['mix']['ops_per_cpu_s']:,.0f} ops per CPU second, "
+          f"x{figures['mix_speedup_cpu']:.2f} (wall x{figures['mix_speedup_wall']:.2f}); "
+          f"copy-up points ({a['points']['runs']} runs): {b['points']['cpu_ms_per_run']:.2f} -> "
+          f"{a['points']['cpu_ms_per_run']:.2f} CPU ms per run, x{figures['points_speedup_cpu']:.2f} "
+          f"(wall x{figures['points_speedup_wall']:.2f})")
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.targets", description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", help=f"targets to measure: {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the code, not the targets")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "scale.png", help="where the scale figure goes")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="before/after: also measure another commit's checkout (git worktree add DIR REV)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -226,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown target {unknown[0]!r}: use {', '.join(TARGETS)}")
     from sim.results import environment
     figures = {"environment": environment(), "quick": args.quick}
-    for target in args.targets or TARGETS:
+    if args.against:
+        figures["against"] = against(args.against, args.quick)
+    for target in args.targets or ([] if args.against else TARGETS):
         figures[target] = globals()[target](args.quick)
     if "scale" in figures:
         plot_scale(figures["scale"], args.figure)
