@@ -128,13 +128,6 @@ class PageCache(LRU):
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
         entries = self.entries
-        keys = self._bulk_keys(key, first, last)
-        if keys is not None and not any(map(entries.__contains__, keys)):
-            entries.update(dict.fromkeys(keys))
-            self.misses += len(keys)
-            miss = _span_bytes(first, last, block, file_size)
-            self.miss_bytes += miss
-            return 0, miss
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
@@ -156,12 +149,7 @@ class PageCache(LRU):
     def fill(self, key, offset: int, nbytes: int) -> None:
         block = self.unit
         entries = self.entries
-        first, last = offset // block, (offset + nbytes - 1) // block
-        keys = self._bulk_keys(key, first, last)
-        if keys is not None and not any(map(entries.__contains__, keys)):
-            entries.update(dict.fromkeys(keys))
-            return
-        for index in range(first, last + 1):
+        for index in range(offset // block, (offset + nbytes - 1) // block + 1):
             block_key = (key, index)
             if block_key in entries:  # LRU.insert, inlined
                 entries.move_to_end(block_key)
@@ -169,23 +157,6 @@ class PageCache(LRU):
             entries[block_key] = None
             if len(entries) > self.capacity:
                 entries.popitem(last=False)
-
-
-    def _bulk_keys(self, key, first: int, last: int) -> list | None:
-        """The keys of blocks ``first..last`` when they are many and inserting them all cannot
-        evict anything: then, if none is cached, one bulk insert does what the block-by-block
-        loop does (a large file's copy-up or first read), in the same order."""
-        if last - first < 8 or len(self.entries) + last - first + 1 > self.capacity:
-            return None
-        return [(key, index) for index in range(first, last + 1)]
-
-
-def _span_bytes(first: int, last: int, block: int, file_size: int) -> int:
-    """The sum over blocks ``first..last`` of ``min((i + 1) * block, file_size) - i * block``
-    (what the block loop of ``PageCache.read`` adds up), in closed form."""
-    split = max(first, min(last + 1, file_size // block))  # blocks before it lie wholly in the file
-    rest = last + 1 - split
-    return (split - first) * block + rest * file_size - block * ((split + last) * rest // 2)
 
 
 class OpResult:

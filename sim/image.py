@@ -125,22 +125,38 @@ class Image:
     def _merge(self) -> tuple[dict[str, tuple[str, int, int]], list[int]]:
         view: dict[str, tuple[str, int, int]] = {}
         cumulative: list[int] = []
+        file_bytes = 0  # of the view so far, kept up to date as entries come and go
+
+        def drop(path: str) -> None:
+            nonlocal file_bytes
+            kind, size, _ = view.pop(path)
+            if kind == FILE:
+                file_bytes -= size
+
         for index, layer in enumerate(self.layers):
             # Only a directory hides a subtree; scanning for it is rare, so it can be linear.
             hidden_dirs = [p for p in layer.whiteouts if view.get(p, (None,))[0] == DIR]
             for hidden in hidden_dirs + sorted(layer.opaque_dirs):
                 for path in [p for p in view if p != hidden and is_below(p, hidden)]:
-                    del view[path]
+                    drop(path)
             for path in layer.whiteouts:
-                view.pop(path, None)
+                if path in view:
+                    drop(path)
             for path in sorted(layer.dirs):
-                view[path] = (DIR, 0, index)
+                replaced = view.get(path)
+                if replaced is not None and replaced[0] == FILE:
+                    file_bytes -= replaced[1]
+                view[path] = (DIR, 0, index)  # an existing entry keeps its place in the order
             for path, size in layer.files.items():
-                if path in view and view[path][0] == DIR:
+                replaced = view.get(path)
+                if replaced is not None and replaced[0] == DIR:
                     for below in [p for p in view if is_below(p, path)]:
-                        del view[below]
+                        drop(below)
+                elif replaced is not None:
+                    file_bytes -= replaced[1]
                 view[path] = (FILE, size, index)
-            cumulative.append(sum(s for k, s, _ in view.values() if k == FILE))
+                file_bytes += size
+            cumulative.append(file_bytes)
         return view, cumulative
 
     @cached_property

@@ -42,15 +42,15 @@ def run_one(spec: dict) -> bytes:
         ops = result.ops_table
         for name, value in tag.items():
             ops = ops.append_column(name, pa.array([value] * ops.num_rows, pa.string() if name == "driver" else pa.int64()))
-    return pack(spec, summary=result.summary, ops=ops, space=result.space.assign(**tag))
+    return pack(spec, summary=result.summary, ops=ops, space=[{**row, **tag} for row in result.space_rows])
 
 
 def pack(spec: dict, *, summary: dict | None = None, ops: pa.Table | None = None,
-         space: pd.DataFrame | None = None, failure: str = "", trace: str = "") -> bytes:
+         space: list[dict] | None = None, failure: str = "", trace: str = "") -> bytes:
     table = ops if ops is not None else pa.table({})
     meta = {"point": spec["point"], "replicate": spec["replicate"], "keys": spec["keys"],
             "status": "failed" if failure else "ok", "failure": failure, "traceback": trace,
-            "summary": summary or {}, "space": [] if space is None else space.to_dict("records")}
+            "summary": summary or {}, "space": space or []}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), PART_KEY: json.dumps(meta, default=_plain).encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
