@@ -2,7 +2,7 @@
 __version__ = "0.1.0"
 
 from .api import (RunResult, inspect_image, inspect_trace, load_run, load_scenario, probe,  # noqa: E402
-                  run_scenario, validate)
+                  resume_run, run_scenario, validate)
 
-__all__ = ["RunResult", "inspect_image", "inspect_trace", "load_run", "load_scenario", "probe", "run_scenario",
-           "validate", "__version__"]
+__all__ = ["RunResult", "inspect_image", "inspect_trace", "load_run", "load_scenario", "probe", "resume_run",
+           "run_scenario", "validate", "__version__"]

@@ -114,7 +114,7 @@ def lock_run(directory: Path):
 
 
 def part_path(directory: Path, point: int, replicate: int) -> Path:
-    return directory / POINTS / f"{point:06d}-{replicate:04d}.parquet"
+    return directory / POINTS / f"{point:06d}-{replicate:04d}.arrow"
 
 
 def write_part(directory: Path, point: int, replicate: int, blob: bytes) -> None:
@@ -124,7 +124,7 @@ def write_part(directory: Path, point: int, replicate: int, blob: bytes) -> None
 def read_parts(directory: Path) -> dict[tuple[int, int], bytes]:
     """The runs already finished in a run folder, by (point, replicate)."""
     parts = {}
-    for path in sorted((directory / POINTS).glob("*.parquet")):
+    for path in sorted((directory / POINTS).glob("*.arrow")):
         point, _, replicate = path.stem.partition("-")
         parts[int(point), int(replicate)] = path.read_bytes()
     return parts

@@ -188,7 +188,7 @@ def test_a_killed_worker_keeps_finished_runs_and_resume_completes(tmp_path, monk
     with pytest.raises(api.RunInterrupted) as interrupted:
         sim.run_scenario(tmp_path / "s.yaml", tmp_path / "run", jobs=2)
     assert interrupted.value.exit_code == 1 and "--resume" in str(interrupted.value)
-    kept = list((tmp_path / "run/points").glob("*.parquet"))
+    kept = list((tmp_path / "run/points").glob("*.arrow"))
     assert 0 < len(kept) < 32
     assert json.loads((tmp_path / "run/manifest.json").read_text())["status"] == "interrupted"
     with pytest.raises(sim.errors.CowsimError, match="resume"):
@@ -209,14 +209,14 @@ def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_pa
     command = [sys.executable, "-m", "sim", "run", str(scenario), "-o", str(run), "-j", "1", "--no-report"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while len(list((run / "points").glob("*.parquet"))) < 5 and time.time() < deadline:
+    while len(list((run / "points").glob("*.arrow"))) < 5 and time.time() < deadline:
         time.sleep(0.005)
     process.send_signal(how)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
     if how == signal.SIGINT:
         assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
-    kept = len(list((run / "points").glob("*.parquet")))
+    kept = len(list((run / "points").glob("*.arrow")))
     assert 5 <= kept < 40, kept
     assert not (run / "summary.parquet").exists()
     resume = subprocess.run([sys.executable, "-m", "sim", "run", "--resume", str(run), "-j", "2", "--no-report"], cwd=ROOT,
