@@ -270,7 +270,7 @@ def _sha256(resolved: dict) -> str:
 def _manifest(source: Source, resolved: dict, specs: list[dict], points: int) -> dict:
     seeds = sorted({(spec["keys"]["seed"], spec["replicate"]) for spec in specs})
     return {"status": "running", "scenario": resolved["name"], "source": source.origin,
-            "overrides": sorted(source.overrides.values()), "scenario_sha256": _sha256(resolved),
+            "overrides": sorted(source.overrides.values()), "scenario_sha256": _sha256(resolved), "resolved": resolved,
             "points": points, "runs": len(specs), "seeding": SEEDING, "streams": STREAMS,
             "seeds": [{"seed": s, "replicate": r, "spawn_keys": {n: [r, i] for n, i in STREAMS.items()}} for s, r in seeds],
             "sessions": [], **results.environment()}

@@ -111,6 +111,9 @@ def test_the_copyup_sweep_file_reduced_from_the_command_line(tmp_path):
     manifest = json.loads((tmp_path / "run/manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["runs"] == 128 and manifest["points"] == 64
     assert len(manifest["overrides"]) == 4 and len(manifest["scenario_sha256"]) == 64
+    assert manifest["resolved"]["sweep"]["image.layers"] == [1, 125] and manifest["resolved"]["replicates"] == 2
+    for key in ("cowsim", "python", "host", "libraries", "seeds", "wall_time_s", "events", "run_status"):
+        assert key in manifest, key
     assert not (tmp_path / "run/points").exists()
     # the first write copies the whole file up under overlay2, not under btrfs
     first = summary[(summary["image.file_size"] == "16MiB") & (summary["replicate"] == 0)]
@@ -182,9 +185,10 @@ def test_a_killed_worker_keeps_finished_runs_and_resume_completes(tmp_path, monk
         if scenario.driver.name == "vfs" and scenario.image.file_size == 2**28:
             os._exit(9)  # the worker process dies (as if killed)
         return real(scenario, replicate)
+    import multiprocessing
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("needs forked workers, which inherit the patched simulate")
     monkeypatch.setattr(sim.runner, "simulate", simulate)
-    if sys.platform != "linux":
-        pytest.skip("relies on forked workers inheriting the patched simulate")
     with pytest.raises(api.RunInterrupted) as interrupted:
         sim.run_scenario(tmp_path / "s.yaml", tmp_path / "run", jobs=2)
     assert interrupted.value.exit_code == 1 and "--resume" in str(interrupted.value)
