@@ -15,7 +15,7 @@ from collections import OrderedDict
 import numpy as np
 import simpy
 
-from .plan import CPU, DISK_READ, DISK_WRITE, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
+from .plan import CACHED, CPU, DISK_READ, DISK_WRITE, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
 
 
@@ -255,6 +255,10 @@ class Engine:
                 service = disk.read_service(step[2], step[3])
             elif kind == DISK_WRITE:
                 service = disk.write_service(step[2], step[3])
+            elif kind == CACHED:
+                for key in step[2]:
+                    self.dentries.insert(key)
+                continue
             issue = env.now + pending
             finish = disk.reserve(issue, service)
             phase_s[phase] += finish - issue

@@ -18,6 +18,7 @@ SYNC = 4        # (SYNC, phase, nbytes): write dirty bytes to disk and flush (fs
 WRITEBACK = 5   # (WRITEBACK, phase, nbytes): background writeback, not waited for
 DISK_READ = 6   # (DISK_READ, phase, nbytes, requests): below the page cache (block-level copy)
 DISK_WRITE = 7  # (DISK_WRITE, phase, nbytes, requests): synchronous write below the page cache
+CACHED = 8      # (CACHED, phase, keys): metadata just written, now in the dentry cache; costs nothing
 
 
 class Plan:
@@ -67,6 +68,11 @@ class Plan:
     def disk_write(self, phase: int, nbytes: int, requests: int = 1) -> Plan:
         if nbytes > 0:
             self.steps.append((DISK_WRITE, phase, nbytes, requests))
+        return self
+
+    def cached(self, phase: int, keys: tuple) -> Plan:
+        if keys:
+            self.steps.append((CACHED, phase, keys))
         return self
 
     def extend(self, other: Plan) -> Plan:

@@ -59,7 +59,9 @@ def calibrate(out: str | Path, *, quick: bool = False, measurements: str | Path 
     else:
         csv_path = Path(measurements)
         frame = read_measurements(csv_path)
-        source = f"fitted by `cowsim calibrate --from-csv {csv_path.name}` to measurements taken earlier"
+        source = (f"fitted by `cowsim calibrate --from-csv {csv_path.name}` on "
+                  f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (kernel {host['kernel']}, host filesystem "
+                  f"{host['host_fs']}) to measurements taken earlier by `cowsim calibrate`")
     table = points(frame, statistic)
     source += f"; each point is the {statistic} of its repeats"
     profile, outcomes = fit_profile(table, out.stem, f"Calibrated on a real kernel ({host['kernel']}).", source)

@@ -21,6 +21,7 @@ from .measure import COLUMNS
 POINT = ["experiment", "sweep", "driver", "fs", "options", "file_size", "layers", "dir_depth", "cache"]
 SWEPT = {"file_size": "file_size", "layers": "layers", "dir_depth": "dir_depth", "image_size": "file_size"}
 DEFAULT_THRESHOLD = 0.25
+FLAT = 0.25  # a sweep that moves the time by less than this fraction of its mean has no trend
 
 
 def read_measurements(path: str | Path) -> pd.DataFrame:
@@ -141,11 +142,14 @@ def slopes(table: pd.DataFrame) -> pd.DataFrame:
             continue
         measured = np.polyfit(x, group["measured_s"].to_numpy(), 1)[0]
         predicted = np.polyfit(x, group["predicted_s"].to_numpy(), 1)[0]
+        # A trend is what the sweep changes relative to the mean; under FLAT both call it flat
+        span = (x.max() - x.min()) / group["measured_s"].mean()
+        flat = abs(measured) * span < FLAT and abs(predicted) * span < FLAT
         rows.append({**dict(zip(["experiment", "sweep", "driver", "fs", "options", "cache"], keys)),
                      "unit": "s/byte" if SWEPT[keys[1]] == "file_size" else f"s/{SWEPT[keys[1]][:-1] if keys[1] == 'layers' else 'dir'}",
                      "measured_slope": measured, "predicted_slope": predicted,
                      "ratio": predicted / measured if measured else np.nan,
-                     "same_sign": bool(np.sign(measured) == np.sign(predicted))})
+                     "flat": bool(flat), "trend_right": bool(flat or np.sign(measured) == np.sign(predicted))})
     return pd.DataFrame(rows)
 
 
@@ -172,7 +176,8 @@ def format_report(result: Validation) -> str:
         for row in result.slopes.itertuples(index=False):
             lines.append(f"  {row.experiment:<13}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}vs {row.sweep:<10}"
                          f"{row.cache:<5} measured {row.measured_slope:.3g} predicted {row.predicted_slope:.3g} {row.unit}"
-                         f" (ratio {row.ratio:.2f}{'' if row.same_sign else ', WRONG SIGN'})")
+                         + (" (both flat: the sweep moves it by less than 25%)" if row.flat else
+                            f" (ratio {row.ratio:.2f}{'' if row.trend_right else ', WRONG DIRECTION'})"))
     errors = result.table["error"].abs()
     lines.append("")
     lines.append(f"measured = the {result.statistic} of each point's repeats")

@@ -36,6 +36,7 @@ class UnionDriver(Driver):
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
         self._probe_memo: dict[int, dict[str, tuple]] = {}  # per image: lower path -> probe keys
+        self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
         self._cloned: dict[int, dict[str, int]] = {}
 
@@ -99,6 +100,10 @@ class UnionDriver(Driver):
         if copy is None:
             return
         self._dirs_created(plan, cid, copy.created_dirs)
+        if self._upper_metadata:
+            # The upper filesystem's own metadata a copy-up touches: from disk after a cache drop
+            # (measured on the real kernel: a cold first write costs more than lookup plus copy).
+            plan.probe(COPY_UP, ("upper-metadata",), self._upper_metadata, 0.0)
         setup = self.costs.copy_up_setup
         if self.copy_up_scans_layers:
             setup += self.costs.layer_probe * len(view.image.layers)
@@ -156,4 +161,6 @@ class UnionDriver(Driver):
 
     def _container_created(self, plan, cid, image):
         plan.cpu(SETUP, (1 + self.mount_extra_layers) * self.costs.layer_create)
+        if self._upper_metadata:  # just written by the mkdirs of the container's layers
+            plan.cached(SETUP, (("upper-metadata",),) + self._upper_metadata)
 
