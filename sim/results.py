@@ -103,11 +103,12 @@ def create_run(directory: str | Path, resolved: dict, manifest: dict) -> Path:
 
 
 def lock_run(directory: Path):
-    """An exclusive lock on a run folder for as long as the returned file stays open."""
+    """An exclusive lock on a run folder for as long as the returned file stays open. A POSIX
+    record lock (lockf), not flock: forked workers must not inherit it and outlive the parent."""
     handle = open(directory / ".lock", "w")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         handle.close()
         raise RunFolderError(f"{directory} is being written by another cowsim process") from None
     return handle

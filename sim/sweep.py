@@ -112,15 +112,21 @@ def execute(specs: list[dict], executor: str = "local", jobs: int = 1,
         yield from _processes(specs, jobs)
 
 
-def _ignore_sigint() -> None:
+def _worker_init() -> None:
     # Ctrl-C is the parent's to handle: it stops handing out runs and keeps what finished.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent that is killed takes its workers with it (Linux), instead of leaving them waiting.
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _processes(specs: list[dict], jobs: int) -> Iterator[bytes]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(specs)), initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(specs)), initializer=_worker_init)
     try:
         pending = {pool.submit(run_one, spec): spec for spec in specs}
         for future in as_completed(pending):
