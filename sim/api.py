@@ -345,6 +345,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "executor": executor,
                "jobs": jobs, "runs_before": len(done), "runs_to_do": len(todo)}
     manifest["sessions"] = [*manifest.get("sessions", []), session]
+    if directory:  # a session that is killed still shows in the manifest
+        results.write_manifest(directory, manifest)
     started = time.perf_counter()
     bar = progress_bar(len(specs), len(done), resolved["name"], quiet=not progress)
     try:

@@ -230,6 +230,7 @@ def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_pa
     assert resume.returncode == 0, resume.stderr
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["sessions"][-1]["runs_before"] == kept
+    assert [s["runs_to_do"] for s in manifest["sessions"]] == [40, 40 - kept]
     whole = sim.run_scenario(scenario)
     pd.testing.assert_frame_equal(sim.load_run(run).summary, whole.summary)
     pd.testing.assert_frame_equal(sim.load_run(run).ops, whole.ops)
