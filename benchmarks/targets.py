@@ -236,9 +236,9 @@ def plot_scale(figures: dict, path: Path) -> None:
     if "idle_rss_bytes" in figures:
         right.axhline(figures["idle_rss_bytes"] / 2**20, color="k", ls=":", label="imports alone")
         right.legend(fontsize=8)
-    factors = [r["factor"] for r in next(iter(figures["curves"].values()))]
-    base_cpu = min(rows[0]["cpu_s"] for rows in figures["curves"].values())
-    left.plot(factors, [base_cpu * f for f in factors], "k:", label="linear (from the cheapest base)")
+    operations = figures["curves"]["operations"]
+    factors = [r["factor"] for r in operations]
+    left.plot(factors, [operations[0]["cpu_s"] * f for f in factors], "k:", label="proportional to operations")
     base = figures["base"]
     for ax, label in ((left, "CPU time [s]"), (right, "peak resident memory [MiB]")):
         ax.set_xscale("log", base=2)
