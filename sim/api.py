@@ -318,7 +318,13 @@ def run_scenario(source: str | Path | dict, out: str | Path | None = None, *, sa
     if out is not None or save:
         directory = Path(out) if out is not None else results.default_run_dir(resolved["name"], results_root)
         results.create_run(directory, resolved, manifest)
-    return _run(specs, {}, resolved, manifest, directory, executor, jobs, scheduler, progress)
+    try:
+        return _run(specs, {}, resolved, manifest, directory, executor, jobs, scheduler, progress)
+    except CowsimError as error:
+        # An executor that could not start (e.g. no dask scheduler there) leaves no empty folder.
+        if directory is not None and not isinstance(error, RunInterrupted) and not results.read_parts(directory):
+            results.remove_empty_run(directory)
+        raise
 
 
 def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1, scheduler: Any = None,

@@ -131,6 +131,14 @@ def read_parts(directory: Path) -> dict[tuple[int, int], bytes]:
     return parts
 
 
+def remove_empty_run(directory: Path) -> None:
+    """Remove a run folder this process just made and that holds no run yet."""
+    for name in (MANIFEST, RESOLVED, ".lock"):
+        (directory / name).unlink(missing_ok=True)
+    (directory / POINTS).rmdir()
+    directory.rmdir()
+
+
 def finish_run(directory: Path, manifest: dict, tables: dict[str, pd.DataFrame]) -> None:
     """Write the combined tables, then the final manifest; drop the parts once the run is complete."""
     for name, frame in tables.items():

@@ -150,7 +150,7 @@ def _dask(specs: list[dict], jobs: int, scheduler: Any) -> Iterator[bytes]:
         cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, dashboard_address=None)
         scheduler = cluster
     try:
-        client = Client(scheduler)
+        client = Client(scheduler, timeout="10s")
     except OSError as error:
         raise CowsimError(f"cannot reach the dask scheduler {scheduler}: {error}") from None
     try:

@@ -255,3 +255,10 @@ def test_progress_bar_on_a_terminal_and_quiet_otherwise(tmp_path, monkeypatch):
     monkeypatch.undo()
     result = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r"), "-j", "1", "--no-report"])
     assert result.exit_code == 0 and result.stderr == ""  # not a terminal: no bar
+
+
+def test_an_executor_that_cannot_start_leaves_no_folder(tmp_path):
+    (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
+    with pytest.raises(sim.errors.CowsimError, match="unknown executor 'nonsense'"):
+        sim.run_scenario(tmp_path / "s.yaml", tmp_path / "run", executor="nonsense")
+    assert not (tmp_path / "run").exists()
