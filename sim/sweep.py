@@ -140,29 +140,40 @@ def _processes(specs: list[dict], jobs: int) -> Iterator[bytes]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _dask(specs: list[dict], jobs: int, scheduler: Any) -> Iterator[bytes]:
+def run_batch(specs: list[dict]) -> list[bytes]:
+    return [run_one(spec) for spec in specs]
+
+
+def _dask(specs: list[dict], jobs: int, scheduler: Any) -> Iterator[tuple[tuple[int, int], bytes]]:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise CowsimError("the dask executor needs dask.distributed: pip install 'cowsim[dask]'") from None
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, dashboard_address=None)
+        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, dashboard_address=":0")
         scheduler = cluster
     try:
         client = Client(scheduler, timeout="10s")
     except OSError as error:
         raise CowsimError(f"cannot reach the dask scheduler {scheduler}: {error}") from None
     try:
-        futures = client.map(run_one, specs, pure=False)
-        by_key = {future.key: spec for future, spec in zip(futures, specs)}
+        # A task per run spends more time in the scheduler than in the simulator (runs take
+        # milliseconds): hand out small batches, about twenty per worker thread, of at most 16 runs.
+        threads = max(1, sum(client.nthreads().values()))
+        size = max(1, min(16, len(specs) // (20 * threads)))
+        batches = [specs[i:i + size] for i in range(0, len(specs), size)]
+        futures = client.map(run_batch, batches, pure=False)
+        by_key = {future.key: batch for future, batch in zip(futures, batches)}
         for future in as_completed(futures):
+            batch = by_key.pop(future.key)
             try:
-                blob = future.result()
+                blobs = future.result()
             except Exception as error:  # e.g. KilledWorker after dask's own retries
-                blob = pack(by_key[future.key], failure=f"{type(error).__name__}: {error}")
+                blobs = [pack(spec, failure=f"{type(error).__name__}: {error}") for spec in batch]
             future.release()
-            yield part_key(by_key[future.key]), blob
+            for spec, blob in zip(batch, blobs):
+                yield part_key(spec), blob
     finally:
         client.close()
         if cluster is not None:

@@ -87,16 +87,22 @@ def test_seeds_give_common_random_numbers_across_points_and_differ_between_seeds
                                            "spawn_keys": {"image": [1, 0], "workload": [1, 1], "disk": [1, 2]}}
 
 
-def test_same_tables_whatever_the_executor():
+def test_same_tables_whatever_the_executor(tmp_path):
     from distributed import LocalCluster
     serial = sim.run_scenario(MIX, jobs=1)
     processes = sim.run_scenario(MIX, jobs=2)
-    with LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         dask = sim.run_scenario(MIX, executor="dask", scheduler=cluster.scheduler_address)
-    for other in (processes, dask):
-        pd.testing.assert_frame_equal(serial.summary, other.summary)
-        pd.testing.assert_frame_equal(serial.ops, other.ops)
-        pd.testing.assert_frame_equal(serial.space, other.space)
+        # enough runs that dask gets them in batches
+        many = ["sweep.image.file_size=[4KiB, 64KiB, 1MiB]", "sweep.image.dir_depth=[0, 1, 2, 4, 8, 16, 32, 64]"]
+        (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
+        dask_many = sim.run_scenario(tmp_path / "s.yaml", overrides=many, executor="dask", scheduler=cluster.scheduler_address)
+    serial_many = sim.run_scenario(tmp_path / "s.yaml", overrides=many)
+    assert len(serial_many.summary) == 96
+    for one, other in ((serial, processes), (serial, dask), (serial_many, dask_many)):
+        pd.testing.assert_frame_equal(one.summary, other.summary)
+        pd.testing.assert_frame_equal(one.ops, other.ops)
+        pd.testing.assert_frame_equal(one.space, other.space)
 
 
 def test_the_copyup_sweep_file_reduced_from_the_command_line(tmp_path):
