@@ -41,6 +41,7 @@ class KernelCosts(BaseModel):
     memcpy_bandwidth: Rate = Field(8e9, gt=0, description="copy rate between user and page cache [bytes/s]")
     copy_chunk: Size = Field(2**20, gt=0, description="chunk size of a data copy-up; one disk request per chunk [bytes]")
     copy_up_setup: Duration = Field(30e-6, ge=0, description="CPU of one file copy-up besides data: tmpfile in workdir, xattrs, rename [s]")
+    lookup_cold_reads: int = Field(0, ge=0, le=4096, description="metadata blocks the first lookup after a cache drop reads besides the directories it probes (inode tables of the layers' filesystem); once per cache drop, host-wide. 0 in the datasheet profiles; measured by cowsim calibrate [count]")
     copy_up_cold_reads: int = Field(0, ge=0, le=4096, description="metadata blocks a copy-up reads from disk when the upper filesystem's metadata are not cached (workdir and upper directory blocks, inode and block bitmaps); once per cache drop, host-wide. 0 in the datasheet profiles; measured by cowsim calibrate [count]")
     dir_copy_up: Duration = Field(25e-6, ge=0, description="CPU of copying up one ancestor directory: mkdir, xattrs, attributes, rename [s]")
     metadata_update: Duration = Field(5e-6, ge=0, description="CPU of a metadata change: create, unlink, rename, chmod, mkdir [s]")

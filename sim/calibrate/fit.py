@@ -50,7 +50,7 @@ class Stage:
     name: str
     parameters: tuple[str, ...]
     # integer cost fields the engine multiplies by fitted latencies (not linear): each candidate
-    # is tried with a full linear fit, the best weighted residual wins
+    # is tried with a full linear fit, the best weighted residual wins (one field after another)
     scanned: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def selects(self, table: pd.DataFrame) -> pd.Series:
@@ -81,7 +81,8 @@ STAGES = [
     KernelOverlay("kernel overlayfs on the host filesystem",
                   ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
                    "copy_up_setup", "dir_copy_up"),
-                  scanned=(("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)),)),
+                  scanned=(("lookup_cold_reads", (0, 1, 2, 4, 6, 8, 12, 16, 24, 32)),
+                           ("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)))),
     Reflink("overlayfs on xfs with reflink", ("clone_base", "clone_per_gib")),
     # fuse_bandwidth is not fitted: the probes write 1 byte, so a data rate would only stand in
     # for the per-request cost (and copy-up data does not cross FUSE in the model)
@@ -126,16 +127,16 @@ class Fitter:
             return {"stage": stage.name, "points": 0, "parameters": {}}
         if not stage.scanned:
             return self._linear(stage, chosen)
-        (field, candidates), = stage.scanned
-        start, tried = self.data, []
-        for count in sorted(candidates):
-            self.data = {**start, "costs": {**start["costs"], field: count}}
-            tried.append((self._linear(stage, chosen), self.data))
-        # More reads at a lower latency fit nearly as well (a valley, not a point): take the
-        # fewest reads whose residual is within 2% of the best one.
-        least = min(outcome["weighted_sse"] for outcome, _ in tried)
-        outcome, self.data = next(pair for pair in tried if pair[0]["weighted_sse"] <= 1.02 * least)
-        outcome["scanned"] = {field: self.data["costs"][field]}
+        for field, candidates in stage.scanned:  # one field at a time, the others at their best
+            start, tried = self.data, []
+            for count in sorted(candidates):
+                self.data = {**start, "costs": {**start["costs"], field: count}}
+                tried.append((self._linear(stage, chosen), self.data))
+            # More reads at a lower latency fit nearly as well (a valley, not a point): take the
+            # fewest reads whose residual is within 2% of the best one.
+            least = min(outcome["weighted_sse"] for outcome, _ in tried)
+            outcome, self.data = next(pair for pair in tried if pair[0]["weighted_sse"] <= 1.02 * least)
+        outcome["scanned"] = {field: self.data["costs"][field] for field, _ in stage.scanned}
         return outcome
 
     def _linear(self, stage: Stage, chosen: pd.DataFrame) -> dict:

@@ -144,12 +144,14 @@ def slopes(table: pd.DataFrame) -> pd.DataFrame:
         predicted = np.polyfit(x, group["predicted_s"].to_numpy(), 1)[0]
         # A trend is what the sweep changes relative to the mean; under FLAT both call it flat
         span = (x.max() - x.min()) / group["measured_s"].mean()
-        flat = abs(measured) * span < FLAT and abs(predicted) * span < FLAT
+        measured_flat, predicted_flat = abs(measured) * span < FLAT, abs(predicted) * span < FLAT
+        flat = measured_flat and predicted_flat
+        right = flat or (measured_flat == predicted_flat and np.sign(measured) == np.sign(predicted))
         rows.append({**dict(zip(["experiment", "sweep", "driver", "fs", "options", "cache"], keys)),
                      "unit": "s/byte" if SWEPT[keys[1]] == "file_size" else f"s/{SWEPT[keys[1]][:-1] if keys[1] == 'layers' else 'dir'}",
                      "measured_slope": measured, "predicted_slope": predicted,
                      "ratio": predicted / measured if measured else np.nan,
-                     "flat": bool(flat), "trend_right": bool(flat or np.sign(measured) == np.sign(predicted))})
+                     "flat": bool(flat), "trend_right": bool(right)})
     return pd.DataFrame(rows)
 
 

@@ -37,6 +37,7 @@ class UnionDriver(Driver):
         super().__init__(options, profile)
         self._probe_memo: dict[int, dict[str, tuple]] = {}  # per image: lower path -> probe keys
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
+        self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
         # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
         self._cloned: dict[int, dict[str, int]] = {}
 
@@ -65,6 +66,10 @@ class UnionDriver(Driver):
         keys: tuple = ()
         if parent == "" or parent in view.upper_dirs:
             keys = (("meta", "upper", cid, prefix),)
+        if parent == "" and self._layer_metadata:
+            # the first cold lookup also reads the layers' filesystem metadata (measured: a fixed
+            # cost that does not grow with the layers probed)
+            keys = keys + self._layer_metadata
         stops_in_upper = prefix in view.upper_files or prefix in view.whiteouts or (
             prefix in view.opaque_dirs and prefix not in view.redirects)
         if not stops_in_upper:
