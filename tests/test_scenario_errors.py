@@ -97,6 +97,14 @@ def test_unreadable_scenario_file(tmp_path):
     check_one_line(invoke(["validate", "locked.yaml"], tmp_path), "locked.yaml: cannot read")
 
 
+def test_profile_that_cannot_be_read(tmp_path):
+    # A directory cannot be read by anyone, root included (CI runs as root).
+    (tmp_path / "p.yaml").mkdir()
+    (tmp_path / "s.yaml").write_text(f"name: x\nprofile: {tmp_path / 'p.yaml'}\n")
+    error = check_one_line(invoke(["validate", "s.yaml"], tmp_path), "s.yaml:2: profile: ")
+    assert "cannot read profile" in error
+
+
 def test_unreadable_profile_file(tmp_path):
     (tmp_path / "p.yaml").write_text("disk: [not, a, profile\n")
     (tmp_path / "s.yaml").write_text(f"name: x\nprofile: {tmp_path / 'p.yaml'}\n")
