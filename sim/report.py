@@ -140,7 +140,7 @@ def held_fixed(base: Scenario | None, swept: set[str]) -> str:
                   ("workload.fsync", "fsync" if work.fsync else ""),
                   ("workload.volume_fraction", f"{work.volume_fraction:.0%} on volumes" if work.volume_fraction else "")]
     options = base.driver.options
-    if options:
+    if options and "driver.name" not in swept:  # options belong to one driver, not to a driver sweep
         parts.append(("driver.options", ", ".join(f"{k}={v}" for k, v in options.items())))
     return ", ".join(text for key, text in parts
                      if text and not any(s == key or s.startswith(key + ".") for s in swept))
