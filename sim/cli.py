@@ -10,15 +10,16 @@ import click
 
 from . import api
 from .errors import CowsimError
+from .metrics import METRICS
 from .scenario import swept_fields
 from .units import format_duration, format_size
 
+# The metrics `cowsim run` prints, with their short headers; values are written in their unit
+# (sim.metrics), like everywhere else.
 SUMMARY_COLUMNS = {
-    "ops": ("ops", str), "copy_ups": ("copy-ups", str), "copy_up_bytes": ("copy-up bytes", format_size),
-    "first_write_s": ("1st write", format_duration), "second_write_s": ("2nd write", format_duration),
-    "latency_p50_s": ("p50", format_duration), "latency_p99_s": ("p99", format_duration),
-    "throughput_ops_s": ("ops/s", lambda v: f"{v:,.0f}"), "containers_size_bytes": ("SIZE", format_size),
-    "real_bytes": ("on disk", format_size),
+    "ops": "ops", "copy_ups": "copy-ups", "copy_up_bytes": "copy-up bytes", "first_write_s": "1st write",
+    "second_write_s": "2nd write", "latency_p50_s": "p50", "latency_p99_s": "p99",
+    "throughput_ops_s": "throughput", "containers_size_bytes": "SIZE", "real_bytes": "on disk",
 }
 
 
@@ -45,11 +46,10 @@ def format_table(frame, keys: list[str]) -> str:
         cells = []
         for column in shown:
             value = row[column]
-            label, fmt = SUMMARY_COLUMNS.get(column, (column, str))
             empty = value is None or (isinstance(value, float) and math.isnan(value))
-            cells.append("-" if empty else fmt(value))
+            cells.append("-" if empty else METRICS[column].format(value) if column in METRICS else str(value))
         rows.append(cells)
-    header = [SUMMARY_COLUMNS.get(c, (c,))[0] for c in shown]
+    header = [SUMMARY_COLUMNS.get(c, c) for c in shown]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
