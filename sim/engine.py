@@ -77,23 +77,19 @@ class Disk:
 class LRU:
     """A least-recently-used set of keys with a capacity in units (bytes or entries)."""
 
-    __slots__ = ("capacity", "unit", "entries", "hits", "misses")
+    __slots__ = ("capacity", "unit", "entries")
 
     def __init__(self, capacity: int, unit: int = 1):
         self.capacity = max(1, capacity // unit)
         self.unit = unit
         self.entries: OrderedDict = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def touch(self, key) -> bool:
         """True on a hit; on a miss the key is inserted (evicting the oldest when full)."""
         entries = self.entries
         if key in entries:
             entries.move_to_end(key)
-            self.hits += 1
             return True
-        self.misses += 1
         entries[key] = None
         if len(entries) > self.capacity:
             entries.popitem(last=False)
@@ -115,12 +111,10 @@ class LRU:
 class PageCache(LRU):
     """File data cached in blocks of ``cache_block`` bytes (the readahead window)."""
 
-    __slots__ = ("hit_bytes", "miss_bytes")
+    __slots__ = ()
 
     def __init__(self, capacity: int, block: int):
         super().__init__(capacity, block)
-        self.hit_bytes = 0
-        self.miss_bytes = 0
 
     def read(self, key, offset: int, nbytes: int, file_size: int) -> tuple[int, int]:
         """(bytes served from cache, bytes to read from disk) for a read of a file's range."""
@@ -134,16 +128,12 @@ class PageCache(LRU):
             block_key = (key, index)
             if block_key in entries:  # LRU.touch, inlined: files span many blocks
                 entries.move_to_end(block_key)
-                self.hits += 1
                 hit += span
             else:
-                self.misses += 1
                 entries[block_key] = None
                 if len(entries) > self.capacity:
                     entries.popitem(last=False)
                 miss += span  # a miss reads the whole block (readahead), clipped to the file
-        self.hit_bytes += hit
-        self.miss_bytes += miss
         return hit, miss
 
     def fill(self, key, offset: int, nbytes: int) -> None:
@@ -211,7 +201,6 @@ class Engine:
             if kind == PROBE:
                 if step[2] in cached:
                     cached.move_to_end(step[2])
-                    dentries.hits += 1
                     result.dentry_hits += 1
                     pending += costs.dentry_hit
                     phase_s[phase] += costs.dentry_hit

@@ -27,7 +27,6 @@ class Container:
     cid: int
     image: Image
     mounts: list[Mount] = field(default_factory=list)
-    running: bool = True
 
 
 class Host:
@@ -39,7 +38,6 @@ class Host:
         self.volume_fs = NativeDriver(profile=engine.profile)
         self.volumes: dict[str, Image] = {}
         self.containers: dict[int, Container] = {}
-        self.removed: dict[int, dict] = {}
         self.images: dict[str, Image] = {}
 
     # -- running plans -------------------------------------------------------------------------
@@ -70,7 +68,6 @@ class Host:
         yield from self.execute(cid, 0, "create_container", "", 0, plan)
 
     def remove_container(self, cid: int):
-        self.removed[cid] = self.container_space(cid)
         plan = self.driver.remove_container(cid)
         self.containers.pop(cid)
         yield from self.execute(cid, 0, "remove_container", "", 0, plan)
