@@ -246,7 +246,7 @@ class Engine:
                 service = disk.write_service(step[2], step[3])
             elif kind == CACHED:
                 for key in step[2]:
-                    self.dentries.insert(key)
+                    dentries.insert(key)
                 continue
             issue = env.now + pending
             finish = disk.reserve(issue, service)

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .drivers import get_driver
-from .engine import Engine
+from .engine import Engine, OpResult
 from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
 from .profile import load_profile
@@ -138,11 +138,12 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
             per_container = workload.workers if workload.mode == "closed" else 1
             budgets = iter(split_budget(workload.operations, count * per_container))
             volume_dirs = [m.path for m in mounts]
+            volume_files = sorted(f"{m.path}/{p}" for m in mounts for p in host.volumes[m.volume].files)
             for cid in range(count):
                 for worker in range(per_container):
-                    volume_files = sorted(f"{m.path}/{p}" for m in mounts for p in host.volumes[m.volume].files)
+                    # each stream changes its own list of volume files as it creates and deletes
                     stream = MixStream(state, cid, worker, np.random.default_rng(workload_rng.integers(2**63)),
-                                       next(budgets), volume_files, volume_dirs)
+                                       next(budgets), list(volume_files), volume_dirs)
                     body = mix_worker(host, stream) if workload.mode == "closed" else mix_arrivals(host, stream)
                     processes.append(env.process(body))
         elif isinstance(workload, Trace):
@@ -173,16 +174,8 @@ def warm_up(host: Host, paths: list[str]):
     from .drivers import Op
     for cid in list(host.containers):
         for path in paths:
-            yield from host.engine.execute(host.plan(cid, Op("read", path, 0, 2**62)), _Discard())
+            yield from host.engine.execute(host.plan(cid, Op("read", path, 0, 2**62)), OpResult())  # not recorded
     host.engine.disk.reset_counters()
-
-
-class _Discard:
-    """An OpResult nobody reads (warm-up)."""
-
-    def __init__(self):
-        self.phase_s = [0.0] * 5
-        self.hit_bytes = self.miss_bytes = self.dentry_hits = self.dentry_misses = 0
 
 
 def _quantile(values: np.ndarray, q: float) -> float:
