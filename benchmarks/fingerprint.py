@@ -1,0 +1,114 @@
+"""Fingerprints of the model's full output: a hash of every table (operations, summary, space)
+of scenarios that exercise every driver, option and workload mode. An optimisation must leave
+them unchanged; a change of the model's numbers changes them (then say why, as for the golden
+tables).
+
+    python -m benchmarks.fingerprint --save benchmarks/fingerprints.json   # record
+    python -m benchmarks.fingerprint --check benchmarks/fingerprints.json  # compare, exit 1 on a change
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from sim.api import validate
+from sim.runner import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVERS = ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper", "vfs"]
+MIX_OPS = {"read": .35, "write": .2, "append": .1, "create": .1, "delete": .05, "stat": .1, "rename": .04,
+           "chmod": .03, "truncate": .03}
+IMAGE = {"layers": 5, "files_per_layer": 300, "dir_depth": 3, "fanout": 4, "file_size": "16KiB", "sigma": 1.2,
+         "overwrite_fraction": 0.1, "delete_fraction": 0.05}
+
+
+def _mix(name: str, **changes) -> dict:
+    data = {"name": name, "seed": 11, "profile": "ssd", "cache": "cold", "image": dict(IMAGE),
+            "containers": {"count": 3}, "keep_ops": True,
+            "workload": {"kind": "mix", "ops": MIX_OPS, "file_choice": "zipf", "workers": 2, "operations": 1500}}
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return data
+
+
+def cases() -> dict[str, dict]:
+    found = {f"mix-{driver}": _mix(f"mix-{driver}", **{"driver.name": driver}) for driver in DRIVERS}
+    for option in ("metacopy", "redirect_dir", "reflink", "volatile"):
+        found[f"mix-overlay2-{option}"] = _mix(option, **{"driver.name": "overlay2", f"driver.options.{option}": True})
+    found["mix-warm-uniform"] = _mix("warm", **{"cache": "warm", "workload.file_choice": "uniform",
+                                                "driver.name": "zfs"})
+    found["mix-open-loop"] = _mix("open", **{"workload.mode": "open", "workload.arrival_rate": 3000,
+                                             "workload.operations": None, "workload.duration": 0.5})
+    found["mix-fsync-volume"] = _mix("volume", **{"workload.fsync": True, "workload.volume_fraction": 0.4,
+                                                  "containers.volumes": [{"name": "data", "mount": "/v"}],
+                                                  "containers.remove_at_end": True})
+    found["mix-hdd-devicemapper-4-workers"] = _mix("hdd", **{"profile": "hdd", "driver.name": "devicemapper",
+                                                        "workload.workers": 4})
+    found["probe-sweep"] = {"name": "probe", "seed": 3, "profile": "ssd", "cache": "cold", "keep_ops": True,
+                            "image": {"kind": "probe", "file_size": "1MiB", "layers": 8, "dir_depth": 4},
+                            "workload": {"kind": "copyup_probe"},
+                            "sweep": {"driver.name": DRIVERS, "cache": ["cold", "warm"]}}
+    found["throughput-20k"] = _load(ROOT / "scenarios" / "bench" / "throughput.yaml",
+                                    {"workload.operations": 20_000})
+    found["debian-trace"] = _load(ROOT / "scenarios" / "debian_trace.yaml", {"containers.count": 2})
+    return found
+
+
+def _load(path: Path, changes: dict) -> dict:
+    import yaml
+    from sim.scenario import set_dotted
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        set_dotted(data, dotted, value)
+    return data
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+                          + ",".join(map(str, frame.columns)).encode()).hexdigest()[:16]
+
+
+def fingerprint(data: dict) -> dict:
+    digests = {}
+    for index, (_values, point) in enumerate(validate(data)):
+        for replicate in range(point.replicates):
+            result = simulate(point, replicate)
+            summary = pd.DataFrame([result.summary])
+            digests[f"{index}.{replicate}"] = "/".join(_digest(t) for t in (result.ops, summary, result.space))
+    return digests
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--save", type=Path)
+    parser.add_argument("--check", type=Path)
+    parser.add_argument("only", nargs="*", help="case names (default: all)")
+    args = parser.parse_args(argv)
+    selected = {k: v for k, v in cases().items() if not args.only or k in args.only}
+    found = {}
+    for name, data in selected.items():
+        found[name] = fingerprint(data)
+        print(f"{name}: {len(found[name])} runs", file=sys.stderr)
+    if args.save:
+        args.save.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    if args.check:
+        expected = json.loads(args.check.read_text())
+        changed = [name for name in found if found[name] != expected.get(name)]
+        for name in changed:
+            print(f"CHANGED: {name}")
+        print(f"{len(found) - len(changed)} of {len(found)} cases identical")
+        return 1 if changed else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
