@@ -45,7 +45,7 @@ class Host:
         result = OpResult()
         start = self.env.now
         yield from self.engine.execute(plan, result)
-        self.records.add(container, worker, op_name, path, nbytes, start, self.env.now, plan, result)
+        self.records.add(str(container), worker, op_name, path, nbytes, start, self.env.now, plan, result)
         return plan
 
     def prepare_image(self, image: Image):
