@@ -11,7 +11,9 @@
 - sweep: ``scenarios/copyup_sweep.yaml``, 8 drivers x 7 file sizes x 8 layer depths x 7
   directory depths x 3 replicates = 9,408 runs, on 2 worker processes (target: <= 60 s).
 - memory: a 10,000,000-operation run of the throughput scenario with its records streamed to
-  parquet; peak resident memory of the process (target: < 1 GiB).
+  parquet, peak resident memory of the process (target: < 1 GiB): the point alone through
+  :func:`sim.runner.simulate`, and the whole run through :func:`sim.api.run_scenario` (what
+  ``cowsim run -o DIR --no-report`` does: run folder, ops.parquet, summary).
 - scale: 1,000 containers over a 100,000-file image; then time and peak memory as operations,
   containers and image files double, each from a base point with the other two fixed
   (figure: ``docs/scale.png``).
@@ -69,7 +71,7 @@ def child(kind: str, data: dict, source: Path | None = None, **options) -> dict:
 def _child_main() -> None:
     request = json.loads(sys.stdin.read())
     kind, data, options = request["kind"], request["data"], request["options"]
-    figures = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate, "points": _points,
+    figures = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate, "run": _run, "points": _points,
                "idle": _idle}[kind](data, **options)
     figures["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(figures))
@@ -150,6 +152,19 @@ def _simulate(data: dict, stream_ops: bool) -> dict:
             "real_bytes": result.summary["real_bytes"], "containers_size_bytes": result.summary["containers_size_bytes"]}
 
 
+def _run(data: dict) -> dict:
+    """The scenario through the API into a run folder, as ``cowsim run -o DIR --no-report``."""
+    from sim.api import run_scenario
+    with tempfile.TemporaryDirectory() as scratch:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run_scenario(data, out=Path(scratch) / "run")
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        written = (Path(scratch) / "run" / "ops.parquet").stat().st_size
+        operations, records = int(result.summary["ops"].sum()), result.operations
+    return {"operations": operations, "records": records, "wall_s": wall, "cpu_s": cpu,
+            "ops_per_s": operations / wall, "ops_parquet_bytes": written}
+
+
 # -- the targets -----------------------------------------------------------------------------------
 
 def throughput(quick: bool) -> dict:
@@ -179,10 +194,13 @@ def sweep(quick: bool) -> dict:
 
 def memory(quick: bool) -> dict:
     operations = 1_000_000 if quick else 10_000_000
+    data = scenario("throughput", **{"workload.operations": operations})
+    measured = [("streamed", "simulate", {"stream_ops": True}), ("run folder", "run", {})]
+    if quick:
+        measured.append(("in memory", "simulate", {"stream_ops": False}))
     rows = {}
-    for label, stream_ops in (("streamed", True),) if not quick else (("streamed", True), ("in memory", False)):
-        row = child("simulate", scenario("throughput", **{"workload.operations": operations}), stream_ops=stream_ops)
-        rows[label] = row
+    for label, kind, options in measured:
+        row = rows[label] = child(kind, data, **options)
         print(f"memory ({label}): {row['operations']:,} ops, peak RSS {row['peak_rss_bytes'] / GIB:.2f} GiB "
               f"(target < 1 GiB), {row['wall_s']:.0f} s wall, ops.parquet {row['ops_parquet_bytes'] / 2**20:.0f} MiB")
     return rows

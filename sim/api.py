@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from pydantic import ValidationError
 
@@ -19,20 +22,41 @@ from .errors import CowsimError, ScenarioError
 from .runner import STREAMS, simulate
 from .scenario import (FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
                        union_kinds, unknown_key)
-from .sweep import WorkerLost, combine, execute, part_key, part_status, progress_bar
+from .sweep import WorkerLost, combine, execute, ops_tables, part_key, part_meta, part_ok, progress_bar
 from .units import UnitError, parse_size
 
 SEEDING = ("numpy SeedSequence(seed, spawn_key=(replicate, stream)) per random stream; the point is not "
            "part of the key, so every point of a sweep draws the same image and workload (common random numbers)")
 
 
+class _LazyOps:
+    """``RunResult.ops``: set to a DataFrame, an Arrow table or the path of a parquet file, read
+    into a DataFrame on first use only (a run's operations can be larger than memory)."""
+
+    def __get__(self, run, owner=None) -> pd.DataFrame:
+        if run is None:
+            raise AttributeError("ops")  # no default: the dataclass field stays required
+        source = run._ops_source
+        if isinstance(source, Path):
+            source = pd.read_parquet(source) if source.exists() else pd.DataFrame()
+        elif isinstance(source, pa.Table):
+            source = source.to_pandas()
+        run._ops_source = source
+        return source
+
+    def __set__(self, run, value: pd.DataFrame | pa.Table | Path) -> None:
+        run._ops_source = value
+
+
 @dataclass
 class RunResult:
-    """A finished run: one summary row per point and replicate, every operation, disk usage."""
+    """A finished run: one summary row per point and replicate, every operation, disk usage.
+    ``ops`` is read from the run folder's ops.parquet when first used; ``operations`` counts
+    them and :meth:`read_ops` reads some columns or rows only, without loading them all."""
 
     name: str
     summary: pd.DataFrame
-    ops: pd.DataFrame
+    ops: pd.DataFrame = _LazyOps()
     space: pd.DataFrame
     resolved: dict
     manifest: dict = field(default_factory=dict)
@@ -43,10 +67,36 @@ class RunResult:
         """Runs that raised (their rows have status ``failed`` and the error in ``failure``)."""
         return int((self.summary["status"] == "failed").sum()) if "status" in self.summary else 0
 
+    @property
+    def operations(self) -> int:
+        """How many operation records the run kept (from the parquet footer when not read yet)."""
+        source = self._ops_source
+        if isinstance(source, Path):
+            return pq.read_metadata(source).num_rows if source.exists() else 0
+        return len(source)
+
+    def read_ops(self, columns: list[str] | None = None, step: int = 1) -> pd.DataFrame:
+        """The operations' ``columns`` (those the run has; default all), every ``step``-th row.
+        Read from ops.parquet a batch at a time when ``ops`` was not used yet."""
+        source = self._ops_source
+        if not (isinstance(source, Path) and source.exists()):
+            frame = self.ops
+            frame = frame[[c for c in columns if c in frame]] if columns is not None else frame
+            return frame.iloc[::step].reset_index(drop=True) if step > 1 else frame
+        with pq.ParquetFile(source) as ops:
+            names = [c for c in columns if c in ops.schema_arrow.names] if columns is not None else None
+            if step <= 1:
+                return ops.read(columns=names).to_pandas()
+            kept, seen = [], 0
+            for batch in ops.iter_batches(columns=names):
+                kept.append(batch.take(np.arange((-seen) % step, batch.num_rows, step)))
+                seen += batch.num_rows
+            return (pa.Table.from_batches(kept) if kept else ops.read(columns=names)).to_pandas()
+
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""
         failed = f", {self.failed} failed" if self.failed else ""
-        return f"<RunResult {self.name}: {len(self.summary)} runs{failed}, {len(self.ops)} operations{where}>"
+        return f"<RunResult {self.name}: {len(self.summary)} runs{failed}, {self.operations} operations{where}>"
 
 
 class RunInterrupted(CowsimError):
@@ -322,7 +372,7 @@ def run_scenario(source: str | Path | dict, out: str | Path | None = None, *, sa
         return _run(specs, {}, resolved, manifest, directory, executor, jobs, scheduler, progress)
     except CowsimError as error:
         # An executor that could not start (e.g. no dask scheduler there) leaves no empty folder.
-        if directory is not None and not isinstance(error, RunInterrupted) and not results.read_parts(directory):
+        if directory is not None and not isinstance(error, RunInterrupted) and not results.part_paths(directory):
             results.remove_empty_run(directory)
         raise
 
@@ -339,15 +389,22 @@ def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1,
         raise results.RunFolderError(f"{directory / results.RESOLVED} changed since the run started; not resuming")
     points = validate_source(loaded)
     specs = _specs(points)
-    done = {key: blob for key, blob in results.read_parts(directory).items() if part_status(blob) == "ok"}
+    folder = directory / results.POINTS
+    done = {key for key, part in results.part_paths(directory).items() if part_ok(part, folder)}
     return _run(specs, done, loaded.data, manifest, directory, executor, jobs, scheduler, progress)
 
 
-def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, directory: Path | None,
+def _run(specs: list[dict], done: set, resolved: dict, manifest: dict, directory: Path | None,
          executor: str, jobs: int, scheduler: Any, progress: bool) -> RunResult:
+    """Run the specs not ``done`` yet. With a run folder every part goes to disk as it arrives
+    and is read back one at a time at the end; without one the parts stay in memory."""
     lock = results.lock_run(directory) if directory else None
-    parts = dict(done)
+    finished = set(done)
+    in_memory: dict[tuple[int, int], bytes] = {}
     todo = [spec for spec in specs if part_key(spec) not in done]
+    if directory and executor == "local":
+        # Local workers share the run folder: long runs stream their operations into it.
+        todo = [{**spec, "ops_path": str(results.ops_part_path(directory, *part_key(spec)))} for spec in todo]
     session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "executor": executor,
                "jobs": jobs, "runs_before": len(done), "runs_to_do": len(todo)}
     manifest["sessions"] = [*manifest.get("sessions", []), session]
@@ -357,27 +414,30 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     bar = progress_bar(len(specs), len(done), resolved["name"], quiet=not progress)
     try:
         for key, blob in execute(todo, executor, jobs, scheduler):
-            parts[key] = blob
             if directory:
                 results.write_part(directory, *key, blob)
+            else:
+                in_memory[key] = blob
+            finished.add(key)
             bar.update()
     except (KeyboardInterrupt, WorkerLost) as error:
         bar.close()
         if directory is None:
             raise
         session["wall_time_s"] = time.perf_counter() - started
-        session["runs_done"] = len(parts) - len(done)
+        session["runs_done"] = len(finished) - len(done)
         manifest["status"] = "interrupted"
         results.write_manifest(directory, manifest)
         lock.close()
         why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
-        failure = RunInterrupted(f"{why}: {len(parts)} of {len(specs)} runs are kept in {directory}; "
+        failure = RunInterrupted(f"{why}: {len(finished)} of {len(specs)} runs are kept in {directory}; "
                                  f"finish with `cowsim run --resume {directory}`")
         if isinstance(error, WorkerLost):
             failure.exit_code = 1
         raise failure from None
     bar.close()
-    summary, ops, space, status = combine(parts.values())
+    parts = list(results.part_paths(directory).values()) if directory else [in_memory[k] for k in sorted(in_memory)]
+    summary, space, status = combine(part_meta(part) for part in parts)
     session["wall_time_s"] = time.perf_counter() - started
     session["runs_done"] = len(todo)
     failed = [entry for entry in status if entry["status"] == "failed"]
@@ -389,18 +449,23 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         "run_status": [[entry["point"], entry["replicate"], entry["status"]] for entry in status],
         "failures": failed,
     })
-    result = RunResult(resolved["name"], summary, ops, space, resolved, manifest, directory)
     if directory:
-        results.finish_run(directory, manifest, {"ops": ops, "summary": summary, "space": space})
+        results.finish_run(directory, manifest, {"summary": summary, "space": space},
+                           ops_tables(parts, directory / results.POINTS))
         lock.close()
-    return result
+        ops = directory / results.OPS
+    else:
+        tables = list(ops_tables(parts))
+        ops = pa.concat_tables(tables, promote_options="default") if tables else pd.DataFrame()
+    return RunResult(resolved["name"], summary, ops, space, resolved, manifest, directory)
 
 
 def load_run(directory: str | Path) -> RunResult:
-    """A run folder read back (for reports, comparisons and notebooks)."""
+    """A run folder read back (for reports, comparisons and notebooks); its ops.parquet is read
+    when ``ops`` is first used."""
     resolved, manifest, tables = results.read_run(directory)
     return RunResult(manifest.get("scenario", Path(directory).parent.name), tables.get("summary", pd.DataFrame()),
-                     tables.get("ops", pd.DataFrame()), tables.get("space", pd.DataFrame()), resolved, manifest,
+                     Path(directory) / results.OPS, tables.get("space", pd.DataFrame()), resolved, manifest,
                      Path(directory))
 
 

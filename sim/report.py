@@ -31,6 +31,12 @@ from .units import format_duration, format_size
 RATIOS = ["page_cache_hit_ratio", "dentry_hit_ratio"]
 DISK = ["size_bytes", "virtual_bytes", "real_bytes"]
 MAX_SLICES = 4
+# The operations' columns the figures (and the notebooks' phase breakdowns) use: not the paths.
+VIEW_COLUMNS = ["point", "replicate", "driver", "op", "error", "latency_s", "lookup_s", "copy_up_s", "data_s",
+                "fsync_s"]
+# A run with more operations is looked at through every n-th of them, so that a report of a run of
+# tens of millions of operations fits in memory; the summary's quantiles are from all of them.
+MAX_VIEW_OPS = 2_000_000
 
 
 @dataclass
@@ -60,10 +66,11 @@ class RunView:
     run: RunResult
     summary: pd.DataFrame
     space: pd.DataFrame  # the ``total`` rows of space.parquet, with the swept values
-    ops: pd.DataFrame  # the measured operations (no setup), with the swept values
+    ops: pd.DataFrame  # the measured operations (no setup), VIEW_COLUMNS and the swept values
     keys: list[SweptKey] = field(default_factory=list)
     fixed: str = ""
     probe: bool = False  # a copy-up probe (first and second writes) rather than a mix
+    ops_step: int = 1  # ``ops`` holds every ops_step-th operation of the run (see MAX_VIEW_OPS)
 
 
 def _base_scenario(resolved: dict) -> Scenario | None:
@@ -163,12 +170,13 @@ def view(run: RunResult | str | Path) -> RunView:
     space = run.space
     if len(space):
         space = space[space["kind"] == "total"].merge(tags, on=["point", "replicate"], how="left")
-    ops = run.ops
+    step = max(1, math.ceil(run.operations / MAX_VIEW_OPS))
+    ops = run.read_ops(VIEW_COLUMNS, step)
     if len(ops):
         ops = ops[~ops["op"].isin(("prepare_image", "create_container", "remove_container"))]
         ops = ops.merge(tags, on=["point", "replicate"], how="left")
     probe = "first_write_s" in summary and summary["first_write_s"].notna().any()
-    return RunView(run, summary, space, ops, keys, held_fixed(base, set(sweep)), bool(probe))
+    return RunView(run, summary, space, ops, keys, held_fixed(base, set(sweep)), bool(probe), step)
 
 
 def _slices(frame: pd.DataFrame, keys: list[SweptKey]) -> list[dict]:
@@ -265,7 +273,9 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
             out.append(ReportFigure(
                 f"latency_cdf{_slug(held, v.keys)}",
                 "Distribution of operation latency per operation and driver (replicates pooled, failed "
-                "operations left out).",
+                "operations left out)." + (f" Drawn from one operation in {v.ops_step:,} of the run's "
+                                           f"{v.run.operations:,} (the summary's quantiles use them all)."
+                                           if v.ops_step > 1 else ""),
                 plot_latency_cdf(_select(v.ops, held), title=_title("Latency distribution", v.fixed, held, v.keys))))
     return out
 

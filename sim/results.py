@@ -2,8 +2,9 @@
 
 The folder appears whole (made under a temporary name, then renamed) with ``manifest.json``
 saying ``status: running``; every finished run of the sweep is then written into ``points/`` as
-its own file, atomically (temporary name, then rename). When the sweep ends the tables are put
-together, the manifest says ``complete`` (or ``failed`` when some runs raised) and ``points/``
+its own file, atomically (temporary name, then rename), beside the operations of the runs that
+streamed them to a file of their own. When the sweep ends the tables are put together (ops.parquet
+a row group at a time, never all its rows in memory), the manifest says ``complete`` (or ``failed`` when some runs raised) and ``points/``
 goes. A folder that is not complete can be resumed; an existing folder is never overwritten.
 """
 from __future__ import annotations
@@ -15,19 +16,24 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from . import __version__
 from .errors import CowsimError
 
-TABLES = ("ops", "summary", "space")
+TABLES = ("summary", "space")  # read whole; ops.parquet (OPS) only when needed
+OPS = "ops.parquet"
 RESOLVED = "scenario.resolved.yaml"
 MANIFEST = "manifest.json"
 POINTS = "points"
 FINISHED = ("complete", "failed")  # the tables are written (failed: some runs raised)
+GROUP_ROWS = 1 << 16  # rows per row group of ops.parquet: the most it holds in memory while written
 
 
 class RunFolderError(CowsimError):
@@ -118,16 +124,21 @@ def part_path(directory: Path, point: int, replicate: int) -> Path:
     return directory / POINTS / f"{point:06d}-{replicate:04d}.arrow"
 
 
+def ops_part_path(directory: Path, point: int, replicate: int) -> Path:
+    """Where a run that streams its operations writes them (see :mod:`sim.sweep`)."""
+    return directory / POINTS / f"{point:06d}-{replicate:04d}.ops.parquet"
+
+
 def write_part(directory: Path, point: int, replicate: int, blob: bytes) -> None:
     _write_atomically(part_path(directory, point, replicate), lambda p: p.write_bytes(blob))
 
 
-def read_parts(directory: Path) -> dict[tuple[int, int], bytes]:
-    """The runs already finished in a run folder, by (point, replicate)."""
+def part_paths(directory: Path) -> dict[tuple[int, int], Path]:
+    """The parts of the runs already finished in a run folder, by (point, replicate), in that order."""
     parts = {}
     for path in sorted((directory / POINTS).glob("*.arrow")):
         point, _, replicate = path.stem.partition("-")
-        parts[int(point), int(replicate)] = path.read_bytes()
+        parts[int(point), int(replicate)] = path
     return parts
 
 
@@ -139,14 +150,47 @@ def remove_empty_run(directory: Path) -> None:
     directory.rmdir()
 
 
-def finish_run(directory: Path, manifest: dict, tables: dict[str, pd.DataFrame]) -> None:
-    """Write the combined tables, then the final manifest; drop the parts once the run is complete."""
+def finish_run(directory: Path, manifest: dict, tables: dict[str, pd.DataFrame], ops: Iterable[pa.Table]) -> None:
+    """Write ops.parquet from the runs' ``ops`` tables (in order), the other tables, then the
+    final manifest; drop the parts once the run is complete."""
+    _write_atomically(directory / OPS, lambda p: write_ops(p, ops))
     for name, frame in tables.items():
         _write_atomically(directory / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
     _write_atomically(directory / "summary.csv", lambda p: tables["summary"].to_csv(p, index=False))
     write_manifest(directory, manifest)
     if manifest["status"] == "complete":
         shutil.rmtree(directory / POINTS, ignore_errors=True)
+
+
+def write_ops(path: Path, tables: Iterable[pa.Table]) -> None:
+    """One parquet file of the tables, in order, written GROUP_ROWS rows at a time. The file is
+    what pandas' ``to_parquet`` makes of the tables put together (same types and pandas
+    metadata), so readers get the same DataFrame; with no rows at all, an empty DataFrame's."""
+    writer, pending, held = None, [], 0
+    try:
+        for table in tables:
+            pending.append(table)
+            held += table.num_rows
+            if held >= GROUP_ROWS:
+                writer = _write_group(path, writer, pending)
+                pending, held = [], 0
+        if held:
+            writer = _write_group(path, writer, pending)
+        if writer is None:
+            pd.DataFrame().to_parquet(path, index=False)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_group(path: Path, writer: pq.ParquetWriter | None, tables: list[pa.Table]) -> pq.ParquetWriter:
+    group = pa.concat_tables(tables, promote_options="default")
+    if writer is None:
+        # The schema pandas writes for these columns (large strings and its metadata), from one row.
+        schema = pa.Schema.from_pandas(group.slice(0, 1).to_pandas(), preserve_index=False)
+        writer = pq.ParquetWriter(path, schema)
+    writer.write_table(group.cast(writer.schema), row_group_size=GROUP_ROWS)
+    return writer
 
 
 def read_manifest(directory: str | Path) -> dict:
@@ -157,6 +201,8 @@ def read_manifest(directory: str | Path) -> dict:
 
 
 def read_run(directory: str | Path) -> tuple[dict, dict, dict[str, pd.DataFrame]]:
+    """The resolved scenario, the manifest and the tables of a finished run folder, except
+    ops.parquet, which can be larger than memory: read it when needed."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     status = manifest.get("status", "complete")

@@ -1,13 +1,19 @@
 """Running a sweep's runs (points x replicates) on an executor, keeping each as it finishes.
 
 A run is described by a spec, a plain dict (picklable, the same for every executor). A worker
-simulates it and packs the outcome into a *part*: the bytes of a small Arrow IPC stream (the
-run's operations as the table; its summary row, disk usage and status as JSON metadata). Arrow
+simulates it and packs the outcome into a *part*: the bytes of a small Arrow IPC stream (its
+summary row, disk usage and status as JSON metadata; the run's operations as the table). Arrow
 IPC rather than parquet because thousands of parts are read back to build the tables: about 30
-times faster to read for parts this small. The parent
-process stores each part the moment it arrives, so whatever interrupts a sweep, every finished
-run is kept, and the tables are put together from the parts at the end, in (point, replicate)
-order: the same tables whatever executor ran them and in whatever order they finished.
+times faster to read for parts this small. The parent process stores each part the moment it
+arrives, so whatever interrupts a sweep, every finished run is kept, and the tables are put
+together from the parts at the end, in (point, replicate) order: the same tables whatever
+executor ran them and in whatever order they finished.
+
+A run that may record more operations than one batch does not send them back: when its spec
+names an ``ops_path`` (local executors, which share the run folder's file system), its records
+stream to that parquet file a batch at a time, written under a temporary name and renamed once
+complete, and the part only names the file. The ops table is then put together a run at a time
+(:func:`ops_tables`), so neither a worker nor the parent ever holds a whole run's rows.
 """
 from __future__ import annotations
 
@@ -17,41 +23,80 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import CowsimError
 
 PART_KEY = b"cowsim.part"
 EXECUTORS = ("local", "dask")
+TAGS = (("point", pa.int64()), ("replicate", pa.int64()), ("driver", pa.string()))  # added to every run's ops
+# Runs that record at most this many operations send them inside their part even when they could
+# stream them to a file: writing and reading back a parquet file per run costs about 2 ms, as
+# much as a whole copy-up probe run.
+INLINE_ROWS = 1 << 16
 
 
 def run_one(spec: dict) -> bytes:
     """Simulate one run and pack it. A run that raises is packed as failed, with its error."""
     from .runner import simulate
     from .scenario import Scenario
+    final = Path(spec["ops_path"]) if spec.get("ops_path") else None
+    temporary = None
     try:
         scenario = Scenario.model_validate(spec["scenario"])
-        result = simulate(scenario, spec["replicate"])
+        if final is not None and scenario.keep_ops and not _fits_inline(scenario):
+            temporary = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        result = simulate(scenario, spec["replicate"], ops_path=temporary)
     except Exception as error:  # one failing run must not stop the sweep: record it
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
         return pack(spec, failure=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
     tag = {"point": spec["point"], "replicate": spec["replicate"], "driver": scenario.driver.name}
-    ops = None
-    if scenario.keep_ops:
-        ops = result.ops_table
-        for name, value in tag.items():
-            ops = ops.append_column(name, pa.array([value] * ops.num_rows, pa.string() if name == "driver" else pa.int64()))
-    return pack(spec, summary=result.summary, ops=ops, space=[{**row, **tag} for row in result.space_rows])
+    space = [{**row, **tag} for row in result.space_rows]
+    if temporary is not None:
+        rows = pq.read_metadata(temporary).num_rows
+        os.replace(temporary, final)  # complete: a file under its final name is always whole
+        return pack(spec, summary=result.summary, space=space, ops_file=final.name, ops_rows=rows)
+    ops = tagged(result.ops_table, tag) if scenario.keep_ops else None
+    return pack(spec, summary=result.summary, ops=ops, space=space)
+
+
+def _fits_inline(scenario) -> bool:
+    """Whether the scenario bounds its records to INLINE_ROWS (a mix by its operations, a copy-up
+    probe by its files; a trace or a mix run for a duration may make any number)."""
+    from .scenario import CopyupProbe, Mix
+    count = scenario.containers.count
+    workload = scenario.workload
+    if isinstance(workload, Mix) and workload.operations is not None:
+        work = workload.operations
+    elif isinstance(workload, CopyupProbe):
+        work = 2 * workload.files * count
+    else:
+        return False
+    return work + 2 * count + 1 <= INLINE_ROWS  # plus prepare_image, create and remove_container
+
+
+def tagged(ops: pa.Table | pa.RecordBatch, tag: dict) -> pa.Table:
+    """A run's operations with the columns that say which run they belong to."""
+    ops = pa.Table.from_batches([ops]) if isinstance(ops, pa.RecordBatch) else ops
+    for name, kind in TAGS:
+        ops = ops.append_column(name, pa.array([tag[name]] * ops.num_rows, kind))
+    return ops
 
 
 def pack(spec: dict, *, summary: dict | None = None, ops: pa.Table | None = None,
-         space: list[dict] | None = None, failure: str = "", trace: str = "") -> bytes:
+         space: list[dict] | None = None, failure: str = "", trace: str = "", ops_file: str = "",
+         ops_rows: int | None = None) -> bytes:
     table = ops if ops is not None else pa.table({})
     meta = {"point": spec["point"], "replicate": spec["replicate"], "keys": spec["keys"],
             "status": "failed" if failure else "ok", "failure": failure, "traceback": trace,
-            "summary": summary or {}, "space": space or []}
+            "summary": summary or {}, "space": space or [], "ops_file": ops_file,
+            "ops_rows": table.num_rows if ops_rows is None else ops_rows}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), PART_KEY: json.dumps(meta, default=_plain).encode()})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -63,33 +108,62 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def unpack(blob: bytes) -> tuple[dict, pa.Table]:
-    table = pa.ipc.open_stream(blob).read_all()
-    meta = json.loads(table.schema.metadata[PART_KEY])
-    return meta, table.replace_schema_metadata(None)
+def part_meta(blob: bytes | Path) -> dict:
+    """A part's metadata, without reading its table."""
+    return json.loads(_open(blob).schema.metadata[PART_KEY])
 
 
-def combine(parts: Iterable[bytes]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Summary (one row per run), ops and space tables, and each run's status, from parts."""
-    decoded = sorted((unpack(blob) for blob in parts), key=lambda mt: (mt[0]["point"], mt[0]["replicate"]))
-    rows, spaces, tables, status = [], [], [], []
-    for meta, table in decoded:
+def _open(blob: bytes | Path) -> pa.ipc.RecordBatchStreamReader:
+    return pa.ipc.open_stream(pa.memory_map(str(blob)) if isinstance(blob, Path) else blob)
+
+
+def combine(metas: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Summary (one row per run) and space tables, and each run's status, from the parts'
+    metadata in (point, replicate) order. The ops table is :func:`ops_tables`'s."""
+    rows, spaces, status = [], [], []
+    for meta in metas:
         rows.append({**meta["keys"], **meta["summary"], "status": meta["status"], "failure": meta["failure"]})
         spaces += meta["space"]
-        if table.num_rows:
-            tables.append(table)
         status.append({"point": meta["point"], "replicate": meta["replicate"], "status": meta["status"],
                        **({"failure": meta["failure"]} if meta["failure"] else {})})
-    ops = pa.concat_tables(tables, promote_options="default").to_pandas() if tables else pd.DataFrame()
-    return pd.DataFrame(rows), ops, pd.DataFrame(spaces), status
+    return pd.DataFrame(rows), pd.DataFrame(spaces), status
+
+
+def ops_tables(parts: Iterable[bytes | Path], folder: Path | None = None,
+               batch_rows: int = INLINE_ROWS) -> Iterator[pa.Table]:
+    """The ops of every part in turn (parts in (point, replicate) order), with their run's tags,
+    at most ``batch_rows`` rows at a time: a part's own table, or the batches of the file in
+    ``folder`` that it names."""
+    for part in parts:
+        reader = _open(part)
+        meta = json.loads(reader.schema.metadata[PART_KEY])
+        if not meta.get("ops_file"):
+            table = reader.read_all().replace_schema_metadata(None)
+            if table.num_rows:
+                yield table
+            continue
+        tag = {"point": meta["point"], "replicate": meta["replicate"], "driver": meta["keys"]["driver"]}
+        with pq.ParquetFile(folder / meta["ops_file"]) as ops:
+            for batch in ops.iter_batches(batch_size=batch_rows):
+                yield tagged(batch, tag)
+
+
+def part_ok(blob: bytes | Path, folder: Path) -> bool:
+    """Whether a stored part can be trusted on resume: its run succeeded and the ops file it
+    names (if any) is there, whole, with as many rows as the run recorded."""
+    meta = part_meta(blob)
+    if meta["status"] != "ok":
+        return False
+    if not meta.get("ops_file"):
+        return True
+    try:
+        return pq.read_metadata(folder / meta["ops_file"]).num_rows == meta["ops_rows"]
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def part_key(spec: dict) -> tuple[int, int]:
     return spec["point"], spec["replicate"]
-
-
-def part_status(blob: bytes) -> str:
-    return json.loads(pa.ipc.open_stream(blob).schema.metadata[PART_KEY])["status"]
 
 
 # -- executors ------------------------------------------------------------------------------------

@@ -23,3 +23,9 @@ def test_scale_figure(tmp_path):
     figures = {"base": targets.SCALE_BASE, "curves": {"operations": rows, "containers": rows, "files": rows}}
     targets.plot_scale(figures, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_run_child_writes_a_run_folder():
+    row = targets.child("run", tiny("throughput"))
+    assert row["operations"] == 300 and row["records"] > 300 and row["ops_parquet_bytes"] > 0
+    assert row["peak_rss_bytes"] > 0
