@@ -390,16 +390,18 @@ def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1,
     points = validate_source(loaded)
     specs = _specs(points)
     folder = directory / results.POINTS
-    done = {key for key, part in results.part_paths(directory).items() if part_ok(part, folder)}
+    stored = {key: part_meta(part) for key, part in results.part_paths(directory).items()}
+    done = {key: meta for key, meta in stored.items() if part_ok(meta, folder)}
     return _run(specs, done, loaded.data, manifest, directory, executor, jobs, scheduler, progress)
 
 
-def _run(specs: list[dict], done: set, resolved: dict, manifest: dict, directory: Path | None,
+def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, directory: Path | None,
          executor: str, jobs: int, scheduler: Any, progress: bool) -> RunResult:
-    """Run the specs not ``done`` yet. With a run folder every part goes to disk as it arrives
-    and is read back one at a time at the end; without one the parts stay in memory."""
+    """Run the specs not ``done`` yet (``done``: their parts' metadata by (point, replicate)).
+    The parts' metadata is kept as they arrive; with a run folder the parts themselves go to
+    disk and are read back one at a time at the end, without one they stay in memory."""
     lock = results.lock_run(directory) if directory else None
-    finished = set(done)
+    finished = dict(done)
     in_memory: dict[tuple[int, int], bytes] = {}
     todo = [spec for spec in specs if part_key(spec) not in done]
     if directory and executor == "local":
@@ -418,7 +420,7 @@ def _run(specs: list[dict], done: set, resolved: dict, manifest: dict, directory
                 results.write_part(directory, *key, blob)
             else:
                 in_memory[key] = blob
-            finished.add(key)
+            finished[key] = part_meta(blob)
             bar.update()
     except (KeyboardInterrupt, WorkerLost) as error:
         bar.close()
@@ -436,8 +438,9 @@ def _run(specs: list[dict], done: set, resolved: dict, manifest: dict, directory
             failure.exit_code = 1
         raise failure from None
     bar.close()
-    parts = list(results.part_paths(directory).values()) if directory else [in_memory[k] for k in sorted(in_memory)]
-    summary, space, status = combine(part_meta(part) for part in parts)
+    keys = sorted(finished)
+    parts = [results.part_path(directory, *key) for key in keys] if directory else [in_memory[k] for k in keys]
+    summary, space, status = combine(finished[key] for key in keys)
     session["wall_time_s"] = time.perf_counter() - started
     session["runs_done"] = len(todo)
     failed = [entry for entry in status if entry["status"] == "failed"]

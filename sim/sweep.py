@@ -114,7 +114,7 @@ def part_meta(blob: bytes | Path) -> dict:
 
 
 def _open(blob: bytes | Path) -> pa.ipc.RecordBatchStreamReader:
-    return pa.ipc.open_stream(pa.memory_map(str(blob)) if isinstance(blob, Path) else blob)
+    return pa.ipc.open_stream(pa.OSFile(str(blob)) if isinstance(blob, Path) else blob)  # copies: no mapping held
 
 
 def combine(metas: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
@@ -148,10 +148,9 @@ def ops_tables(parts: Iterable[bytes | Path], folder: Path | None = None,
                 yield tagged(batch, tag)
 
 
-def part_ok(blob: bytes | Path, folder: Path) -> bool:
-    """Whether a stored part can be trusted on resume: its run succeeded and the ops file it
-    names (if any) is there, whole, with as many rows as the run recorded."""
-    meta = part_meta(blob)
+def part_ok(meta: dict, folder: Path) -> bool:
+    """Whether a stored part (its metadata) can be trusted on resume: its run succeeded and the
+    ops file it names (if any) is there, whole, with as many rows as the run recorded."""
     if meta["status"] != "ok":
         return False
     if not meta.get("ops_file"):
