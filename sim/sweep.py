@@ -129,16 +129,14 @@ def combine(metas: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[dic
     return pd.DataFrame(rows), pd.DataFrame(spaces), status
 
 
-def ops_tables(parts: Iterable[bytes | Path], folder: Path | None = None,
+def ops_tables(parts: Iterable[tuple[bytes | Path, dict]], folder: Path | None = None,
                batch_rows: int = INLINE_ROWS) -> Iterator[pa.Table]:
-    """The ops of every part in turn (parts in (point, replicate) order), with their run's tags,
-    at most ``batch_rows`` rows at a time: a part's own table, or the batches of the file in
-    ``folder`` that it names."""
-    for part in parts:
-        reader = _open(part)
-        meta = json.loads(reader.schema.metadata[PART_KEY])
+    """The ops of every (part, its metadata) in turn, in (point, replicate) order, with their
+    run's tags, at most ``batch_rows`` rows at a time: a part's own table, or the batches of the
+    file in ``folder`` that it names."""
+    for part, meta in parts:
         if not meta.get("ops_file"):
-            table = reader.read_all().replace_schema_metadata(None)
+            table = _open(part).read_all().replace_schema_metadata(None)
             if table.num_rows:
                 yield table
             continue

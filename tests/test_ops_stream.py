@@ -25,8 +25,10 @@ MIX = {"name": "streamed", "seed": 11, "replicates": 2,
 @pytest.fixture
 def small_batches(monkeypatch):
     """Every run streams its records (none is small enough to travel in its part), in batches of
-    40 rows, and ops.parquet gets row groups of at least 100 rows: many batches and groups."""
+    40 rows, and ops.parquet gets row groups of at least 100 rows: many batches and groups. The
+    parent reads every part back from the run folder at the end (it keeps none in memory)."""
     monkeypatch.setattr(sweep, "INLINE_ROWS", 0)
+    monkeypatch.setattr(api, "PARTS_HELD_BYTES", 0)
     monkeypatch.setattr(records, "BATCH_ROWS", 40)
     monkeypatch.setattr(results, "GROUP_ROWS", 100)
 
