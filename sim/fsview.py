@@ -35,8 +35,8 @@ class CopyUp:
     source: str  # the lower path the data comes from
 
 
-@dataclass(slots=True)
-class Entry:
+@dataclass(slots=True, frozen=True)
+class Entry:  # frozen: lookups hand the same memoised entry to every caller
     kind: str
     size: int
     layer: int | None  # None: the upper layer; otherwise the image layer index
@@ -56,6 +56,11 @@ class ContainerView:
     # upper files whose data is still below: path -> (layer index, lower path) of that data
     metacopy: dict[str, tuple[int, str]] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)  # upper dir -> lower dir it came from
+    # What a driver's lookup found per path component (``Driver.lookup``), as a tree: path ->
+    # (entry, the driver's step, the same kind of dict for the names inside if it is a directory,
+    # else None). Looking up P reads the state at P and at its ancestors, and whether P's parent
+    # is an upper directory, so every change of the state at a path forgets that path's subtree.
+    lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     # -- resolving ---------------------------------------------------------------------------
     def lower_path(self, path: str) -> str | None:
@@ -78,7 +83,14 @@ class ContainerView:
         return redirects[mapped] + path[len(mapped):]
 
     def stat(self, path: str) -> Entry | None:
-        return self.resolve(path)[0]
+        """``resolve(path)``'s entry, read off the lookups memo when a lookup found it."""
+        names, found = self.lookups, None
+        for prefix in prefixes(path):
+            found = names.get(prefix) if names is not None else None
+            if found is None:
+                return self.resolve(path)[0]
+            names = found[2]
+        return found[0] if found is not None else self.resolve(path)[0]
 
     def resolve(self, path: str) -> tuple[Entry | None, str | None]:
         """``stat(path)`` and ``lower_path(path)`` at once: a lookup needs both, per component."""
@@ -143,11 +155,23 @@ class ContainerView:
         return names
 
     # -- the upper layer -----------------------------------------------------------------------
+    def _forget(self, path: str) -> None:
+        """The state at ``path`` changes: drop what lookups found there and below."""
+        names = self.lookups
+        for ancestor in ancestors(path):
+            found = names.get(ancestor)
+            if found is None or found[2] is None:
+                return  # no lookup went through it
+            names = found[2]
+        names.pop(path, None)
+
     def _missing_ancestors(self, path: str) -> list[str]:
         return [d for d in ancestors(path) if d not in self.upper_dirs]
 
     def _make_upper_dirs(self, path: str) -> list[str]:
         created = self._missing_ancestors(path)
+        for directory in created:
+            self._forget(directory)
         self.upper_dirs.update(created)
         return created
 
@@ -160,9 +184,11 @@ class ContainerView:
         if path in self.upper_files:
             if path in self.metacopy and not metadata_only:
                 layer, source = self.metacopy.pop(path)
+                self._forget(path)
                 return CopyUp(path, [], entry.size, with_data, layer, source)
             return None
         created = self._make_upper_dirs(path)
+        self._forget(path)
         self.upper_files[path] = entry.size if with_data or metadata_only else 0
         if metadata_only:
             self.metacopy[path] = (entry.layer, entry.lower_path)
@@ -174,9 +200,11 @@ class ContainerView:
         return self._make_upper_dirs(path + "/-") if path else []
 
     def write(self, path: str, offset: int, nbytes: int) -> None:
+        self._forget(path)
         self.upper_files[path] = max(self.upper_files[path], offset + nbytes)
 
     def truncate(self, path: str, size: int) -> None:
+        self._forget(path)
         self.upper_files[path] = size
 
     def create(self, path: str) -> list[str]:
@@ -186,6 +214,7 @@ class ContainerView:
         if entry is not None and entry.kind == DIR:
             raise FsError("EISDIR", path)
         created = self._make_upper_dirs(path)
+        self._forget(path)
         self.whiteouts.discard(path)
         self.upper_files[path] = 0
         self.metacopy.pop(path, None)
@@ -200,6 +229,7 @@ class ContainerView:
         self._require(path, FILE)
         lower = self.lower_path(path) if path not in self.upper_files else self._lower_behind(path)
         had_lower = lower is not None and lower in self.image.merged
+        self._forget(path)
         self.upper_files.pop(path, None)
         self.metacopy.pop(path, None)
         created = self._make_upper_dirs(path) if had_lower else []
@@ -223,6 +253,7 @@ class ContainerView:
         if self.stat(path) is not None:
             raise FsError("EEXIST", path)
         created = self._make_upper_dirs(path)
+        self._forget(path)
         # A directory created over a whiteout is opaque. With redirect_dir=on the kernel also
         # marks every directory created in a merged directory opaque (ovl_create_upper; it
         # skips that optimisation only while offline changes to the layers are allowed).
@@ -243,6 +274,7 @@ class ContainerView:
         # A whiteout only where a lower layer holds the name (ovl_lower_positive); a redirected
         # directory's lower content is reached through its redirect, not its name.
         had_lower = lower is not None and lower in self.image.merged
+        self._forget(path)
         self._drop_empty_dir(path)
         created = self._make_upper_dirs(path) if had_lower else []
         self._hide(path, had_lower)
@@ -303,6 +335,8 @@ class ContainerView:
             raise FsError("EXDEV", source)
         if existing is not None and existing.kind == DIR and self.children(target):
             raise FsError("ENOTEMPTY", target)
+        self._forget(source)
+        self._forget(target)
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)

@@ -38,7 +38,7 @@ class Plan:
         return self
 
     def probe(self, phase: int, dentry_key, probe_keys: tuple, cpu_per_probe: float) -> Plan:
-        self.steps.append((PROBE, phase, dentry_key, probe_keys, cpu_per_probe))
+        self.steps.append(probe_step(phase, dentry_key, probe_keys, cpu_per_probe))
         return self
 
     def read(self, phase: int, cache_key, offset: int, nbytes: int, file_size: int, requests: int = 1) -> Plan:
@@ -81,3 +81,8 @@ class Plan:
         self.copy_ups += other.copy_ups
         self.error = self.error or other.error
         return self
+
+
+def probe_step(phase: int, dentry_key, probe_keys: tuple, cpu_per_probe: float) -> tuple:
+    """A path component lookup, as a step a driver may build once and append to many plans."""
+    return (PROBE, phase, dentry_key, probe_keys, cpu_per_probe)

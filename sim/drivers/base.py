@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..fsview import ContainerView, CopyUp, FsError
 from ..image import DIR, FILE, Image, prefixes
-from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan
+from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
 from ..profile import Profile
 
 DOCKER_IMAGE_LAYER_LIMIT = 125  # 127 minus the -init and container layers (moby layer_store.go)
@@ -236,17 +236,29 @@ class Driver:
         """Resolve ``path`` component by component (a missing last component is a negative
         dentry, for the caller to judge; a missing directory on the way is ENOENT). Returns
         what ``view.stat(path)`` returns."""
-        mount, cpu = self.mount_id(cid), self._probe_cpu()
-        entry = view.stat(path) if not path else None
+        if not path:
+            return view.stat(path)
+        names, steps = view.lookups, plan.steps
         for prefix in prefixes(path):
-            entry, lower = view.resolve(prefix)
-            plan.probe(LOOKUP, (mount, prefix), self.probe_keys(cid, view, prefix, lower), cpu)
+            found = names.get(prefix)
+            if found is None:
+                found = names[prefix] = self._component(cid, view, prefix)
+            entry, step, names = found
+            steps.append(step)
             if prefix != path:
                 if entry is None:
                     raise FsError("ENOENT", prefix)
                 if entry.kind != DIR:
                     raise FsError("ENOTDIR", prefix)
         return entry
+
+    def _component(self, cid: int, view: ContainerView, prefix: str) -> tuple:
+        """What looking up one path component finds and the probe step it costs, as
+        ``view.lookups`` memoises them until the state they depend on changes."""
+        entry, lower = view.resolve(prefix)
+        step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower),
+                          self._probe_cpu())
+        return entry, step, {} if entry is not None and entry.kind == DIR else None
 
     def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None) -> tuple:
         """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
