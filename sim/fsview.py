@@ -35,12 +35,17 @@ class CopyUp:
     source: str  # the lower path the data comes from
 
 
-@dataclass(slots=True, frozen=True)
-class Entry:  # frozen: lookups hand the same memoised entry to every caller
+@dataclass(slots=True)
+class Entry:
     kind: str
     size: int
     layer: int | None  # None: the upper layer; otherwise the image layer index
     lower_path: str  # where the lower data lives (differs after a redirected directory rename)
+
+    def fields(self) -> tuple:
+        """``Entry(*entry.fields())`` is a copy; a plain tuple of them is what the lookups memo
+        holds (the garbage collector stops tracking such tuples, not Entry objects)."""
+        return (self.kind, self.size, self.layer, self.lower_path)
 
 
 @dataclass
@@ -57,9 +62,10 @@ class ContainerView:
     metacopy: dict[str, tuple[int, str]] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)  # upper dir -> lower dir it came from
     # What a driver's lookup found per path component (``Driver.lookup``), as a tree: path ->
-    # (entry, the driver's step, the same kind of dict for the names inside if it is a directory,
-    # else None). Looking up P reads the state at P and at its ancestors, and whether P's parent
-    # is an upper directory, so every change of the state at a path forgets that path's subtree.
+    # (``Entry.fields()`` or None, the driver's step, the same kind of dict for the names inside
+    # if it is a directory, else None). Looking up P reads the state at P and at its ancestors,
+    # and whether P's parent is an upper directory, so every change of the state at a path
+    # forgets that path's subtree (``_forget``).
     lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     # -- resolving ---------------------------------------------------------------------------
@@ -90,7 +96,9 @@ class ContainerView:
             if found is None:
                 return self.resolve(path)[0]
             names = found[2]
-        return found[0] if found is not None else self.resolve(path)[0]
+        if found is None:
+            return self.resolve(path)[0]
+        return None if found[0] is None else Entry(*found[0])
 
     def resolve(self, path: str) -> tuple[Entry | None, str | None]:
         """``stat(path)`` and ``lower_path(path)`` at once: a lookup needs both, per component."""

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..fsview import ContainerView, CopyUp, FsError
+from ..fsview import ContainerView, CopyUp, Entry, FsError
 from ..image import DIR, FILE, Image, prefixes
 from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
 from ..profile import Profile
@@ -245,20 +245,19 @@ class Driver:
                 found = names[prefix] = self._component(cid, view, prefix)
             entry, step, names = found
             steps.append(step)
-            if prefix != path:
-                if entry is None:
-                    raise FsError("ENOENT", prefix)
-                if entry.kind != DIR:
-                    raise FsError("ENOTDIR", prefix)
-        return entry
+            if names is None and prefix != path:  # only a directory has names inside
+                raise FsError("ENOENT" if entry is None else "ENOTDIR", prefix)
+        return None if entry is None else Entry(*entry)
 
     def _component(self, cid: int, view: ContainerView, prefix: str) -> tuple:
-        """What looking up one path component finds and the probe step it costs, as
+        """What looking up one path component finds and the probe step it costs, in the form
         ``view.lookups`` memoises them until the state they depend on changes."""
         entry, lower = view.resolve(prefix)
         step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower),
                           self._probe_cpu())
-        return entry, step, {} if entry is not None and entry.kind == DIR else None
+        if entry is None:
+            return None, step, None
+        return entry.fields(), step, {} if entry.kind == DIR else None
 
     def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None) -> tuple:
         """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
