@@ -61,11 +61,13 @@ class ContainerView:
     # upper files whose data is still below: path -> (layer index, lower path) of that data
     metacopy: dict[str, tuple[int, str]] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)  # upper dir -> lower dir it came from
-    # What a driver's lookup found per path component (``Driver.lookup``), as a tree: path ->
-    # (``Entry.fields()`` or None, the driver's step, the same kind of dict for the names inside
-    # if it is a directory, else None). Looking up P reads the state at P and at its ancestors,
-    # and whether P's parent is an upper directory, so every change of the state at a path
-    # forgets that path's subtree (``_forget``).
+    # What a driver's lookup found per path component (``Driver.lookup``): path ->
+    # (``Entry.fields()`` or None, the driver's step, whether the parent was an upper directory).
+    # It derives from the state at the path and at its ancestors, and from that flag, which
+    # lookups check. Every change of the state at a path forgets it (``_forget``). Below a path
+    # nothing is memoised unless it is a directory, for a lookup walks only through directories
+    # and a directory stops being one only by rmdir or rename, which forget everything; so a
+    # change at a file or a missing name forgets only that name.
     lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     # -- resolving ---------------------------------------------------------------------------
@@ -90,13 +92,8 @@ class ContainerView:
 
     def stat(self, path: str) -> Entry | None:
         """``resolve(path)``'s entry, read off the lookups memo when a lookup found it."""
-        names, found = self.lookups, None
-        for prefix in prefixes(path):
-            found = names.get(prefix) if names is not None else None
-            if found is None:
-                return self.resolve(path)[0]
-            names = found[2]
-        if found is None:
+        found = self.lookups.get(path)
+        if found is None or found[2] != (parent_of(path) in self.upper_dirs):
             return self.resolve(path)[0]
         return None if found[0] is None else Entry(*found[0])
 
@@ -164,14 +161,11 @@ class ContainerView:
 
     # -- the upper layer -----------------------------------------------------------------------
     def _forget(self, path: str) -> None:
-        """The state at ``path`` changes: drop what lookups found there and below."""
-        names = self.lookups
-        for ancestor in ancestors(path):
-            found = names.get(ancestor)
-            if found is None or found[2] is None:
-                return  # no lookup went through it
-            names = found[2]
-        names.pop(path, None)
+        """The state at ``path`` changes: drop what lookups found there (see ``lookups``)."""
+        self.lookups.pop(path, None)
+
+    def _forget_all(self) -> None:
+        self.lookups.clear()
 
     def _missing_ancestors(self, path: str) -> list[str]:
         return [d for d in ancestors(path) if d not in self.upper_dirs]
@@ -282,7 +276,7 @@ class ContainerView:
         # A whiteout only where a lower layer holds the name (ovl_lower_positive); a redirected
         # directory's lower content is reached through its redirect, not its name.
         had_lower = lower is not None and lower in self.image.merged
-        self._forget(path)
+        self._forget_all()
         self._drop_empty_dir(path)
         created = self._make_upper_dirs(path) if had_lower else []
         self._hide(path, had_lower)
@@ -343,8 +337,7 @@ class ContainerView:
             raise FsError("EXDEV", source)
         if existing is not None and existing.kind == DIR and self.children(target):
             raise FsError("ENOTEMPTY", target)
-        self._forget(source)
-        self._forget(target)
+        self._forget_all()
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)

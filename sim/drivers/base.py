@@ -238,26 +238,29 @@ class Driver:
         what ``view.stat(path)`` returns."""
         if not path:
             return view.stat(path)
-        names, steps = view.lookups, plan.steps
+        memo, steps, upper_dirs = view.lookups, plan.steps, view.upper_dirs
+        parent_upper = "" in upper_dirs
         for prefix in prefixes(path):
-            found = names.get(prefix)
-            if found is None:
-                found = names[prefix] = self._component(cid, view, prefix)
-            entry, step, names = found
+            found = memo.get(prefix)
+            if found is None or found[2] != parent_upper:
+                found = memo[prefix] = self._component(cid, view, prefix) + (parent_upper,)
+            entry, step, _ = found
             steps.append(step)
-            if names is None and prefix != path:  # only a directory has names inside
-                raise FsError("ENOENT" if entry is None else "ENOTDIR", prefix)
+            if prefix != path:
+                if entry is None:
+                    raise FsError("ENOENT", prefix)
+                if entry[0] != DIR:
+                    raise FsError("ENOTDIR", prefix)
+                parent_upper = prefix in upper_dirs
         return None if entry is None else Entry(*entry)
 
     def _component(self, cid: int, view: ContainerView, prefix: str) -> tuple:
         """What looking up one path component finds and the probe step it costs, in the form
-        ``view.lookups`` memoises them until the state they depend on changes."""
+        ``view.lookups`` memoises them (see there what they may depend on)."""
         entry, lower = view.resolve(prefix)
         step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower),
                           self._probe_cpu())
-        if entry is None:
-            return None, step, None
-        return entry.fields(), step, {} if entry.kind == DIR else None
+        return (None if entry is None else entry.fields()), step
 
     def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None) -> tuple:
         """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
