@@ -1,13 +1,17 @@
 """Invariants of the model, for any sequence of operations (hypothesis)."""
+import dataclasses
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sim
 from sim.drivers import REGISTRY, Op, get_driver
 from sim.drivers.union import UnionDriver
 from sim.engine import Engine, OpResult
-from sim.image import DIR, FILE, Image, Layer, is_below, parent_of
+from sim.fsview import FsError
+from sim.image import DIR, FILE, Image, Layer, is_below, parent_of, prefixes
+from sim.plan import Plan
 from sim.profile import load_profile
 
 
@@ -192,3 +196,52 @@ def test_run_accounting_adds_up(seed, containers, operations):
     assert summary["disk_write_bytes"] >= summary["copy_up_bytes"]
     space = run.space.set_index("kind")
     assert space.loc["total", "size_bytes"] == space.loc["container", "size_bytes"].sum() if containers > 1 else True
+
+
+def _lookup(model, view, path):
+    """What a lookup of ``path`` returns and adds to a plan, or the errno it raises."""
+    plan = Plan()
+    try:
+        entry = model.lookup(plan, 0, view, path)
+    except FsError as error:
+        return error.errno_name, plan.steps
+    return entry, plan.steps
+
+
+LOOKED_UP = sorted({p for path in PATHS for p in prefixes(path)} | {"", "a/c/g/z", "n/m"})
+
+
+@pytest.mark.parametrize("driver, options", DRIVER_OPTIONS)
+@settings(max_examples=100, deadline=None)
+@given(ops=st.lists(OPS, max_size=25))
+@example(ops=[("mkdir", "n", 0), ("rmdir", "n", 0)])
+@example(ops=[("rename", "a/c", "n"), ("rename", "n", "a/c")])
+@example(ops=[("chmod", "a/f", 0), ("write", "a/f", 10)])
+@example(ops=[("create", "a/c/n", 5), ("unlink", "a/c/n", 0), ("write", "a/c/g", 1)])
+def test_memoised_lookups_equal_fresh_ones(driver, options, ops):
+    """Each view memoises what lookups find per path (``ContainerView.lookups``); after any
+    sequence of operations a lookup through it equals one computed from scratch."""
+    model = get_driver(driver)(options, load_profile("ssd"))
+    model.create_container(0, small_image())
+    view = model.views[0]
+    for kind, path, arg in ops:
+        model.apply(0, as_op(kind, path, arg))
+        for looked_up in LOOKED_UP:  # fills the memo, so that the next operations must update it
+            fresh = dataclasses.replace(view, lookups={})
+            assert _lookup(model, view, looked_up) == _lookup(model, fresh, looked_up), (kind, path, looked_up)
+            assert view.stat(looked_up) == fresh.resolve(looked_up)[0], looked_up
+
+
+def test_view_methods_forget_what_they_change():
+    """The view keeps its memo right by itself, not only as the drivers happen to call it (a
+    driver writes right after a copy-up or a create, which would hide a forgotten memo)."""
+    model = get_driver("overlay2")({"metacopy": True}, load_profile("ssd"))
+    model.create_container(0, small_image())
+    view = model.views[0]
+    model.apply(0, Op("chmod", "a/f"))  # a metadata-only copy-up
+    for change in (lambda: view.copy_up("a/f"), lambda: view.create("a/n")):
+        for path in LOOKED_UP:
+            _lookup(model, view, path)
+        change()
+        for path in LOOKED_UP:
+            assert view.stat(path) == view.resolve(path)[0], path
