@@ -36,7 +36,7 @@ VIEW_COLUMNS = ["point", "replicate", "driver", "op", "error", "latency_s", "loo
                 "fsync_s"]
 # A run with more operations is looked at through every n-th of them, so that a report of a run of
 # tens of millions of operations fits in memory; the summary's quantiles are from all of them.
-MAX_VIEW_OPS = 2_000_000
+MAX_VIEW_OPS = 1_000_000
 
 
 @dataclass

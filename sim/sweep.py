@@ -141,8 +141,8 @@ def ops_tables(parts: Iterable[tuple[bytes | Path, dict]], folder: Path | None =
                 yield table
             continue
         tag = {"point": meta["point"], "replicate": meta["replicate"], "driver": meta["keys"]["driver"]}
-        with pq.ParquetFile(folder / meta["ops_file"]) as ops:
-            for batch in ops.iter_batches(batch_size=batch_rows):
+        with pq.ParquetFile(folder / meta["ops_file"], pre_buffer=False) as ops:  # see RunResult.read_ops
+            for batch in ops.iter_batches(batch_size=batch_rows, use_threads=False):
                 yield tagged(batch, tag)
 
 
