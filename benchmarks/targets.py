@@ -154,13 +154,15 @@ def _simulate(data: dict, stream_ops: bool) -> dict:
 
 def _run(data: dict) -> dict:
     """The scenario through the API into a run folder, as ``cowsim run -o DIR --no-report``."""
+    import pyarrow.parquet as pq
     from sim.api import run_scenario
     with tempfile.TemporaryDirectory() as scratch:
         wall, cpu = time.perf_counter(), time.process_time()
         result = run_scenario(data, out=Path(scratch) / "run")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        written = (Path(scratch) / "run" / "ops.parquet").stat().st_size
-        operations, records = int(result.summary["ops"].sum()), result.operations
+        ops = Path(scratch) / "run" / "ops.parquet"
+        written, records = ops.stat().st_size, pq.read_metadata(ops).num_rows
+        operations = int(result.summary["ops"].sum())
     return {"operations": operations, "records": records, "wall_s": wall, "cpu_s": cpu,
             "ops_per_s": operations / wall, "ops_parquet_bytes": written}
 
