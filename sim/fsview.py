@@ -61,13 +61,14 @@ class ContainerView:
     # upper files whose data is still below: path -> (layer index, lower path) of that data
     metacopy: dict[str, tuple[int, str]] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)  # upper dir -> lower dir it came from
-    # What a driver's lookup found per path component (``Driver.lookup``): path ->
-    # (``Entry.fields()`` or None, the driver's step, whether the parent was an upper directory).
-    # It derives from the state at the path and at its ancestors, and from that flag, which
-    # lookups check. Every change of the state at a path forgets it (``_forget``). Below a path
-    # nothing is memoised unless it is a directory, for a lookup walks only through directories
-    # and a directory stops being one only by rmdir or rename, which forget everything; so a
-    # change at a file or a missing name forgets only that name.
+    # What a driver's lookup found at each directory it walked through (``Driver.lookup``):
+    # path -> (``Entry.fields()``, the driver's probe step, whether the parent was an upper
+    # directory). That derives from the state at the directory and at its ancestors, and from
+    # the flag, which lookups compare. Only two kinds of change touch that state: a directory
+    # that comes up into the upper layer (forgotten in ``_make_upper_dirs``), and rmdir and
+    # rename, which forget everything. Every other change is at a file or a missing name, so
+    # never at a directory or above one. Directories only: they are few, while the files a long
+    # run touches would grow the memo without bound.
     lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     # -- resolving ---------------------------------------------------------------------------
@@ -91,11 +92,11 @@ class ContainerView:
         return redirects[mapped] + path[len(mapped):]
 
     def stat(self, path: str) -> Entry | None:
-        """``resolve(path)``'s entry, read off the lookups memo when a lookup found it."""
+        """``resolve(path)``'s entry, read off the lookups memo for a directory walked through."""
         found = self.lookups.get(path)
         if found is None or found[2] != (parent_of(path) in self.upper_dirs):
             return self.resolve(path)[0]
-        return None if found[0] is None else Entry(*found[0])
+        return Entry(*found[0])
 
     def resolve(self, path: str) -> tuple[Entry | None, str | None]:
         """``stat(path)`` and ``lower_path(path)`` at once: a lookup needs both, per component."""
@@ -160,20 +161,13 @@ class ContainerView:
         return names
 
     # -- the upper layer -----------------------------------------------------------------------
-    def _forget(self, path: str) -> None:
-        """The state at ``path`` changes: drop what lookups found there (see ``lookups``)."""
-        self.lookups.pop(path, None)
-
-    def _forget_all(self) -> None:
-        self.lookups.clear()
-
     def _missing_ancestors(self, path: str) -> list[str]:
         return [d for d in ancestors(path) if d not in self.upper_dirs]
 
     def _make_upper_dirs(self, path: str) -> list[str]:
         created = self._missing_ancestors(path)
         for directory in created:
-            self._forget(directory)
+            self.lookups.pop(directory, None)  # its entry and probe change (its names see the flag)
         self.upper_dirs.update(created)
         return created
 
@@ -186,11 +180,9 @@ class ContainerView:
         if path in self.upper_files:
             if path in self.metacopy and not metadata_only:
                 layer, source = self.metacopy.pop(path)
-                self._forget(path)
                 return CopyUp(path, [], entry.size, with_data, layer, source)
             return None
         created = self._make_upper_dirs(path)
-        self._forget(path)
         self.upper_files[path] = entry.size if with_data or metadata_only else 0
         if metadata_only:
             self.metacopy[path] = (entry.layer, entry.lower_path)
@@ -202,11 +194,9 @@ class ContainerView:
         return self._make_upper_dirs(path + "/-") if path else []
 
     def write(self, path: str, offset: int, nbytes: int) -> None:
-        self._forget(path)
         self.upper_files[path] = max(self.upper_files[path], offset + nbytes)
 
     def truncate(self, path: str, size: int) -> None:
-        self._forget(path)
         self.upper_files[path] = size
 
     def create(self, path: str) -> list[str]:
@@ -216,7 +206,6 @@ class ContainerView:
         if entry is not None and entry.kind == DIR:
             raise FsError("EISDIR", path)
         created = self._make_upper_dirs(path)
-        self._forget(path)
         self.whiteouts.discard(path)
         self.upper_files[path] = 0
         self.metacopy.pop(path, None)
@@ -231,7 +220,6 @@ class ContainerView:
         self._require(path, FILE)
         lower = self.lower_path(path) if path not in self.upper_files else self._lower_behind(path)
         had_lower = lower is not None and lower in self.image.merged
-        self._forget(path)
         self.upper_files.pop(path, None)
         self.metacopy.pop(path, None)
         created = self._make_upper_dirs(path) if had_lower else []
@@ -255,7 +243,6 @@ class ContainerView:
         if self.stat(path) is not None:
             raise FsError("EEXIST", path)
         created = self._make_upper_dirs(path)
-        self._forget(path)
         # A directory created over a whiteout is opaque. With redirect_dir=on the kernel also
         # marks every directory created in a merged directory opaque (ovl_create_upper; it
         # skips that optimisation only while offline changes to the layers are allowed).
@@ -276,7 +263,7 @@ class ContainerView:
         # A whiteout only where a lower layer holds the name (ovl_lower_positive); a redirected
         # directory's lower content is reached through its redirect, not its name.
         had_lower = lower is not None and lower in self.image.merged
-        self._forget_all()
+        self.lookups.clear()  # a directory goes
         self._drop_empty_dir(path)
         created = self._make_upper_dirs(path) if had_lower else []
         self._hide(path, had_lower)
@@ -337,7 +324,7 @@ class ContainerView:
             raise FsError("EXDEV", source)
         if existing is not None and existing.kind == DIR and self.children(target):
             raise FsError("ENOTEMPTY", target)
-        self._forget_all()
+        self.lookups.clear()  # a directory moves or is replaced, or a file replaces a name
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)

@@ -242,25 +242,23 @@ class Driver:
         parent_upper = "" in upper_dirs
         for prefix in prefixes(path):
             found = memo.get(prefix)
-            if found is None or found[2] != parent_upper:
-                found = memo[prefix] = self._component(cid, view, prefix) + (parent_upper,)
-            entry, step, _ = found
-            steps.append(step)
-            if prefix != path:
+            if found is not None and found[2] == parent_upper:  # a directory walked through before
+                steps.append(found[1])
+                if prefix == path:
+                    return Entry(*found[0])
+            else:
+                entry, lower = view.resolve(prefix)
+                step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower),
+                                  self._probe_cpu())
+                steps.append(step)
+                if prefix == path:
+                    return entry
                 if entry is None:
                     raise FsError("ENOENT", prefix)
-                if entry[0] != DIR:
+                if entry.kind != DIR:
                     raise FsError("ENOTDIR", prefix)
-                parent_upper = prefix in upper_dirs
-        return None if entry is None else Entry(*entry)
-
-    def _component(self, cid: int, view: ContainerView, prefix: str) -> tuple:
-        """What looking up one path component finds and the probe step it costs, in the form
-        ``view.lookups`` memoises them (see there what they may depend on)."""
-        entry, lower = view.resolve(prefix)
-        step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower),
-                          self._probe_cpu())
-        return (None if entry is None else entry.fields()), step
+                memo[prefix] = (entry.fields(), step, parent_upper)
+            parent_upper = prefix in upper_dirs
 
     def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None) -> tuple:
         """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
