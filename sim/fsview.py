@@ -92,9 +92,10 @@ class ContainerView:
         return redirects[mapped] + path[len(mapped):]
 
     def stat(self, path: str) -> Entry | None:
-        """``resolve(path)``'s entry, read off the lookups memo for a directory walked through."""
+        """``resolve(path)``'s entry, read off the lookups memo for a directory walked through
+        (the entry, unlike the probe step, does not depend on the parent being upper)."""
         found = self.lookups.get(path)
-        if found is None or found[2] != (parent_of(path) in self.upper_dirs):
+        if found is None:
             return self.resolve(path)[0]
         return Entry(*found[0])
 
