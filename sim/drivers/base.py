@@ -71,6 +71,7 @@ class Driver:
         self.profile = profile or load_profile()
         self.costs = self.profile.costs
         self.views: dict[int, ContainerView] = {}
+        self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
         self.images: dict[int, Image] = {}
 
     # -- limits --------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ class Driver:
         plan.cpu(LOOKUP, self._per_op_cpu())
         view = self.views[cid]
         try:
-            getattr(self, "_op_" + op.kind)(plan, cid, view, op)
+            self._operations[op.kind](plan, cid, view, op)
         except FsError as error:
             plan.error = error.errno_name
         return plan
