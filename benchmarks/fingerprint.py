@@ -1,17 +1,22 @@
 """Fingerprints of the model's full output: a hash of every table (operations, summary, space)
-of scenarios that exercise every driver, option and workload mode. An optimisation must leave
-them unchanged; a change of the model's numbers changes them (then say why, as for the golden
-tables).
+of 19 scenarios that exercise every driver, overlay2 option, workload mode, volumes and traces.
+An optimisation must leave them unchanged. Nothing is committed to compare with (the golden
+tables and regression baselines pin the model's numbers): compare with the commit you started
+from instead.
 
-    python -m benchmarks.fingerprint --save benchmarks/fingerprints.json   # record
-    python -m benchmarks.fingerprint --check benchmarks/fingerprints.json  # compare, exit 1 on a change
+    git worktree add ../before main
+    python -m benchmarks.fingerprint --against ../before        # exit 1 when a case changed
+    python -m benchmarks.fingerprint --save before.json         # or save, and later --check it
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -87,21 +92,40 @@ def fingerprint(data: dict) -> dict:
     return digests
 
 
+def _fingerprints_of(checkout: Path, names: list[str]) -> dict:
+    """The same cases simulated by another checkout's ``sim`` (this file runs there)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = Path(scratch) / "fingerprints.json"
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--save", str(saved), *names],
+                       cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout.resolve())}, check=True)
+        return json.loads(saved.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--save", type=Path)
-    parser.add_argument("--check", type=Path)
+    parser.add_argument("--save", type=Path, help="write the fingerprints to this JSON file")
+    parser.add_argument("--check", type=Path, help="compare with fingerprints saved earlier")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="compare with another commit's checkout (its sim, these scenarios)")
     parser.add_argument("only", nargs="*", help="case names (default: all)")
     args = parser.parse_args(argv)
-    selected = {k: v for k, v in cases().items() if not args.only or k in args.only}
+    known = cases()
+    unknown = [name for name in args.only if name not in known]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}: use {', '.join(known)}")
+    selected = {k: v for k, v in known.items() if not args.only or k in args.only}
     found = {}
     for name, data in selected.items():
         found[name] = fingerprint(data)
         print(f"{name}: {len(found[name])} runs", file=sys.stderr)
     if args.save:
         args.save.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
-    if args.check:
+    expected = None
+    if args.against:
+        expected = _fingerprints_of(args.against, list(selected))
+    elif args.check:
         expected = json.loads(args.check.read_text())
+    if expected is not None:
         changed = [name for name in found if found[name] != expected.get(name)]
         for name in changed:
             print(f"CHANGED: {name}")
