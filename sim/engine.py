@@ -26,16 +26,25 @@ class Environment(simpy.Environment):
     A process about to wait ``delay`` seconds for a timeout of its own, while no other event is
     due before (or at) the end of that wait, would be the very next thing SimPy resumes: it may
     move the clock itself and go on, skipping the event. Same times (``now + delay``, the float
-    SimPy would compute), same order of everything, one event fewer. This relies on the event
-    being processed having no other waiter after this process, true of the simulator's events
-    (each process waits on its own timeouts).
+    SimPy would compute), same order of everything, one event fewer. Only when the event being
+    processed has that process as its one waiter: another waiter would otherwise run after it at
+    the later time.
     """
 
+    def __init__(self, initial_time: float = 0) -> None:
+        super().__init__(initial_time)
+        self._sole_waiter = False
+
+    def step(self) -> None:
+        queue = self._queue
+        self._sole_waiter = bool(queue) and len(queue[0][3].callbacks or ()) == 1
+        super().step()
+
     def skip_ahead(self, delay: float) -> bool:
-        """Advance the clock by ``delay`` now, if no event is due by then; else False (wait)."""
+        """Advance the clock by ``delay`` now, if that changes nothing; else False (wait)."""
         at = self._now + delay
         queue = self._queue
-        if queue and queue[0][0] <= at:
+        if not self._sole_waiter or (queue and queue[0][0] <= at):
             return False
         self._now = at
         return True

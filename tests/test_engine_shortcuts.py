@@ -5,6 +5,9 @@ import pandas as pd
 import pytest
 
 from sim import engine
+from sim.engine import Engine, OpResult
+from sim.plan import LOOKUP, Plan
+from sim.profile import load_profile
 from sim.runner import simulate
 from sim.scenario import Scenario
 
@@ -40,3 +43,29 @@ def test_collector_thresholds_restored_after_a_run():
     before = gc.get_threshold()
     simulate(Scenario.model_validate(MIX))
     assert gc.get_threshold() == before
+
+
+def test_no_skip_while_another_process_waits_on_the_same_event():
+    """Two processes woken by one event: the first must not move the clock before the second runs."""
+    machine = Engine(load_profile("ssd"))
+    env = machine.env
+    gate = env.event()
+    woken = []
+
+    def first():
+        yield gate
+        yield from machine.execute(Plan().cpu(LOOKUP, 0.5), OpResult())
+
+    def second():
+        yield gate
+        woken.append(env.now)
+
+    def opener():
+        yield env.timeout(1.0)
+        gate.succeed()
+        yield env.timeout(10.0)  # nothing else is due while the first one computes
+
+    for body in (first, second, opener):
+        env.process(body())
+    env.run()
+    assert woken == [1.0]
