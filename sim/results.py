@@ -5,7 +5,8 @@ saying ``status: running``; every finished run of the sweep is then written into
 its own file, atomically (temporary name, then rename), beside the operations of the runs that
 streamed them to a file of their own. When the sweep ends the tables are put together
 (ops.parquet a row group at a time, never all its rows in memory), the manifest says
-``complete`` (or ``failed`` when some runs raised) and ``points/`` goes. A folder that is not complete can be resumed; an existing folder is never overwritten.
+``complete`` (or ``failed`` when some runs raised) and ``points/`` goes. A folder that is not
+complete can be resumed; an existing folder is never overwritten.
 """
 from __future__ import annotations
 
