@@ -20,9 +20,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from sim.api import validate
 from sim.runner import simulate
+from sim.scenario import set_dotted
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVERS = ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper", "vfs"]
@@ -36,13 +38,7 @@ def _mix(name: str, **changes) -> dict:
     data = {"name": name, "seed": 11, "profile": "ssd", "cache": "cold", "image": dict(IMAGE),
             "containers": {"count": 3}, "keep_ops": True,
             "workload": {"kind": "mix", "ops": MIX_OPS, "file_choice": "zipf", "workers": 2, "operations": 1500}}
-    for dotted, value in changes.items():
-        node = data
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return data
+    return _changed(data, changes)
 
 
 def cases() -> dict[str, dict]:
@@ -69,9 +65,11 @@ def cases() -> dict[str, dict]:
 
 
 def _load(path: Path, changes: dict) -> dict:
-    import yaml
-    from sim.scenario import set_dotted
-    data = yaml.safe_load(path.read_text())
+    return _changed(yaml.safe_load(path.read_text()), changes)
+
+
+def _changed(data: dict, changes: dict) -> dict:
+    """``data`` with dotted fields (``workload.operations``) set."""
     for dotted, value in changes.items():
         set_dotted(data, dotted, value)
     return data
