@@ -75,18 +75,21 @@ def environment() -> dict:
             "platform": platform.platform(), "cpus": os.cpu_count(), "libraries": versions, **git_state()}
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write):
+    """``write(temporary)``, then the file takes its name: under ``path`` it is always whole.
+    Returns what ``write`` returned; on any error the temporary file goes."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write(temporary)
+        written = write(temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return written
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:
-    _write_atomically(directory / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
+    write_atomically(directory / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
 
 
 def create_run(directory: str | Path, resolved: dict, manifest: dict) -> Path:
@@ -131,7 +134,7 @@ def ops_part_path(directory: Path, point: int, replicate: int) -> Path:
 
 
 def write_part(directory: Path, point: int, replicate: int, blob: bytes) -> None:
-    _write_atomically(part_path(directory, point, replicate), lambda p: p.write_bytes(blob))
+    write_atomically(part_path(directory, point, replicate), lambda p: p.write_bytes(blob))
 
 
 def part_paths(directory: Path) -> dict[tuple[int, int], Path]:
@@ -154,10 +157,10 @@ def remove_empty_run(directory: Path) -> None:
 def finish_run(directory: Path, manifest: dict, tables: dict[str, pd.DataFrame], ops: Iterable[pa.Table]) -> None:
     """Write ops.parquet from the runs' ``ops`` tables (in order), the other tables, then the
     final manifest; drop the parts once the run is complete."""
-    _write_atomically(directory / OPS, lambda p: write_ops(p, ops))
+    write_atomically(directory / OPS, lambda p: write_ops(p, ops))
     for name, frame in tables.items():
-        _write_atomically(directory / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
-    _write_atomically(directory / "summary.csv", lambda p: tables["summary"].to_csv(p, index=False))
+        write_atomically(directory / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
+    write_atomically(directory / "summary.csv", lambda p: tables["summary"].to_csv(p, index=False))
     write_manifest(directory, manifest)
     if manifest["status"] == "complete":
         shutil.rmtree(directory / POINTS, ignore_errors=True)

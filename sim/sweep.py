@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CowsimError
+from .results import write_atomically
 
 PART_KEY = b"cowsim.part"
 EXECUTORS = ("local", "dask")
@@ -46,21 +47,19 @@ def run_one(spec: dict) -> bytes:
     from .runner import simulate
     from .scenario import Scenario
     final = Path(spec["ops_path"]) if spec.get("ops_path") else None
-    temporary = None
     try:
         scenario = Scenario.model_validate(spec["scenario"])
-        if final is not None and scenario.keep_ops and not _fits_inline(scenario):
-            temporary = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        result = simulate(scenario, spec["replicate"], ops_path=temporary)
+        streamed = final is not None and scenario.keep_ops and not _fits_inline(scenario)
+        if streamed:
+            result = write_atomically(final, lambda path: simulate(scenario, spec["replicate"], ops_path=path))
+        else:
+            result = simulate(scenario, spec["replicate"])
     except Exception as error:  # one failing run must not stop the sweep: record it
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
         return pack(spec, failure=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
     tag = {"point": spec["point"], "replicate": spec["replicate"], "driver": scenario.driver.name}
     space = [{**row, **tag} for row in result.space_rows]
-    if temporary is not None:
-        rows = pq.read_metadata(temporary).num_rows
-        os.replace(temporary, final)  # complete: a file under its final name is always whole
+    if streamed:
+        rows = pq.read_metadata(final).num_rows
         return pack(spec, summary=result.summary, space=space, ops_file=final.name, ops_rows=rows)
     ops = tagged(result.ops_table, tag) if scenario.keep_ops else None
     return pack(spec, summary=result.summary, ops=ops, space=space)
