@@ -222,27 +222,22 @@ class Engine:
         touch = dentries.touch
         cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
         dentry_hit = costs.dentry_hit
+        dentry_hits = 0  # counted here, stored once: most steps are dentry hits
         for step in plan.steps:
             kind = step[0]
-            phase = step[1]
-            service = 0.0
-            if kind == CPU:
-                pending += step[2]
-                phase_s[phase] += step[2]
-                continue
-            if kind == PROBE:
+            if kind == PROBE:  # the commonest step: one per path component
                 if step[2] in cached:
                     cached.move_to_end(step[2])
-                    result.dentry_hits += 1
+                    dentry_hits += 1
                     pending += dentry_hit
-                    phase_s[phase] += dentry_hit
+                    phase_s[step[1]] += dentry_hit
                     continue
                 touch(step[2])
                 result.dentry_misses += 1
                 probes = step[3]
                 cpu = len(probes) * step[4]
                 pending += cpu
-                phase_s[phase] += cpu
+                phase_s[step[1]] += cpu
                 cold = 0
                 for key in probes:
                     if not touch(key):
@@ -250,13 +245,17 @@ class Engine:
                 if not cold:
                     continue
                 service = disk.read_service(cold * costs.metadata_block, cold)
+            elif kind == CPU:
+                pending += step[2]
+                phase_s[step[1]] += step[2]
+                continue
             elif kind == READ:
                 hit, miss = self.page_cache.read(step[2], step[3], step[4], step[5])
                 result.hit_bytes += hit
                 result.miss_bytes += miss
                 copy = (hit + miss) / costs.memcpy_bandwidth
                 pending += copy
-                phase_s[phase] += copy
+                phase_s[step[1]] += copy
                 if not miss:
                     continue
                 requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
@@ -265,7 +264,7 @@ class Engine:
                 self.page_cache.fill(step[2], step[3], step[4])
                 copy = step[4] / costs.memcpy_bandwidth
                 pending += copy
-                phase_s[phase] += copy
+                phase_s[step[1]] += copy
                 continue
             elif kind == SYNC:
                 service = disk.write_service(step[2], 1 if step[2] else 0, flush=True)
@@ -282,9 +281,10 @@ class Engine:
                 continue
             issue = env.now + pending
             finish = disk.reserve(issue, service)
-            phase_s[phase] += finish - issue
+            phase_s[step[1]] += finish - issue
             if not env.skip_ahead(finish - env.now):
                 yield env.timeout(finish - env.now)
             pending = 0.0
+        result.dentry_hits = dentry_hits
         if pending > 0 and not env.skip_ahead(pending):
             yield env.timeout(pending)
