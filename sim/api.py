@@ -22,7 +22,8 @@ from .errors import CowsimError, ScenarioError
 from .runner import STREAMS, simulate
 from .scenario import (FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
                        union_kinds, unknown_key)
-from .sweep import WorkerLost, combine, execute, ops_tables, part_key, part_meta, part_ok, progress_bar
+from .sweep import (RecordsProgress, WorkerLost, combine, execute, ops_tables, part_key, part_meta, part_ok,
+                    progress_bar)
 from .units import UnitError, parse_size
 
 # A sweep writing a run folder keeps its first parts in memory up to this many bytes too (a
@@ -421,8 +422,9 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         results.write_manifest(directory, manifest)
     started = time.perf_counter()
     bar = progress_bar(len(specs), len(done), resolved["name"], quiet=not progress)
+    records_bar = RecordsProgress(quiet=not progress)
     try:
-        for key, blob in execute(todo, executor, jobs, scheduler):
+        for key, blob in execute(todo, executor, jobs, scheduler, records_bar.bar_for):
             if directory:
                 results.write_part(directory, *key, blob)
             if not directory or held + len(blob) <= PARTS_HELD_BYTES:
@@ -431,6 +433,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
             finished[key] = part_meta(blob)
             bar.update()
     except (KeyboardInterrupt, WorkerLost) as error:
+        records_bar.close()
         bar.close()
         if directory is None:
             raise
@@ -445,6 +448,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         if isinstance(error, WorkerLost):
             failure.exit_code = 1
         raise failure from None
+    records_bar.close()
     bar.close()
     keys = sorted(finished)
     parts = [(in_memory.get(key) or results.part_path(directory, *key), finished[key]) for key in keys]

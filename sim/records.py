@@ -7,6 +7,7 @@ that a run's summary needs, so the summary never needs the rows.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +83,14 @@ class OpRecords:
     """Per-operation records (``*_s`` in seconds, ``*bytes`` in bytes).
 
     Batches are Arrow record batches, kept in memory or, with ``path``, written to that parquet
-    file (call :meth:`close` at the end). ``keep=False`` keeps only the totals.
+    file (call :meth:`close` at the end). ``keep=False`` keeps only the totals. ``progress``, if
+    given, is called with the number of records of each batch as it is made (a progress bar).
     """
 
-    def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int | None = None,
+                 progress: Callable[[int], object] | None = None) -> None:
         self.rows: list[tuple] = []
+        self.progress = progress
         self.batch_rows = batch_rows or BATCH_ROWS
         self.keep = keep
         self.path = Path(path) if path is not None else None
@@ -115,6 +119,8 @@ class OpRecords:
         self.count += len(self.rows)
         self.rows = []
         self.totals.fold(batch)
+        if self.progress is not None:
+            self.progress(batch.num_rows)
         if not self.keep:
             return
         if self.path is None:

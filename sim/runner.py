@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import math
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -98,18 +99,20 @@ def _synthetic_image(spec_json: str, seed: int, replicate: int) -> Image:
                            overwrite_fraction=spec.overwrite_fraction, delete_fraction=spec.delete_fraction)
 
 
-def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None = None) -> PointResult:
+def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None = None,
+             progress: Callable[[int], object] | None = None) -> PointResult:
     """Run one point (a scenario without sweep) for one replicate.
 
     With ``ops_path`` (and ``keep_ops``), the per-operation records are written to that parquet
-    file a batch at a time instead of being held in memory.
+    file a batch at a time instead of being held in memory. ``progress`` is called with the
+    number of operations recorded, a batch (65,536) at a time.
     """
     profile = load_profile(scenario.profile)
     engine = Engine(profile, rng=stream(scenario.seed, replicate, "disk"))
     driver = get_driver(scenario.driver.name)(scenario.driver.options, profile)
     image, candidates = build_image(scenario.image, scenario.seed, replicate)
     ops_path = Path(ops_path) if ops_path is not None and scenario.keep_ops else None
-    host = Host(driver, engine, OpRecords(ops_path, keep=scenario.keep_ops))
+    host = Host(driver, engine, OpRecords(ops_path, keep=scenario.keep_ops, progress=progress))
     workload_rng = stream(scenario.seed, replicate, "workload")
     workload = scenario.workload
     count = scenario.containers.count

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +42,22 @@ TAGS = (("point", pa.int64()), ("replicate", pa.int64()), ("driver", pa.string()
 INLINE_ROWS = 1 << 16
 
 
-def run_one(spec: dict) -> bytes:
-    """Simulate one run and pack it. A run that raises is packed as failed, with its error."""
+def run_one(spec: dict, progress_for: Callable[[dict, Any], Callable[[int], object]] | None = None) -> bytes:
+    """Simulate one run and pack it. A run that raises is packed as failed, with its error.
+    ``progress_for(spec, scenario)``, if given, is asked for a callback that counts the records of
+    a long run (one that records more than a batch) as they are made."""
     from .runner import simulate
     from .scenario import Scenario
     final = Path(spec["ops_path"]) if spec.get("ops_path") else None
     try:
         scenario = Scenario.model_validate(spec["scenario"])
-        streamed = final is not None and scenario.keep_ops and not _fits_inline(scenario)
+        long = not _fits_inline(scenario)
+        progress = progress_for(spec, scenario) if progress_for is not None and long else None
+        streamed = final is not None and scenario.keep_ops and long
         if streamed:
-            result = write_atomically(final, lambda path: simulate(scenario, spec["replicate"], ops_path=path))
+            result = write_atomically(final, lambda path: simulate(scenario, spec["replicate"], path, progress))
         else:
-            result = simulate(scenario, spec["replicate"])
+            result = simulate(scenario, spec["replicate"], progress=progress)
     except Exception as error:  # one failing run must not stop the sweep: record it
         return pack(spec, failure=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
     tag = {"point": spec["point"], "replicate": spec["replicate"], "driver": scenario.driver.name}
@@ -65,9 +69,9 @@ def run_one(spec: dict) -> bytes:
     return pack(spec, summary=result.summary, ops=ops, space=space)
 
 
-def _fits_inline(scenario) -> bool:
-    """Whether the scenario bounds its records to INLINE_ROWS (a mix by its operations, a copy-up
-    probe by its files; a trace or a mix run for a duration may make any number)."""
+def expected_records(scenario) -> int | None:
+    """At most how many records a run makes, where the scenario bounds them (a mix by its
+    operations, a copy-up probe by its files); None for a trace or a mix run for a duration."""
     from .scenario import CopyupProbe, Mix
     count = scenario.containers.count
     workload = scenario.workload
@@ -76,8 +80,14 @@ def _fits_inline(scenario) -> bool:
     elif isinstance(workload, CopyupProbe):
         work = 2 * workload.files * count
     else:
-        return False
-    return work + 2 * count + 1 <= INLINE_ROWS  # plus prepare_image, create and remove_container
+        return None
+    return work + 2 * count + 1  # plus prepare_image, create and remove_container
+
+
+def _fits_inline(scenario) -> bool:
+    """Whether the scenario bounds its records to INLINE_ROWS."""
+    expected = expected_records(scenario)
+    return expected is not None and expected <= INLINE_ROWS
 
 
 def tagged(ops: pa.Table | pa.RecordBatch, tag: dict) -> pa.Table:
@@ -168,16 +178,18 @@ class WorkerLost(CowsimError):
     exit_code = 1
 
 
-def execute(specs: list[dict], executor: str = "local", jobs: int = 1,
-            scheduler: Any = None) -> Iterator[tuple[tuple[int, int], bytes]]:
-    """((point, replicate), part) of every spec, in the order they finish."""
+def execute(specs: list[dict], executor: str = "local", jobs: int = 1, scheduler: Any = None,
+            progress_for: Callable[[dict, Any], Callable[[int], object]] | None = None,
+            ) -> Iterator[tuple[tuple[int, int], bytes]]:
+    """((point, replicate), part) of every spec, in the order they finish. Runs simulated in this
+    process report their records to ``progress_for`` (see :func:`run_one`); workers' do not."""
     if executor == "dask":
         yield from _dask(specs, jobs, scheduler)
     elif executor != "local":
         raise CowsimError(f"unknown executor {executor!r}: use {' or '.join(EXECUTORS)}")
     elif jobs <= 1 or len(specs) <= 1:
         for spec in specs:
-            yield part_key(spec), run_one(spec)
+            yield part_key(spec), run_one(spec, progress_for)
     else:
         yield from _processes(specs, jobs)
 
@@ -254,8 +266,30 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def progress_bar(total: int, initial: int, label: str, quiet: bool):
+def progress_bar(total: int | None, initial: int, label: str, quiet: bool, unit: str = "run", position: int = 0):
     from tqdm import tqdm
     # disable=None: tqdm stays quiet when stderr is not a terminal.
-    return tqdm(total=total, initial=initial, desc=label, unit="run", file=sys.stderr,
-                disable=True if quiet else None, dynamic_ncols=True, smoothing=0.05)
+    return tqdm(total=total, initial=initial, desc=label, unit=unit, file=sys.stderr, position=position,
+                leave=position == 0, disable=True if quiet else None, dynamic_ncols=True, smoothing=0.05,
+                unit_scale=unit == "op")
+
+
+class RecordsProgress:
+    """A second bar, in operations, under the bar of runs: one long run in this process can take
+    minutes, and the bar of runs would not move meanwhile. :meth:`bar_for` is ``run_one``'s
+    ``progress_for``; each long run gets its own bar, closed when the next starts or at the end."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def bar_for(self, spec: dict, scenario: Any) -> Callable[[int], object]:
+        self.close()
+        label = f"point {spec['point']} replicate {spec['replicate']}"
+        self.bar = progress_bar(expected_records(scenario), 0, label, self.quiet, unit="op", position=1)
+        return self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

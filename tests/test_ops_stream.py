@@ -76,10 +76,10 @@ def test_resume_reruns_the_runs_whose_ops_file_is_missing_or_partial(tmp_path, s
     import sim.runner
     real = sim.runner.simulate
 
-    def interrupted(scenario, replicate=0, ops_path=None):
+    def interrupted(scenario, replicate=0, ops_path=None, progress=None):
         if scenario.driver.name == "btrfs" and scenario.workload.request_size == 65536:
             raise KeyboardInterrupt  # Ctrl-C during the last point
-        return real(scenario, replicate, ops_path)
+        return real(scenario, replicate, ops_path, progress)
     monkeypatch.setattr(sim.runner, "simulate", interrupted)
     run = tmp_path / "run"
     with pytest.raises(api.RunInterrupted):
@@ -143,3 +143,35 @@ def test_dask_workers_send_their_operations_in_their_parts(tmp_path, small_batch
     assert all(pa.ipc.open_stream(b).read_all().num_rows == m["ops_rows"] > 0 for b, m in zip(stored, metas))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "run" / "ops.parquet"), expected_ops(), check_exact=True)
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_long_runs_in_this_process_count_their_records_a_batch_at_a_time(small_batches):
+    """The bar in operations under the bar of runs: each long run asks for a callback once, and
+    the batches it reports add up to its records (below the expected bound)."""
+    specs = api._specs(api.validate_source(api.read_source(MIX)))[:2]
+    counted: dict[tuple, list[int]] = {}
+
+    def progress_for(spec, scenario):
+        batches = counted.setdefault((spec["point"], spec["replicate"]), [])
+        assert sum(batches) == 0  # asked once per run
+        return batches.append
+
+    parts = dict(sweep.execute(specs, jobs=1, progress_for=progress_for))
+    assert set(counted) == set(parts)
+    for key, batches in counted.items():
+        rows = pa.ipc.open_stream(parts[key]).read_all().num_rows
+        assert len(batches) > 1 and all(n <= 40 for n in batches) and sum(batches) == rows
+
+
+def test_short_runs_ask_for_no_bar():
+    spec = api._specs(api.validate_source(api.read_source(MIX)))[0]
+    asked = []
+    sweep.run_one(spec, lambda spec, scenario: asked.append(spec))
+    assert asked == []
+
+
+def test_expected_records_bounds_a_mix_and_a_probe_and_not_a_duration():
+    scenario = next(iter(api.validate(MIX)))[1]
+    assert sweep.expected_records(scenario) == 150 + 2 * 2 + 1
+    timed = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"operations": None})})
+    assert sweep.expected_records(timed) is None

@@ -153,10 +153,10 @@ def fail_on_btrfs(monkeypatch):
     import sim.runner
     real = sim.runner.simulate
 
-    def simulate(scenario, replicate=0, ops_path=None):
+    def simulate(scenario, replicate=0, ops_path=None, progress=None):
         if scenario.driver.name == "btrfs":
             raise RuntimeError("injected failure")
-        return real(scenario, replicate, ops_path)
+        return real(scenario, replicate, ops_path, progress)
     monkeypatch.setattr(sim.runner, "simulate", simulate)
 
 
@@ -187,10 +187,10 @@ def test_a_killed_worker_keeps_finished_runs_and_resume_completes(tmp_path, monk
     real = sim.runner.simulate
     (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
 
-    def simulate(scenario, replicate=0, ops_path=None):
+    def simulate(scenario, replicate=0, ops_path=None, progress=None):
         if scenario.driver.name == "vfs" and scenario.image.file_size == 2**28:
             os._exit(9)  # the worker process dies (as if killed)
-        return real(scenario, replicate, ops_path)
+        return real(scenario, replicate, ops_path, progress)
     import multiprocessing
     if multiprocessing.get_start_method() != "fork":
         pytest.skip("needs forked workers, which inherit the patched simulate")
