@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from .image import DIR, FILE, Image, ancestors, is_below, parent_of, prefixes
 
 
+TOP = (None, False)  # ``lower_path``'s walk before the first component: no redirect, not hidden
+
+
 class FsError(Exception):
     """An operation the filesystem refuses, with its errno name (ENOENT, EXDEV, ...)."""
 
@@ -63,51 +66,75 @@ class ContainerView:
     redirects: dict[str, str] = field(default_factory=dict)  # upper dir -> lower dir it came from
     # What a driver's lookup found at each directory it walked through (``Driver.lookup``):
     # path -> (``Entry.fields()``, the driver's probe step, whether the parent was an upper
-    # directory). That derives from the state at the directory and at its ancestors, and from
-    # the flag, which lookups compare. Only two kinds of change touch that state: a directory
-    # that comes up into the upper layer (forgotten in ``_make_upper_dirs``), and rmdir and
-    # rename, which forget everything. Every other change is at a file or a missing name, so
-    # never at a directory or above one. Directories only: they are few, while the files a long
-    # run touches would grow the memo without bound.
+    # directory, the walk of ``lower_path`` after the directory (``walk_down``)). That derives
+    # from the state at the directory and at its ancestors, and from the flag, which lookups
+    # compare; the walk reads only whiteouts, upper files, redirects and opaque directories, so
+    # not even the flag. Only two kinds of change touch that state: a directory that comes up
+    # into the upper layer (forgotten in ``_make_upper_dirs``: it changes ``upper_dirs`` alone,
+    # which the walk of the directories below does not read), and rmdir and rename, which forget
+    # everything. Every other change is at a file or a missing name, so never at a directory or
+    # above one. Directories only: they are few, while the files a long run touches would grow
+    # the memo without bound. Never the root (a lookup of "" walks no component).
     lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     # -- resolving ---------------------------------------------------------------------------
     def lower_path(self, path: str) -> str | None:
         """Where ``path`` would be found in the image, or None when the upper layer hides it."""
-        whiteouts, upper_files, redirects, opaque_dirs = self.whiteouts, self.upper_files, self.redirects, self.opaque_dirs
-        mapped = None  # the deepest redirected directory on the way
-        hidden = False  # below an opaque directory, until a redirect deeper down points back into the layers
-        for prefix in prefixes(path) or ("",):
-            if prefix in whiteouts or prefix in upper_files:
-                return None
-            if prefix in redirects:
-                # an absolute redirect is followed from the layers' roots, whatever is above it
-                mapped, hidden = prefix, False
-            elif prefix in opaque_dirs and prefix != path:
-                hidden = True
-        if hidden:
+        return self.lower_below(self.walk_to_parent(path), path)
+
+    def walk_down(self, above: tuple | None, path: str, last: bool) -> tuple | None:
+        """One component of ``lower_path``'s walk: its state after ``path`` from ``above``, the
+        state after the parent (``TOP`` above a top-level name). A state is (the deepest
+        redirected directory on the way or None, whether an opaque directory hides the layers
+        there), or None once an upper file or a whiteout hides everything below. ``last``: the
+        component looked up itself, whose opacity hides only what lies below it."""
+        if above is None or path in self.whiteouts or path in self.upper_files:
             return None
-        if mapped is None:
-            return path
-        return redirects[mapped] + path[len(mapped):]
+        if path in self.redirects:
+            # an absolute redirect is followed from the layers' roots, whatever is above it (a
+            # redirect deeper down under an opaque directory points back into the layers)
+            return (path, False)
+        if not last and path in self.opaque_dirs:
+            return (above[0], True)
+        return above
+
+    def walk_to_parent(self, path: str) -> tuple | None:
+        """``lower_path``'s walk at ``path``'s parent: stored for a directory a lookup walked
+        through, otherwise walked from the top."""
+        found = self.lookups.get(parent_of(path))
+        if found is not None:
+            return found[3]
+        walk = TOP
+        for ancestor in ancestors(path):
+            walk = self.walk_down(walk, ancestor, False)
+        return walk
+
+    def lower_below(self, above: tuple | None, path: str) -> str | None:
+        """``lower_path(path)`` from ``above``, the walk at its parent: one more step."""
+        walk = self.walk_down(above, path, True)
+        if walk is None or walk[1]:
+            return None
+        mapped = walk[0]
+        return path if mapped is None else self.redirects[mapped] + path[len(mapped):]
 
     def stat(self, path: str) -> Entry | None:
         """``resolve(path)``'s entry, read off the lookups memo for a directory walked through
         (the entry, unlike the probe step, does not depend on the parent being upper)."""
         found = self.lookups.get(path)
         if found is None:
-            return self.resolve(path)[0]
+            return self.resolve(path, self.walk_to_parent(path))[0]
         return Entry(*found[0])
 
-    def resolve(self, path: str) -> tuple[Entry | None, str | None]:
-        """``stat(path)`` and ``lower_path(path)`` at once: a lookup needs both, per component."""
+    def resolve(self, path: str, above: tuple | None) -> tuple[Entry | None, str | None]:
+        """``stat(path)`` and ``lower_path(path)`` at once, from ``above``, the walk at the
+        parent (``walk_to_parent``): a lookup needs both, per component."""
         if path == "":
-            return Entry(DIR, 0, None, ""), self.lower_path(path)
+            return Entry(DIR, 0, None, ""), self.lower_below(above, path)
         if path in self.upper_files:  # then lower_path is None: the upper file hides the name
             origin = self.metacopy.get(path)
             return Entry(FILE, self.upper_files[path], None if origin is None else origin[0],
                          path if origin is None else origin[1]), None
-        lower = self.lower_path(path)
+        lower = self.lower_below(above, path)
         found = self.image.merged.get(lower) if lower is not None else None
         if path in self.upper_dirs:
             return Entry(DIR, 0, None, lower if found and found[0] == DIR else path), lower

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..fsview import ContainerView, CopyUp, Entry, FsError
+from ..fsview import TOP, ContainerView, CopyUp, Entry, FsError
 from ..image import DIR, FILE, Image, prefixes
 from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
 from ..profile import Profile
@@ -241,14 +241,16 @@ class Driver:
             return view.stat(path)
         memo, steps, upper_dirs = view.lookups, plan.steps, view.upper_dirs
         parent_upper = "" in upper_dirs
+        above = TOP  # lower_path's walk at the parent: each component is one more step of it
         for prefix in prefixes(path):
             found = memo.get(prefix)
             if found is not None and found[2] == parent_upper:  # a directory walked through before
                 steps.append(found[1])
                 if prefix == path:
                     return Entry(*found[0])
+                above = found[3]
             else:
-                entry, lower = view.resolve(prefix)
+                entry, lower = view.resolve(prefix, above)
                 step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower),
                                   self._probe_cpu())
                 steps.append(step)
@@ -258,7 +260,8 @@ class Driver:
                     raise FsError("ENOENT", prefix)
                 if entry.kind != DIR:
                     raise FsError("ENOTDIR", prefix)
-                memo[prefix] = (entry.fields(), step, parent_upper)
+                above = view.walk_down(above, prefix, False)
+                memo[prefix] = (entry.fields(), step, parent_upper, above)
             parent_upper = prefix in upper_dirs
 
     def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None) -> tuple:
