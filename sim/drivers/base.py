@@ -240,7 +240,7 @@ class Driver:
         if not path:
             return view.stat(path)
         memo, steps, upper_dirs = view.lookups, plan.steps, view.upper_dirs
-        parent_upper = "" in upper_dirs
+        parent_upper = True  # the parent has an upper directory: the upper layer's root always has
         above = TOP  # lower_path's walk at the parent: each component is one more step of it
         for prefix in prefixes(path):
             found = memo.get(prefix)
@@ -251,7 +251,7 @@ class Driver:
                 above = found[3]
             else:
                 entry, lower = view.resolve(prefix, above)
-                step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower),
+                step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower, parent_upper),
                                   self._probe_cpu())
                 steps.append(step)
                 if prefix == path:
@@ -264,9 +264,10 @@ class Driver:
                 memo[prefix] = (entry.fields(), step, parent_upper, above)
             parent_upper = prefix in upper_dirs
 
-    def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None) -> tuple:
+    def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool) -> tuple:
         """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
-        ``lower`` is ``view.lower_path(prefix)``, which union drivers probe."""
+        ``lower`` is ``view.lower_path(prefix)``, which union drivers probe, and ``parent_upper``
+        whether the parent has an upper directory (the root always has)."""
         return (("meta", self.mount_id(cid), prefix),)
 
     def _probe_cpu(self) -> float:

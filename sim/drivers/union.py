@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..image import FILE, Image, parent_of
+from ..image import FILE, Image
 from ..plan import COPY_UP, SETUP
 from .base import Driver, FsError, chunks
 
@@ -59,22 +59,18 @@ class UnionDriver(Driver):
                 memo[lower] = keys
         return keys
 
-    def probe_keys(self, cid, view, prefix, lower):
+    def probe_keys(self, cid, view, prefix, lower, parent_upper):
         """The upper directory (where the parent has one), then each lower layer top-down,
         stopping at a file, a whiteout or an opaque directory."""
-        parent = parent_of(prefix)
-        keys: tuple = ()
-        if parent == "" or parent in view.upper_dirs:
-            keys = (("meta", "upper", cid, prefix),)
-        if parent == "" and self._layer_metadata:
+        keys: tuple = (("meta", "upper", cid, prefix),) if parent_upper else ()
+        if self._layer_metadata and "/" not in prefix:
             # the first cold lookup also reads the layers' filesystem metadata (measured: a fixed
             # cost that does not grow with the layers probed)
             keys = keys + self._layer_metadata
-        stops_in_upper = prefix in view.upper_files or prefix in view.whiteouts or (
-            prefix in view.opaque_dirs and prefix not in view.redirects)
-        if not stops_in_upper:
-            if lower is not None:
-                keys = keys + self._lower_probes(view.image, lower)
+        # An upper file or a whiteout stops the walk with ``lower`` None; an opaque directory
+        # stops it too, unless it is a redirect into the layers.
+        if lower is not None and (prefix not in view.opaque_dirs or prefix in view.redirects):
+            keys = keys + self._lower_probes(view.image, lower)
         return keys
 
     def mount_id(self, cid):

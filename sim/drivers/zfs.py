@@ -36,10 +36,10 @@ class Zfs(SnapshotDriver):
             return ("lower", view.image.layer_ids[entry.layer], entry.lower_path)
         return ("data", cid, path)
 
-    def probe_keys(self, cid, view, prefix, lower):
+    def probe_keys(self, cid, view, prefix, lower, parent_upper):
         # The ARC caches the snapshot's metadata once for all its clones, until a clone changes it.
         if prefix in view.upper_files or prefix in view.upper_dirs or prefix in view.whiteouts:
-            return super().probe_keys(cid, view, prefix, lower)
+            return super().probe_keys(cid, view, prefix, lower, parent_upper)
         return (("meta", "snapshot", id(view.image), prefix),)
 
     def block_for(self, size):
