@@ -112,7 +112,7 @@ class Image:
     def _merged_and_sizes(self) -> tuple[dict[str, tuple[str, int, int]], list[int]]:
         return self._merge()
 
-    @property
+    @cached_property  # not a property: every lookup reads it, and a cached one is a plain attribute
     def merged(self) -> dict[str, tuple[str, int, int]]:
         """path -> (kind, size, index of the layer that provides it); directories have size 0."""
         return self._merged_and_sizes[0]
