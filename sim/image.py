@@ -75,16 +75,6 @@ class Layer:
         if negative:
             raise ValueError(f"layer {self.name}: file {negative[0]!r} has a negative size")
 
-    def kind(self, path: str) -> str | None:
-        """``file``, ``dir``, ``whiteout`` or None for a path of this layer's own tree."""
-        if path in self.files:
-            return FILE
-        if path in self.dirs or path == "":
-            return DIR
-        if path in self.whiteouts:
-            return "whiteout"
-        return None
-
     @property
     def size(self) -> int:
         """Bytes the layer holds: every file's, a hard link's data once."""
@@ -200,10 +190,9 @@ class Image:
             if parent and parent not in layer.dirs:
                 continue
             probed.append(index)
-            kind = layer.kind(path)
-            if kind in (FILE, "whiteout") or path in layer.opaque_dirs:
-                break
-            if parent in layer.opaque_dirs:
+            # a file, or a whiteout (a directory of the layer wins over a whiteout of the name)
+            if path in layer.files or (path in layer.whiteouts and path not in layer.dirs) \
+                    or path in layer.opaque_dirs or parent in layer.opaque_dirs:
                 break
         result = tuple(probed)
         if path in self.merged:  # names the image lacks (new files) are probed once: not kept
