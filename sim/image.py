@@ -96,7 +96,9 @@ class Image:
         # Layers are identified by content-independent ids so that images sharing a layer
         # object share cache keys for it.
         self.layer_ids = [id(layer) for layer in layers]
-        self._probe_memo: dict[str, tuple[int, ...]] = {}
+        self._probe_memo: dict[str, tuple[int, ...]] = {}  # probe_layers of a name in the merged view
+        # probe_layers of a name no layer holds, by its parent directory (bounded by directories)
+        self._absent_name_probes: dict[str, tuple[int, ...]] = {}
 
     @cached_property
     def _merged_and_sizes(self) -> tuple[dict[str, tuple[str, int, int]], list[int]]:
@@ -184,6 +186,18 @@ class Image:
         if memo is not None:
             return memo
         parent = parent_of(path)
+        if path not in self.merged and path not in self._hidden_names:
+            # A name no layer holds (a new file): what is probed depends on the parent alone.
+            memo = self._absent_name_probes.get(parent)
+            if memo is None:
+                memo = self._absent_name_probes[parent] = self._probe(path, parent)
+            return memo
+        result = self._probe(path, parent)
+        if path in self.merged:  # a hidden name (whited out, under an opaque directory) is rare
+            self._probe_memo[path] = result
+        return result
+
+    def _probe(self, path: str, parent: str) -> tuple[int, ...]:
         probed: list[int] = []
         for index in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[index]
@@ -194,10 +208,16 @@ class Image:
             if path in layer.files or (path in layer.whiteouts and path not in layer.dirs) \
                     or path in layer.opaque_dirs or parent in layer.opaque_dirs:
                 break
-        result = tuple(probed)
-        if path in self.merged:  # names the image lacks (new files) are probed once: not kept
-            self._probe_memo[path] = result
-        return result
+        return tuple(probed)
+
+    @cached_property
+    def _hidden_names(self) -> frozenset[str]:
+        """Names some layer holds that the merged view lacks: whited out, or below a whited-out
+        or opaque directory (few, unlike the names every layer holds)."""
+        merged = self.merged
+        return frozenset(path for layer in self.layers
+                         for names in (layer.files, layer.dirs, layer.whiteouts, layer.opaque_dirs)
+                         for path in names if path not in merged)
 
     def history(self) -> list[dict]:
         """A ``docker history``-like listing, top layer first."""
