@@ -70,6 +70,7 @@ class Driver:
         self.options = options if isinstance(options, BaseModel) else self.Options.model_validate(options or {})
         self.profile = profile or load_profile()
         self.costs = self.profile.costs
+        self.probe_cpu = self.costs.layer_probe  # seconds per layer a lookup probes
         self.views: dict[int, ContainerView] = {}
         self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
         self.images: dict[int, Image] = {}
@@ -252,7 +253,7 @@ class Driver:
             else:
                 entry, lower = view.resolve(prefix, above)
                 step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower, parent_upper),
-                                  self._probe_cpu())
+                                  self.probe_cpu)
                 steps.append(step)
                 if prefix == path:
                     return entry
@@ -269,9 +270,6 @@ class Driver:
         ``lower`` is ``view.lower_path(prefix)``, which union drivers probe, and ``parent_upper``
         whether the parent has an upper directory (the root always has)."""
         return (("meta", self.mount_id(cid), prefix),)
-
-    def _probe_cpu(self) -> float:
-        return self.costs.layer_probe
 
     def mount_id(self, cid: int):
         return ("ctr", cid)

@@ -35,6 +35,7 @@ class UnionDriver(Driver):
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
+        self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
         self._probe_memo: dict[int, dict[str, tuple]] = {}  # per image: lower path -> probe keys
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
@@ -42,9 +43,6 @@ class UnionDriver(Driver):
         self._cloned: dict[int, dict[str, int]] = {}
 
     # -- lookups -------------------------------------------------------------------------------
-    def _probe_cpu(self) -> float:
-        return self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
-
     def _lower_probes(self, image: Image, lower: str) -> tuple:
         memo = self._probe_memo.get(id(image))
         if memo is None:
