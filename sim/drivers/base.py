@@ -70,6 +70,8 @@ class Driver:
         self.options = options if isinstance(options, BaseModel) else self.Options.model_validate(options or {})
         self.profile = profile or load_profile()
         self.costs = self.profile.costs
+        # Costs that are the same for every operation, computed once (drivers adjust them)
+        self.per_op_cpu = self.costs.syscall  # seconds of every operation: the system call
         self.probe_cpu = self.costs.layer_probe  # seconds per layer a lookup probes
         self.views: dict[int, ContainerView] = {}
         self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
@@ -125,7 +127,7 @@ class Driver:
     def apply(self, cid: int, op: Op) -> Plan:
         """The plan of one operation; a refused operation carries its errno in ``plan.error``."""
         plan = Plan()
-        plan.cpu(LOOKUP, self._per_op_cpu())
+        plan.cpu(LOOKUP, self.per_op_cpu)
         view = self.views[cid]
         try:
             self._operations[op.kind](plan, cid, view, op)
@@ -276,9 +278,6 @@ class Driver:
 
     def data_key(self, cid: int, view: ContainerView, path: str, entry) -> tuple:
         return ("data", cid, path)
-
-    def _per_op_cpu(self) -> float:
-        return self.costs.syscall
 
     def _transfer_cpu(self, nbytes: int) -> float:
         return 0.0

@@ -35,6 +35,7 @@ class UnionDriver(Driver):
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
+        self.per_op_cpu = self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
         self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
         self._probe_memo: dict[int, dict[str, tuple]] = {}  # per image: lower path -> probe keys
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
@@ -83,9 +84,6 @@ class UnionDriver(Driver):
         if path in view.upper_files and path not in view.metacopy:
             return ("upper", cid, path)
         return self._lower_key(cid, view.image, entry.layer, entry.lower_path)
-
-    def _per_op_cpu(self) -> float:
-        return self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
 
     def _transfer_cpu(self, nbytes: int) -> float:
         return nbytes / self.costs.fuse_bandwidth if self.fuse else 0.0
