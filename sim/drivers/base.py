@@ -74,6 +74,7 @@ class Driver:
         self.per_op_cpu = self.costs.syscall  # seconds of every operation: the system call
         self.probe_cpu = self.costs.layer_probe  # seconds per layer a lookup probes
         self.views: dict[int, ContainerView] = {}
+        self.mounts: dict[int, object] = {}  # per container: its mount_id, built once (every dentry key holds it)
         self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
         self.images: dict[int, Image] = {}
 
@@ -104,6 +105,7 @@ class Driver:
         self.check_layers(len(image.layers))
         self.views[cid] = ContainerView(image, redirect_dir=getattr(self.options, "redirect_dir", False))
         self.images[cid] = image
+        self.mounts[cid] = self.mount_id(cid)
         plan = Plan()
         self._container_created(plan, cid, image)
         return plan
@@ -115,6 +117,7 @@ class Driver:
         plan = Plan()
         view = self.views.pop(cid)
         self.images.pop(cid)
+        self.mounts.pop(cid)
         entries = len(view.upper_files) + len(view.upper_dirs) + len(view.whiteouts)
         plan.cpu(SETUP, entries * self.costs.metadata_update + self.costs.layer_create)
         self._container_removed(plan, cid, view)
@@ -254,7 +257,7 @@ class Driver:
                 above = found[3]
             else:
                 entry, lower = view.resolve(prefix, above)
-                step = probe_step(LOOKUP, (self.mount_id(cid), prefix), self.probe_keys(cid, view, prefix, lower, parent_upper),
+                step = probe_step(LOOKUP, (self.mounts[cid], prefix), self.probe_keys(cid, view, prefix, lower, parent_upper),
                                   self.probe_cpu)
                 steps.append(step)
                 if prefix == path:
@@ -271,7 +274,7 @@ class Driver:
         """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
         ``lower`` is ``view.lower_path(prefix)``, which union drivers probe, and ``parent_upper``
         whether the parent has an upper directory (the root always has)."""
-        return (("meta", self.mount_id(cid), prefix),)
+        return (("meta", self.mounts[cid], prefix),)
 
     def mount_id(self, cid: int):
         return ("ctr", cid)
