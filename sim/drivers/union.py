@@ -38,24 +38,21 @@ class UnionDriver(Driver):
         self.per_op_cpu = self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
         self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
         self._probe_memo: dict[int, dict[str, tuple]] = {}  # per image: lower path -> probe keys
+        self._image_probes: dict[int, dict[str, tuple]] = {}  # per container: its image's
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
         # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
         self._cloned: dict[int, dict[str, int]] = {}
 
     # -- lookups -------------------------------------------------------------------------------
-    def _lower_probes(self, image: Image, lower: str) -> tuple:
-        memo = self._probe_memo.get(id(image))
-        if memo is None:
-            memo = self._probe_memo[id(image)] = {}
-        keys = memo.get(lower)
-        if keys is None:
-            if self.single_lower:
-                keys = (("meta", "flat", image.layer_ids[-1], lower),)
-            else:
-                keys = tuple(("meta", image.layer_ids[i], lower) for i in image.probe_layers(lower))
-            if lower in image.merged:  # a name the image lacks (a new file) is rarely probed again
-                memo[lower] = keys
+    def _lower_probes(self, memo: dict[str, tuple], image: Image, lower: str) -> tuple:
+        """The probe keys of ``lower`` in the image's layers, not yet in the image's ``memo``."""
+        if self.single_lower:
+            keys = (("meta", "flat", image.layer_ids[-1], lower),)
+        else:
+            keys = tuple(("meta", image.layer_ids[i], lower) for i in image.probe_layers(lower))
+        if lower in image.merged:  # a name the image lacks (a new file) is rarely probed again
+            memo[lower] = keys
         return keys
 
     def probe_keys(self, cid, view, prefix, lower, parent_upper):
@@ -69,7 +66,9 @@ class UnionDriver(Driver):
         # An upper file or a whiteout stops the walk with ``lower`` None; an opaque directory
         # stops it too, unless it is a redirect into the layers.
         if lower is not None and (prefix not in view.opaque_dirs or prefix in view.redirects):
-            keys = keys + self._lower_probes(view.image, lower)
+            memo = self._image_probes[cid]
+            lower_keys = memo.get(lower)
+            keys = keys + (lower_keys if lower_keys is not None else self._lower_probes(memo, view.image, lower))
         return keys
 
     def mount_id(self, cid):
@@ -147,6 +146,7 @@ class UnionDriver(Driver):
 
     def _container_removed(self, plan, cid, view):
         self._cloned.pop(cid, None)
+        self._image_probes.pop(cid)
 
     # -- disk usage ----------------------------------------------------------------------------
     def container_real_bytes(self, cid):
@@ -157,6 +157,7 @@ class UnionDriver(Driver):
         return view.upper_bytes - shared
 
     def _container_created(self, plan, cid, image):
+        self._image_probes[cid] = self._probe_memo.setdefault(id(image), {})
         plan.cpu(SETUP, (1 + self.mount_extra_layers) * self.costs.layer_create)
         if self._upper_metadata:  # just written by the mkdirs of the container's layers
             plan.cached(SETUP, (("upper-metadata",),) + self._upper_metadata)
