@@ -219,10 +219,12 @@ LOOKED_UP = sorted({p for path in PATHS for p in prefixes(path)} | {"", "a/c/g/z
 @example(ops=[("mkdir", "n", 0), ("rename", "n", "a/n")])
 @example(ops=[("chmod", "a/c", 0), ("stat", "a/c/g", 0)])
 @example(ops=[("write", "a/c/g", 1), ("rename", "a/c/g", "b/n")])
+@example(ops=[("unlink", "a/c/g", 0), ("unlink", "a/c/k", 0), ("rmdir", "a/c", 0), ("mkdir", "a/c", 0)])
 def test_memoised_lookups_equal_fresh_ones(driver, options, ops):
     """Each view memoises what lookups find at the directories they walk through
-    (``ContainerView.lookups``); after any operations, a lookup and a stat through it equal
-    those computed from scratch."""
+    (``ContainerView.lookups``); after any operations, a lookup, a stat and a lower path
+    through it equal those computed from scratch, and so does each stored walk of
+    ``lower_path`` (the last example makes an opaque directory over a lower one)."""
     model = get_driver(driver)(options, load_profile("ssd"))
     model.create_container(0, small_image())
     view = model.views[0]
@@ -231,5 +233,52 @@ def test_memoised_lookups_equal_fresh_ones(driver, options, ops):
         for looked_up in LOOKED_UP:  # fills the memo, so that the next operations must update it
             fresh = dataclasses.replace(view, lookups={})
             assert _lookup(model, view, looked_up) == _lookup(model, fresh, looked_up), (kind, path, looked_up)
+        fresh = dataclasses.replace(view, lookups={})
+        for looked_up in LOOKED_UP:
             assert view.stat(looked_up) == fresh.stat(looked_up), looked_up
+            assert view.lower_path(looked_up) == fresh.lower_path(looked_up), looked_up
+        for directory, (_entry, _step, _parent_upper, walk) in view.lookups.items():
+            assert walk == fresh.walk_down(fresh.walk_to_parent(directory), directory, False), directory
 
+
+
+LEAF_NAMES = ["a/f", "a/b/g", "c/h", "i"]
+DIR_NAMES = ["a", "a/b", "c"]
+ABSENT_NAMES = ["n", "a/n", "a/b/n", "c/n", "x/n"]  # in no layer: new files, the common negative lookup
+LAYER_ROLES = st.fixed_dictionaries({**{name: st.sampled_from([None, FILE, "whiteout"]) for name in LEAF_NAMES},
+                                     **{name: st.sampled_from([None, DIR, "opaque", "whiteout"]) for name in DIR_NAMES}})
+
+
+def layer_of(index, roles):
+    """A layer holding each name in its role (a whited-out directory holds nothing below it)."""
+    gone = [name for name, role in roles.items() if role == "whiteout" and name in DIR_NAMES]
+    roles = {name: role for name, role in roles.items() if not any(name != g and is_below(name, g) for g in gone)}
+    return Layer(f"l{index}", files={n: 1 for n, r in roles.items() if r == FILE},
+                 dirs={n for n, r in roles.items() if r == DIR}, whiteouts={n for n, r in roles.items() if r == "whiteout"},
+                 opaque_dirs={n for n, r in roles.items() if r == "opaque"})
+
+
+def walked_layers(layers, path):
+    """``Image.probe_layers`` written plainly: top-down, each layer holding the parent, down to
+    a file, a whiteout or an opaque directory."""
+    parent, probed = parent_of(path), []
+    for index in range(len(layers) - 1, -1, -1):
+        layer = layers[index]
+        if parent and parent not in layer.dirs:
+            continue
+        probed.append(index)
+        kind = FILE if path in layer.files else DIR if path in layer.dirs else "whiteout" if path in layer.whiteouts else None
+        if kind in (FILE, "whiteout") or path in layer.opaque_dirs or parent in layer.opaque_dirs:
+            break
+    return tuple(probed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(roles=st.lists(LAYER_ROLES, min_size=1, max_size=4), order=st.permutations(LEAF_NAMES + DIR_NAMES + ABSENT_NAMES))
+def test_probe_layers_are_the_layer_walk(roles, order):
+    """``probe_layers`` memoises a merged name's layers, and a name no layer holds by its
+    parent (the same for every such name there); in any order of lookups, each answer is
+    still the plain walk's."""
+    image = Image("random", [layer_of(index, layer_roles) for index, layer_roles in enumerate(roles)])
+    for path in order + order:  # the second time through, from the memos
+        assert image.probe_layers(path) == walked_layers(image.layers, path), path
