@@ -37,7 +37,8 @@ class UnionDriver(Driver):
         super().__init__(options, profile)
         self.per_op_cpu = self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
         self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
-        self._probe_memo: dict[int, dict[str, tuple]] = {}  # per image: lower path -> probe keys
+        # per image (the object: an id could be reused by a later image): lower path -> probe keys
+        self._probe_memo: dict[Image, dict[str, tuple]] = {}
         self._image_probes: dict[int, dict[str, tuple]] = {}  # per container: its image's
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
@@ -157,7 +158,7 @@ class UnionDriver(Driver):
         return view.upper_bytes - shared
 
     def _container_created(self, plan, cid, image):
-        self._image_probes[cid] = self._probe_memo.setdefault(id(image), {})
+        self._image_probes[cid] = self._probe_memo.setdefault(image, {})
         plan.cpu(SETUP, (1 + self.mount_extra_layers) * self.costs.layer_create)
         if self._upper_metadata:  # just written by the mkdirs of the container's layers
             plan.cached(SETUP, (("upper-metadata",),) + self._upper_metadata)
