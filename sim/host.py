@@ -28,6 +28,9 @@ class Container:
     image: Image
     mounts: list[Mount] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.label = str(self.cid)  # the records' ``container`` column, made once rather than per operation
+
 
 class Host:
     def __init__(self, driver: Driver, engine: Engine, records: OpRecords | None = None):
@@ -41,11 +44,12 @@ class Host:
         self.images: dict[str, Image] = {}
 
     # -- running plans -------------------------------------------------------------------------
-    def execute(self, container, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
+    def execute(self, label: str, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
+        """Run ``plan`` and record it; ``label`` is the record's container column ("host" for the image)."""
         result = OpResult()
         start = self.env.now
         yield from self.engine.execute(plan, result)
-        self.records.add(str(container), worker, op_name, path, nbytes, start, self.env.now, plan, result)
+        self.records.add(label, worker, op_name, path, nbytes, start, self.env.now, plan, result)
         return plan
 
     def prepare_image(self, image: Image):
@@ -65,12 +69,12 @@ class Host:
                 volume_image, nbytes = self.volume_fs.create_volume(("vol", mount.volume), relative)
                 self.volumes[mount.volume] = volume_image
                 self.volume_fs._full_copy(plan, nbytes, len(relative))
-        yield from self.execute(cid, 0, "create_container", "", 0, plan)
+        yield from self.execute(container.label, 0, "create_container", "", 0, plan)
 
     def remove_container(self, cid: int):
         plan = self.driver.remove_container(cid)
-        self.containers.pop(cid)
-        yield from self.execute(cid, 0, "remove_container", "", 0, plan)
+        container = self.containers.pop(cid)
+        yield from self.execute(container.label, 0, "remove_container", "", 0, plan)
 
     def route(self, container: Container, path: str) -> tuple[Driver, object, str] | None:
         for mount in container.mounts:
@@ -92,8 +96,15 @@ class Host:
         return fs.apply(key, Op(op.kind, relative, op.offset, op.nbytes, target, op.sync))
 
     def run_op(self, cid: int, worker: int, op: Op, name: str | None = None):
-        plan = self.plan(cid, op)
-        return (yield from self.execute(cid, worker, name or op.kind, op.path, op.nbytes, plan))
+        """Plan ``op`` now and return the process body that executes and records it.
+
+        Not a generator itself: ``yield from host.run_op(...)`` plans exactly when a generator
+        would (at once), one generator level fewer per operation. A body that must plan when its
+        own process starts, not when it is created, wraps this in a generator
+        (``workloads.mix_arrivals``).
+        """
+        return self.execute(self.containers[cid].label, worker, name or op.kind, op.path, op.nbytes,
+                            self.plan(cid, op))
 
     # -- disk usage ----------------------------------------------------------------------------
     def container_space(self, cid: int) -> dict:
