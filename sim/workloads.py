@@ -44,9 +44,13 @@ class MixState:
         self.dirs = sorted({parent_of(p) for p in image_files}) or [""]
         self.rank_cdf = self._zipf_cdf(len(self.ranked)) if spec.file_choice == "zipf" and self.ranked else None
 
-    def _zipf_cdf(self, count: int) -> np.ndarray:
+    def _zipf_cdf(self, count: int) -> list[float]:
         weights = 1.0 / np.arange(1, count + 1) ** self.spec.zipf_s
-        return np.cumsum(weights / weights.sum()).tolist()
+        cdf = np.cumsum(weights / weights.sum()).tolist()
+        # Exactly 1.0 at the end (the sum may round either way), so that bisecting any draw in
+        # [0, 1) gives a rank: the last one where the rounded sum fell short of the draw.
+        cdf[-1] = 1.0
+        return cdf
 
 
 class MixStream:
@@ -70,27 +74,31 @@ class MixStream:
         self.volume_dirs = volume_dirs
         self.gone: set[str] = set()  # image files deleted or renamed away
         self.counter = 0
+        self.duration = state.spec.duration
 
     def _pick_image_file(self) -> str | None:
         state = self.state
         pool = state.ranked
-        if self.created and (not pool or self.rng.random() < len(self.created) / (len(pool) + len(self.created))):
-            return self.created[int(self.rng.integers(len(self.created)))]
+        created = self.created
+        rng = self.rng
+        if created and (not pool or rng.random() < len(created) / (len(pool) + len(created))):
+            return created[int(rng.integers(len(created)))]
+        rank_cdf = state.rank_cdf
+        gone = self.gone
         for _attempt in range(8):
             if not pool:
                 return None
-            if state.rank_cdf is not None:
-                index = bisect_right(state.rank_cdf, self.rng.random())
-                path = pool[min(index, len(pool) - 1)]
+            if rank_cdf is not None:
+                path = pool[bisect_right(rank_cdf, rng.random())]
             else:
-                path = pool[int(self.rng.integers(len(pool)))]
-            if path not in self.gone:
+                path = pool[int(rng.integers(len(pool)))]
+            if path not in gone:
                 return path
         return path  # the hottest files are all gone: let the model answer ENOENT
 
     def take(self, now: float) -> bool:
         """Whether another operation may start now (budget and duration)."""
-        duration = self.state.spec.duration
+        duration = self.duration
         if duration is not None and now >= duration:
             return False
         if self.budget is None:
@@ -112,9 +120,6 @@ class MixStream:
                 return path
         return path
 
-    def _on_volume(self) -> bool:
-        return bool(self.volume_dirs) and self.rng.random() < self.state.spec.volume_fraction
-
     def _forget(self, path: str, replacement: str | None = None) -> None:
         for pool in (self.created, self.volume_files):
             if path in pool:
@@ -128,19 +133,22 @@ class MixStream:
             self.created.append(replacement)
 
     def next_op(self) -> Op | None:
-        spec = self.state.spec
-        kind = self.state.op_names[bisect_right(self.state.op_cdf, self.rng.random())]
-        on_volume = self._on_volume()
+        state = self.state
+        spec = state.spec
+        rng = self.rng
+        kind = state.op_names[bisect_right(state.op_cdf, rng.random())]
+        # Where the operation goes is drawn only when there are volumes.
+        on_volume = bool(self.volume_dirs) and rng.random() < spec.volume_fraction
         self.counter += 1
         if kind == "create":
-            dirs = self.volume_dirs if on_volume else self.state.dirs
-            parent = dirs[int(self.rng.integers(len(dirs)))]
+            dirs = self.volume_dirs if on_volume else state.dirs
+            parent = dirs[int(rng.integers(len(dirs)))]
             name = f"c{self.cid}w{self.worker}n{self.counter}"
             path = f"{parent}/{name}" if parent else name
             (self.volume_files if on_volume else self.created).append(path)
             return Op("create", path, 0, spec.create_size, sync=spec.fsync)
         if on_volume and self.volume_files:
-            path = self.volume_files[int(self.rng.integers(len(self.volume_files)))]
+            path = self.volume_files[int(rng.integers(len(self.volume_files)))]
         elif kind in ("delete", "rename"):
             path = self._pick_for_removal()
         else:
@@ -158,19 +166,21 @@ class MixStream:
             return Op(kind, path)
         if kind == "truncate":
             return Op("truncate", path, nbytes=0)
-        # Reads and writes address the file's first request_size bytes; appends grow it.
-        return Op(kind, path, 0, spec.request_size, sync=spec.fsync and kind != "read")
+        # Reads and writes address the file's first request_size bytes; appends grow it. (The most
+        # common Op, built from positional arguments: a keyword makes the call a third dearer.)
+        return Op(kind, path, 0, spec.request_size, "", spec.fsync and kind != "read")
 
 
 def mix_worker(host: Host, stream: MixStream):
     """Closed loop: one operation after another, with an optional think time between."""
     env = host.env
     think = stream.state.spec.think_time
+    cid, worker = stream.cid, stream.worker
     while stream.take(env.now):
         op = stream.next_op()
         if op is None:
             return
-        yield from host.run_op(stream.cid, stream.worker, op)
+        yield from host.run_op(cid, worker, op)
         if think:
             yield env.timeout(think)
 
