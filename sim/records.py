@@ -1,4 +1,5 @@
-"""Per-operation records: one tuple per operation, turned into columns a batch at a time.
+"""Per-operation records: each operation's texts kept in a list and its numbers packed as bytes
+(int64 and float64, as the columns hold them), turned into columns a batch at a time.
 
 A batch either stays in memory (``frame()`` gives the whole table) or, when the records have a
 ``path``, is written to that parquet file as one row group and dropped, so a run of any length
@@ -7,6 +8,7 @@ that a run's summary needs, so the summary never needs the rows.
 """
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +24,15 @@ from .plan import Plan
 OP_COLUMNS = ("container", "worker", "op", "path", "bytes", "start_s", "latency_s", "lookup_s", "copy_up_s",
               "data_s", "fsync_s", "setup_s", "copy_ups", "copy_up_bytes", "cache_hit_bytes",
               "cache_miss_bytes", "dentry_hits", "dentry_misses", "error")
+# The order in which OpRecords.add keeps an operation's values: its texts, then its numbers.
 _STRING = ("container", "op", "path", "error")
+_INT = ("worker", "bytes", "copy_ups", "copy_up_bytes", "cache_hit_bytes", "cache_miss_bytes", "dentry_hits",
+        "dentry_misses")
 _FLOAT = ("start_s", "latency_s", "lookup_s", "copy_up_s", "data_s", "fsync_s", "setup_s")
 OP_SCHEMA = pa.schema([(name, pa.string() if name in _STRING else pa.float64() if name in _FLOAT else pa.int64())
                        for name in OP_COLUMNS])
-ROW_TYPE = pa.struct(list(OP_SCHEMA))
+_PACKED = struct.Struct("<" + "q" * len(_INT) + "d" * len(_FLOAT))  # one operation's numbers
+_PACKED_ROW = np.dtype([(name, "<i8") for name in _INT] + [(name, "<f8") for name in _FLOAT])
 SETUP_OPS = ("prepare_image", "create_container", "remove_container")
 SETUP_VALUES = pa.array(SETUP_OPS)
 BATCH_ROWS = 1 << 16
@@ -89,7 +95,6 @@ class OpRecords:
 
     def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int | None = None,
                  progress: Callable[[int], object] | None = None) -> None:
-        self.rows: list[tuple] = []
         self.progress = progress
         self.batch_rows = batch_rows or BATCH_ROWS
         self.keep = keep
@@ -98,26 +103,37 @@ class OpRecords:
         self.count = 0
         self._batches: list[pa.RecordBatch] = []  # kept in memory when there is no path
         self._writer: pq.ParquetWriter | None = None
+        self._start_batch()
+
+    def _start_batch(self) -> None:
+        # Packing the numbers as each operation ends costs less than converting a batch of Python
+        # values to Arrow, and leaves no tuple per row alive for the garbage collector to walk.
+        self._strings: list[str] = []
+        self._numbers = bytearray()
 
     def add(self, container: str, worker: int, op: str, path: str, nbytes: int, start: float, end: float,
             plan: Plan, result: OpResult) -> None:
         phase = result.phase_s
-        rows = self.rows
-        rows.append((container, worker, op, path, nbytes, start, end - start, phase[0], phase[1], phase[2],
-                     phase[3], phase[4], plan.copy_ups, plan.copy_up_bytes, result.hit_bytes, result.miss_bytes,
-                     result.dentry_hits, result.dentry_misses, plan.error))
-        if len(rows) >= self.batch_rows:
+        strings = self._strings
+        strings.extend((container, op, path, plan.error))
+        self._numbers += _PACKED.pack(worker, nbytes, plan.copy_ups, plan.copy_up_bytes, result.hit_bytes,
+                                      result.miss_bytes, result.dentry_hits, result.dentry_misses,
+                                      start, end - start, phase[0], phase[1], phase[2], phase[3], phase[4])
+        if len(strings) >= len(_STRING) * self.batch_rows:
             self.flush()
 
     def flush(self) -> None:
         """Turn the pending rows into a batch: fold it into the totals, then keep or write it."""
-        if not self.rows:
+        strings = self._strings
+        if not strings:
             return
-        # One conversion of the row tuples as a struct array: several times faster than
-        # transposing them into columns in Python first.
-        batch = pa.RecordBatch.from_struct_array(pa.array(self.rows, type=ROW_TYPE))
-        self.count += len(self.rows)
-        self.rows = []
+        rows = len(strings) // len(_STRING)
+        columns = {name: pa.array(strings[i::len(_STRING)], pa.string()) for i, name in enumerate(_STRING)}
+        numbers = np.frombuffer(self._numbers, dtype=_PACKED_ROW)
+        columns.update((name, pa.array(numbers[name])) for name in _INT + _FLOAT)
+        batch = pa.RecordBatch.from_arrays([columns[name] for name in OP_COLUMNS], schema=OP_SCHEMA)
+        self.count += rows
+        self._start_batch()
         self.totals.fold(batch)
         if self.progress is not None:
             self.progress(batch.num_rows)
@@ -143,7 +159,7 @@ class OpRecords:
                 self._writer = None
 
     def __len__(self) -> int:
-        return self.count + len(self.rows)
+        return self.count + len(self._strings) // len(_STRING)
 
     def table(self) -> pa.Table:
         """Every operation so far as an Arrow table (streamed records are read back from their file)."""
