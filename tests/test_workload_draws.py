@@ -1,0 +1,106 @@
+"""The per-operation shortcuts around the model keep its inputs the same: the workload's random
+draws, the moment an open-loop operation is planned, and what the records hold."""
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim import host as host_module
+from sim.engine import Environment, OpResult
+from sim.plan import Plan
+from sim.records import OP_COLUMNS, OpRecords
+from sim.runner import simulate
+from sim.scenario import Mix, Scenario
+from sim.workloads import MixState, uniform_draws
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**63 - 1),
+       calls=st.lists(st.one_of(st.none(), st.integers(1, 2**40)), min_size=1, max_size=60))
+def test_uniform_draws_are_rng_random_interleaved_with_other_methods(seed, calls):
+    """None draws a uniform, n an integer below n (the bit generator's 32-bit buffer included):
+    the same values, whichever way the uniforms are drawn."""
+    expected_rng, rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    random = uniform_draws(rng)
+    for n in calls:
+        if n is None:
+            assert random() == expected_rng.random()
+        else:
+            assert rng.integers(n) == expected_rng.integers(n)
+    assert rng.bit_generator.state == expected_rng.bit_generator.state
+
+
+@given(count=st.integers(1, 50_000), zipf_s=st.floats(0.5, 3.0),
+       draws=st.lists(st.one_of(st.floats(0.0, 1.0, exclude_max=True),
+                                st.sampled_from([0.0, 0.5, 1.0 - 2**-53, 1.0 - 2**-52])), min_size=1))
+def test_zipf_ranks_are_the_clipped_bisection_of_the_rounded_cdf(count, zipf_s, draws):
+    """The CDF ends at exactly 1.0 instead of each index being clipped: the same ranks."""
+    files = [f"f{i}" for i in range(count)]
+    state = MixState(Mix(ops={"read": 1}, file_choice="zipf", zipf_s=zipf_s, operations=1), files,
+                     np.random.default_rng(0))
+    weights = 1.0 / np.arange(1, count + 1) ** zipf_s
+    rounded = np.cumsum(weights / weights.sum()).tolist()
+    assert state.rank_cdf[:-1] == rounded[:-1] and state.rank_cdf[-1] == 1.0
+    for u in draws:
+        assert bisect_right(state.rank_cdf, u) == min(bisect_right(rounded, u), count - 1)
+
+
+def test_open_loop_operations_are_planned_when_their_process_starts(monkeypatch):
+    """Host.run_op plans at the call; an arrival's process must still plan when SimPy first runs
+    it, not in the arrivals process that created it."""
+    planned_in = []
+    arrivals = []
+    plan = host_module.Host.plan
+
+    def recording_plan(self, cid, op):
+        planned_in.append(self.env.active_process)
+        return plan(self, cid, op)
+
+    original_process = Environment.process
+
+    def spying_process(env, generator):
+        created = original_process(env, generator)
+        if generator.__name__ == "mix_arrivals":
+            arrivals.append(created)
+        return created
+
+    monkeypatch.setattr(host_module.Host, "plan", recording_plan)
+    monkeypatch.setattr(Environment, "process", spying_process)
+    scenario = Scenario.model_validate({
+        "name": "open", "seed": 3, "containers": {"count": 2},
+        "image": {"layers": 2, "files_per_layer": 30, "dir_depth": 2},
+        "workload": {"mode": "open", "arrival_rate": 5000, "duration": 0.02}})
+    assert simulate(scenario).summary["ops"] > 20
+    assert len(arrivals) == 2 and planned_in
+    assert not any(active in arrivals for active in planned_in)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.lists(st.tuples(
+    st.text(max_size=4), st.integers(-2**63, 2**63 - 1), st.text(max_size=6), st.text(max_size=12),
+    st.integers(0, 2**62), st.floats(allow_nan=False, allow_infinity=False), st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=5, max_size=5),
+    st.lists(st.integers(0, 2**62), min_size=6, max_size=6), st.sampled_from(["", "ENOENT", "EXDEV"])),
+    max_size=40), batch_rows=st.integers(1, 9))
+def test_records_hold_every_value_in_its_column(rows, batch_rows):
+    """Whatever the batch size, each value added comes back in its own column, exactly."""
+    records = OpRecords(batch_rows=batch_rows)
+    expected = []
+    for container, worker, op, path, nbytes, start, end, phases, counts, error in rows:
+        plan, result = Plan(), OpResult()
+        plan.copy_ups, plan.copy_up_bytes, plan.error = counts[0], counts[1], error
+        result.phase_s = list(phases)
+        result.hit_bytes, result.miss_bytes, result.dentry_hits, result.dentry_misses = counts[2:]
+        records.add(container, worker, op, path, nbytes, start, end, plan, result)
+        expected.append((container, worker, op, path, nbytes, start, end - start, *phases, *counts, error))
+    assert len(records) == len(rows)
+    table = records.frame()
+    pd.testing.assert_frame_equal(table, pd.DataFrame(expected, columns=list(OP_COLUMNS)).astype(table.dtypes),
+                                  check_exact=True)
+    assert all(math.copysign(1, a) == math.copysign(1, b)  # negative zeros stay negative
+               for a, b in zip(table["start_s"], (row[5] for row in rows)))
