@@ -159,7 +159,10 @@ class ContainerView:
     def _require_parent_dir(self, path: str) -> None:
         """Path resolution walks every ancestor: the first missing one is ENOENT, the first that
         is not a directory ENOTDIR (``a/b/c`` with ``a`` a file is ENOTDIR, as in namei)."""
+        lookups = self.lookups
         for ancestor in ancestors(path):
+            if ancestor in lookups:  # a directory a lookup walked through (the memo holds no other)
+                continue
             up = self.stat(ancestor)
             if up is None:
                 raise FsError("ENOENT", ancestor)
