@@ -84,8 +84,6 @@ class Host:
 
     def plan(self, cid: int, op: Op) -> Plan:
         container = self.containers[cid]
-        if not container.mounts:  # the common case: every path is the driver's
-            return self.driver.apply(cid, op)
         routed = self.route(container, op.path)
         if op.kind == "rename" and (routed is None) != (self.route(container, op.target) is None):
             plan = Plan()
