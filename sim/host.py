@@ -101,7 +101,7 @@ class Host:
         Not a generator itself: ``yield from host.run_op(...)`` plans exactly when a generator
         would (at once), one generator level fewer per operation. A body that must plan when its
         own process starts, not when it is created, wraps this in a generator
-        (``workloads.mix_arrivals``).
+        (``workloads._arrived_op``, for the open loop's arrivals).
         """
         return self.execute(self.containers[cid].label, worker, name or op.kind, op.path, op.nbytes,
                             self.plan(cid, op))
