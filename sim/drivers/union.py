@@ -32,6 +32,9 @@ class UnionDriver(Driver):
     single_lower = False    # legacy overlay: one lower directory holding hard links of every layer
     copy_up_scans_layers = False  # aufs: a copy-up consults every branch
     mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
+    # Docker mounts overlayfs with index=off (moby overlay2 ``Init``): a copy-up makes a new upper
+    # inode and breaks a lower file's hard links (kernel:overlayfs.rst, "Non-standard behavior").
+    keeps_image_inodes = False
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
@@ -42,8 +45,8 @@ class UnionDriver(Driver):
         self._image_probes: dict[int, dict[str, tuple]] = {}  # per container: its image's
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
-        # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
-        self._cloned: dict[int, dict[str, int]] = {}
+        # reflink: per container, cloned files' inodes -> bytes written to them since (the rest is shared)
+        self._cloned: dict[int, dict[object, int]] = {}
 
     # -- lookups -------------------------------------------------------------------------------
     def _lower_probes(self, memo: dict[str, tuple], image: Image, lower: str) -> tuple:
@@ -77,12 +80,14 @@ class UnionDriver(Driver):
 
     # -- data placement ------------------------------------------------------------------------
     def _lower_key(self, cid, image: Image, layer: int, lower: str) -> tuple:
-        key = ("lower", image.layer_ids[layer], lower)
+        """A lower file's pages: its inode's in its layer, whichever hard link reads it."""
+        key = ("lower", image.layer_ids[layer], image.hardlinks.get(lower, lower))
         return key if self.shares_page_cache else key + (cid,)
 
     def data_key(self, cid, view, path, entry):
-        if path in view.upper_files and path not in view.metacopy:
-            return ("upper", cid, path)
+        inode = view.upper_files.get(path)
+        if inode is not None and inode not in view.metacopy:
+            return ("upper", cid, inode)
         return self._lower_key(cid, view.image, entry.layer, entry.lower_path)
 
     def _transfer_cpu(self, nbytes: int) -> float:
@@ -110,11 +115,11 @@ class UnionDriver(Driver):
             return
         if getattr(self.options, "reflink", False):
             plan.cpu(COPY_UP, self.costs.clone_base + self.costs.clone_per_gib * copy.size / GIB)
-            self._cloned.setdefault(cid, {})[copy.path] = 0
+            self._cloned.setdefault(cid, {})[copy.inode] = 0
             return
         source = self._lower_key(cid, view.image, copy.lower_layer, copy.source)
         plan.read(COPY_UP, source, 0, copy.size, copy.size, chunks(copy.size, self.costs.copy_chunk))
-        plan.write(COPY_UP, ("upper", cid, copy.path), 0, copy.size)
+        plan.write(COPY_UP, ("upper", cid, copy.inode), 0, copy.size)
         plan.copy_up_bytes += copy.size
         if self._volatile():
             plan.writeback(COPY_UP, copy.size)
@@ -133,17 +138,14 @@ class UnionDriver(Driver):
 
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         cloned = self._cloned.get(cid)
-        if cloned is not None and path in cloned:
-            cloned[path] += self._bytes_on_disk(cid, path, offset, nbytes)
+        if cloned is not None:
+            inode = self.views[cid].upper_files[path]
+            if inode in cloned:
+                cloned[inode] += self._bytes_on_disk(cid, path, offset, nbytes)
         super()._flush(plan, cid, path, offset, nbytes, sync and not self._volatile())
 
-    def _removed(self, cid, path):
-        self._cloned.get(cid, {}).pop(path, None)
-
-    def _renamed(self, cid, source, target):
-        cloned = self._cloned.get(cid, {})
-        if source in cloned:
-            cloned[target] = cloned.pop(source)
+    def _removed(self, cid, inode):
+        self._cloned.get(cid, {}).pop(inode, None)
 
     def _container_removed(self, plan, cid, view):
         self._cloned.pop(cid, None)
@@ -153,8 +155,7 @@ class UnionDriver(Driver):
     def container_real_bytes(self, cid):
         """Whole files after copy-up; with reflink, a cloned file holds only what was written since."""
         view = self.views[cid]
-        shared = sum(max(0, view.upper_files.get(path, 0) - written)
-                     for path, written in self._cloned.get(cid, {}).items())
+        shared = sum(max(0, view.sizes[inode] - written) for inode, written in self._cloned.get(cid, {}).items())
         return view.upper_bytes - shared
 
     def _container_created(self, plan, cid, image):
