@@ -439,15 +439,16 @@ class ContainerView:
             raise FsError("EXDEV", source)
         if existing is not None and existing.kind == DIR and self.children(target):
             raise FsError("ENOTEMPTY", target)
+        if self.keep_links and existing is not None and existing.kind == FILE == entry.kind \
+                and self.inode_of(source, entry) == self.inode_of(target, existing):
+            return None, []  # two names of one file: rename(2) does nothing (a union's lower
+            # hard links are two inodes of the overlay once copy-up breaks links: ovl_hash_bylower)
         self.lookups.clear()  # a directory moves or is replaced, or a file replaces a name
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)
         source_had_lower = self._lower_behind(source) is not None
-        inode = self.upper_files[source]
-        if self.upper_files.get(target) == inode:
-            return copy, []  # two names of one file: rename(2) does nothing
-        del self.upper_files[source]  # the name moves, the inode and all it holds stay
+        inode = self.upper_files.pop(source)  # the name moves; the inode and all it holds stay
         created = self._make_upper_dirs(target)
         if existing is not None and existing.kind == DIR:
             self.upper_dirs.discard(target)
@@ -497,6 +498,16 @@ class ContainerView:
         """Bytes of regular files in the writable layer (what ``docker ps -s`` calls SIZE): each
         inode once, as moby counts a hard-linked file."""
         return sum(size for inode, size in self.sizes.items() if inode not in self.metacopy)
+
+    def file_bytes(self) -> int:
+        """Bytes of every file the container sees, a hard-linked file once (what a copy of
+        the tree that keeps hard links holds)."""
+        image, inodes = self.image, {}
+        for lower, (kind, size, layer) in image.merged.items():
+            if kind == FILE and any(self.lower_path(name) == lower for name in self._names_of(lower)):
+                inodes[image.lower_inode(layer, lower)] = size
+        inodes.update((inode, self.sizes[inode]) for inode in self.upper_files.values())
+        return sum(inodes.values())
 
     def upper_paths(self) -> dict[str, str]:
         """Every path present in the upper directory, with its kind (file, dir, whiteout)."""

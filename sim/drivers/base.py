@@ -68,6 +68,9 @@ class Driver:
     # tree holds the image's files themselves (snapshots, full copies); a union copy-up makes a
     # new upper inode instead (``ContainerView.keep_links``).
     keeps_image_inodes: ClassVar[bool] = True
+    # Any directory can be renamed: only a union needs redirect_dir to move an image directory
+    # (the view records the move as a redirect, which is the same namespace).
+    renames_lower_dirs: ClassVar[bool] = True
 
     def __init__(self, options: BaseModel | dict | None = None, profile: Profile | None = None):
         from ..profile import load_profile
@@ -107,8 +110,8 @@ class Driver:
 
     def create_container(self, cid: int, image: Image) -> Plan:
         self.check_layers(len(image.layers))
-        self.views[cid] = ContainerView(image, redirect_dir=getattr(self.options, "redirect_dir", False),
-                                        keep_links=self.keeps_image_inodes)
+        self.views[cid] = ContainerView(image, keep_links=self.keeps_image_inodes,
+                                        redirect_dir=self.renames_lower_dirs or getattr(self.options, "redirect_dir", False))
         self.images[cid] = image
         self.mounts[cid] = self.mount_id(cid)
         plan = Plan()

@@ -35,6 +35,7 @@ class UnionDriver(Driver):
     # Docker mounts overlayfs with index=off (moby overlay2 ``Init``): a copy-up makes a new upper
     # inode and breaks a lower file's hard links (kernel:overlayfs.rst, "Non-standard behavior").
     keeps_image_inodes = False
+    renames_lower_dirs = False  # EXDEV, unless the redirect_dir option is on
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
