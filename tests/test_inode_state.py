@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sim.drivers import Op, get_driver
 from sim.image import DIR, FILE, Image, Layer
+from sim.plan import READ
 from sim.profile import load_profile
 
 PAGE = 4096
@@ -294,3 +295,34 @@ def test_lower_directory_rename_keeps_what_was_written(driver, options):
     again = model.apply(0, Op("write", "m/f", 0, 10))
     assert first.copy_ups == 1 and again.copy_ups == again.copy_up_bytes == 0
     assert model.space(0)["real_bytes"] == real + (PAGE if options.get("reflink") else 0) < 1_000_000
+
+
+@pytest.mark.parametrize("driver", ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper",
+                                    "vfs"])
+def test_image_hard_links(driver):
+    """``b/g2`` is a hard link of ``a/c/g``. A union copy-up makes a new inode and breaks the
+    link (Docker mounts overlayfs with index=off): the other name keeps the image's file and
+    copies up on its own first write. Snapshot drivers and vfs keep the image's inode: both
+    names see the write, its blocks break once, and SIZE counts the file once."""
+    image = linked_image()
+    model = get_driver(driver)({}, load_profile("ssd"))
+    model.create_container(0, image)
+    view = model.views[0]
+    first = model.apply(0, Op("append", "a/c/g", 0, 10))
+    second = model.apply(0, Op("write", "b/g2", 0, 10))
+    union = driver in ("overlay2", "overlay", "aufs", "fuse-overlayfs")
+    assert view.stat("b/g2").size == (300_000 if union else 300_010)
+    assert view.stat("a/c/g").size == 300_010
+    assert second.copy_ups == (1 if union else 0 if driver == "vfs" else 1)
+    if not union and driver != "vfs":
+        assert model.apply(0, Op("write", "a/c/g", 0, 10)).copy_ups == 0  # block 0 broke through b/g2
+    assert model.space(0)["size_bytes"] == (600_010 if union else 300_010)
+
+
+def test_lower_hard_links_share_their_pages():
+    """Before any write, two names of one image inode read the same pages."""
+    model = get_driver("overlay2")({}, load_profile("ssd"))
+    model.create_container(0, linked_image())
+    reads = [[step[2] for step in model.apply(0, Op("read", path, 0, 10)).steps if step[0] == READ]
+             for path in ("a/c/g", "b/g2")]
+    assert len(reads[0]) == 1 and reads[0] == reads[1]

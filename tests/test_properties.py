@@ -195,8 +195,16 @@ def test_run_accounting_adds_up(seed, containers, operations):
     assert (phases - work["latency_s"]).abs().max() < 1e-9
     # Every byte copied up is read from the image and written to the writable layer on disk.
     assert summary["disk_write_bytes"] >= summary["copy_up_bytes"]
-    space = run.space.set_index("kind")
-    assert space.loc["total", "size_bytes"] == space.loc["container", "size_bytes"].sum() if containers > 1 else True
+    # docker ps -s: the total is every container's SIZE, plus the image once in the virtual size
+    # (never the sum of virtual sizes), and everything held in the real bytes.
+    space = run.space
+    rows, total = space[space["kind"] == "container"], space[space["kind"] == "total"].iloc[0]
+    image = space[space["kind"] == "image"].iloc[0]
+    assert len(rows) == containers
+    assert (rows["virtual_bytes"] == rows["size_bytes"] + image["virtual_bytes"]).all()
+    assert total["size_bytes"] == rows["size_bytes"].sum() == summary["containers_size_bytes"]
+    assert total["virtual_bytes"] == total["size_bytes"] + image["virtual_bytes"]
+    assert total["real_bytes"] == space[space["kind"] != "total"]["real_bytes"].sum()
 
 
 def _lookup(model, view, path):
