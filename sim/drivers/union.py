@@ -33,7 +33,7 @@ class UnionDriver(Driver):
     copy_up_scans_layers = False  # aufs: a copy-up consults every branch
     mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
     # Docker mounts overlayfs with index=off (moby overlay2 ``Init``): a copy-up makes a new upper
-    # inode and breaks a lower file's hard links (kernel:overlayfs.rst, "Non-standard behavior").
+    # inode and breaks a lower file's hard links (xfstests overlay/018; docs/model.md).
     keeps_image_inodes = False
     renames_lower_dirs = False  # EXDEV, unless the redirect_dir option is on
 
