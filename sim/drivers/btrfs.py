@@ -124,7 +124,7 @@ class Btrfs(SnapshotDriver):
         layout = layouts.get(self.options.nodesize)
         if layout is None:
             layout = layouts[self.options.nodesize] = BtreeLayout(view.image, self.options.nodesize)
-        return layout.keys(prefix, self.mounts[cid]), self.probe_cpu
+        return layout.keys(prefix, self.mounts[cid]), self.costs.btree_lookup
 
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         super()._flush(plan, cid, path, offset, nbytes, sync)
