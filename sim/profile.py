@@ -49,6 +49,7 @@ class KernelCosts(BaseModel):
     metadata_block: Size = Field(4096, gt=0, description="bytes read from disk for a directory/inode not in cache [bytes]")
     dir_entries_per_block: int = Field(128, ge=1, le=65536, description="entries one directory block holds (ext4/xfs: 8-byte header + name; 12-byte mean name in the Debian listing: ~180 at full, leaves ~3/4 full after hashed-index splits); a directory of more entries is indexed [count]")
     dir_index_fanout: int = Field(508, ge=2, le=65536, description="children of one index block of a hashed directory (ext4 htree: 8-byte dx_entry in 4 KiB): a lookup in an indexed directory reads one index block per level, ceil(log(blocks) / log(fanout)) levels [count]")
+    btree_lookup: Duration = Field(2e-6, ge=0, description="CPU of a btrfs lookup of one name on a dentry miss: two searches of the subvolume's B-tree, the parent's DIR_ITEM and the name's inode item (btrfs_lookup_dentry, btrfs_iget) [s]")
     inodes_per_block: int = Field(16, ge=1, le=4096, description="inodes one inode-table block holds (ext4: 256-byte inodes, 4 KiB blocks): fuse-overlayfs loading a directory opens every entry of every layer's copy, reading their inodes a block at a time [count]")
     memcpy_bandwidth: Rate = Field(8e9, gt=0, description="copy rate between user and page cache [bytes/s]")
     copy_chunk: Size = Field(2**20, gt=0, description="chunk size of a data copy-up; one disk request per chunk [bytes]")
