@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import ValidationError
 
-from . import results
+from . import files, results
 from .drivers import REGISTRY, LayerLimitError
 from .errors import CowsimError, ScenarioError
 from .runner import STREAMS, simulate
-from .scenario import (FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
+from .scenario import (MAX_RUNS, FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
                        union_kinds, unknown_key)
 from .sweep import (RecordsProgress, WorkerLost, combine, execute, ops_tables, part_key, part_meta, part_ok,
                     progress_bar)
@@ -157,18 +157,14 @@ def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     else:
         path = str(source)
         try:
-            text = Path(path).read_text()
-        except FileNotFoundError:
-            raise ScenarioError("no such scenario file", file=path) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ScenarioError(f"cannot read: {getattr(error, 'strerror', None) or error}", file=path) from None
+            text = files.read_text(path, files.SCENARIO_BYTES, "scenario file")
+        except files.ReadError as error:
+            raise ScenarioError(str(error).removeprefix(f"{path}: "), file=path) from None
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            node, data = files.load_yaml(text)
         except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            problem = getattr(error, "problem", None) or str(error)
-            raise ScenarioError(f"not valid YAML: {problem}", file=path, line=mark.line + 1 if mark else None) from None
+            problem, line = files.yaml_problem(error)
+            raise ScenarioError(f"not valid YAML: {problem}", file=path, line=line) from None
         if data is None:
             raise ScenarioError("the file is empty: expected a mapping of scenario fields (see `cowsim schema`)",
                                 file=path, line=1)
@@ -262,12 +258,22 @@ def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
     raise source.error(message, path)
 
 
+def _replicates(data: dict) -> int:
+    """A point's replicates as written (its validation checks the value itself)."""
+    value = data.get("replicates", Scenario.model_fields["replicates"].default)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
 def validate_source(source: Source) -> list[tuple[Point, Scenario]]:
     """Every point of the scenario, validated, before anything runs."""
     try:
         points = expand_points(source.data)
     except SweepError as error:
         raise source.error(str(error), error.path) from None
+    runs = sum(_replicates(point.data) for point in points)
+    if runs > MAX_RUNS:
+        raise source.error(f"{len(points):,} points x replicates = {runs:,} runs, more than {MAX_RUNS:,}; "
+                           f"split the sweep into several scenarios", ("replicates",))
     swept = len(points) > 1 or bool(points[0].values)
     return [(point, _validate_point(point, source, swept)) for point in points]
 

@@ -18,6 +18,9 @@ TIME_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0,
     "min": 60.0, "h": 3600.0,
 }
+# The largest file (or request) a scenario may name: the page cache is filled block by block, so a
+# 1 TiB file already takes about 8 s to simulate, and time grows with the size.
+MAX_FILE_SIZE = 2**40
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _PATTERN = re.compile(r"^\s*" + _NUMBER + r"\s*([A-Za-zµ/]*)\s*$")
 
@@ -49,7 +52,7 @@ def parse_size(value: object) -> int:
     factor = SIZE_UNITS.get(unit.lower())
     if factor is None:
         raise UnitError(f"unknown size unit {unit!r} in {value!r} (use B, KiB, MiB, GiB, KB, MB, GB)")
-    return int(round(number * factor))
+    return int(round(_finite(number * factor, value, "size")))
 
 
 def parse_duration(value: object) -> float:
@@ -62,7 +65,7 @@ def parse_duration(value: object) -> float:
     factor = TIME_UNITS.get(unit.lower() if unit != "µs" else unit)
     if factor is None:
         raise UnitError(f"unknown time unit {unit!r} in {value!r} (use ns, us, ms, s, min, h)")
-    return number * factor
+    return _finite(number * factor, value, "duration")
 
 
 def parse_rate(value: object) -> float:
@@ -74,7 +77,7 @@ def parse_rate(value: object) -> float:
     text = str(value).strip()
     if not text.lower().endswith("/s"):
         if re.fullmatch(_NUMBER, text):
-            return float(text)
+            return _finite(float(text), value, "rate")
         raise UnitError(f"cannot read {value!r} as a rate (e.g. 500MB/s, 2GiB/s)")
     return float(parse_size(text[:-2]))
 

@@ -138,13 +138,13 @@ def test_validate_prints_the_number_of_points(tmp_path):
 
 def test_schema_documents_every_field_and_emits_json_schema():
     text = CliRunner().invoke(main, ["schema"]).output
-    for line in ("image[kind=probe].file_size: int = 1048576 [bytes] (>= 0)", "replicates: int = 1 [count] (>= 1, <= 10000)",
+    for line in ("image[kind=probe].file_size: int = 1048576 [bytes] (>= 0, <= 1099511627776)", "replicates: int = 1 [count] (>= 1, <= 10000)",
                  "driver.options.metacopy  (driver overlay2)", "zip"):
         assert line in text, line
     schema = json.loads(CliRunner().invoke(main, ["schema", "--json-schema"]).output)
     assert schema["additionalProperties"] is False and "sweep" in schema["properties"]
     size = schema["$defs"]["ProbeImage"]["properties"]["file_size"]
-    assert {"type": "integer", "minimum": 0} in size["anyOf"] and any(s["type"] == "string" for s in size["anyOf"])
+    assert {"type": "integer", "minimum": 0, "maximum": 2**40} in size["anyOf"] and any(s["type"] == "string" for s in size["anyOf"])
     assert schema["$defs"]["ProbeImage"]["properties"]["layers"]["unit"] == "count"
 
 
