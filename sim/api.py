@@ -401,10 +401,35 @@ def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1,
         raise results.RunFolderError(f"{directory / results.RESOLVED} changed since the run started; not resuming")
     points = validate_source(loaded)
     specs = _specs(points)
+    wanted = {part_key(spec): spec for spec in specs}
     folder = directory / results.POINTS
-    stored = {key: part_meta(part) for key, part in results.part_paths(directory).items()}
-    done = {key: meta for key, meta in stored.items() if part_ok(meta, folder)}
+    done = {}
+    for key, part in results.part_paths(directory).items():
+        meta = _trusted_part(part, wanted.get(key), folder)
+        if meta is not None:
+            done[key] = meta
     return _run(specs, done, loaded.data, manifest, directory, executor, jobs, scheduler, progress)
+
+
+def _trusted_part(part: Path, spec: dict | None, folder: Path) -> dict | None:
+    """A stored part's metadata when resume can keep it: readable, a run of this sweep (its
+    point, replicate and swept values those of the spec its file is named after), finished, and
+    with its ops file whole. Anything else is run again (and its file replaced)."""
+    if spec is None:
+        return None
+    try:
+        meta = part_meta(part)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+    if not isinstance(meta, dict) or (meta.get("point"), meta.get("replicate")) != part_key(spec) \
+            or meta.get("keys") != spec["keys"]:
+        return None
+    if meta.get("ops_file") and meta["ops_file"] != results.ops_part_path(folder.parent, *part_key(spec)).name:
+        return None
+    try:
+        return meta if part_ok(meta, folder) else None
+    except (KeyError, TypeError):
+        return None
 
 
 def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, directory: Path | None,
@@ -414,6 +439,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     disk (those beyond PARTS_HELD_BYTES are read back one at a time at the end), without one
     they stay in memory."""
     lock = results.lock_run(directory) if directory else None
+    if directory:
+        results.remove_temporaries(directory)
     finished = dict(done)
     in_memory: dict[tuple[int, int], bytes] = {}
     held = 0

@@ -14,10 +14,11 @@ import yaml
 from .errors import CowsimError
 
 MiB = 2**20
-# Caps on what is read whole. A scenario or a profile is a few KiB; a manifest.json holds a few
-# hundred bytes a run; an image's JSON documents (docker save manifest, OCI index and manifests)
-# list layers only.
-SCENARIO_BYTES = 1 * MiB
+# Caps on what is read whole. A scenario or a profile is a few KiB (a run folder's resolved
+# scenario, with a sweep of the most points allowed written one value a line, about 1 MiB); a
+# manifest.json holds a few hundred bytes a run; an image's JSON documents (docker save
+# manifest, OCI index and manifests) list layers only.
+SCENARIO_BYTES = 4 * MiB
 PROFILE_BYTES = 1 * MiB
 MANIFEST_BYTES = 256 * MiB
 IMAGE_JSON_BYTES = 16 * MiB
@@ -82,53 +83,6 @@ def read_capped(handle: IO[bytes], limit: int, where: str, what: str) -> bytes:
     if len(data) > limit:
         raise ReadError(f"{where}: {what} is larger than {limit:,} bytes")
     return data
-
-
-class CappedReader:
-    """A binary stream that refuses to give more than ``limit`` bytes in all (a decompressed
-    trace or listing, whose compressed size says nothing of what comes out)."""
-
-    def __init__(self, raw: IO[bytes], limit: int, where: str, what: str):
-        self.raw, self.limit, self.where, self.what, self.seen = raw, limit, where, what, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self._count(len(data))
-        return data
-
-    def read1(self, size: int = -1) -> bytes:
-        data = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
-        self._count(len(data))
-        return data
-
-    def readinto(self, buffer) -> int:
-        count = self.raw.readinto(buffer)
-        self._count(count or 0)
-        return count
-
-    def _count(self, count: int) -> None:
-        self.seen += count
-        if self.seen > self.limit:
-            raise ReadError(f"{self.where}: more than {self.limit:,} bytes of {self.what}")
-
-    @property
-    def closed(self) -> bool:
-        return self.raw.closed
-
-    def close(self) -> None:
-        self.raw.close()
-
-    def flush(self) -> None:
-        pass
-
-    def seekable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return False
 
 
 class _StrictLoader(yaml.SafeLoader):
