@@ -350,6 +350,9 @@ def _check_inputs(scenario: Scenario) -> tuple[str, tuple] | None:
         if isinstance(scenario.image, FileImage):
             image = file_image(scenario.image.path)
             REGISTRY[scenario.driver.name].check_layers(len(image.layers))
+            files = getattr(scenario.workload, "files", 0)  # a copy-up probe's
+            if files > len(image.files):
+                return f"{files:,} files asked, the image holds {len(image.files):,}", ("workload", "files")
     except (ImageFormatError, LayerLimitError) as error:
         return str(error), ("image",)
     try:
@@ -476,7 +479,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         results.write_manifest(directory, manifest)
         lock.close()
         why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
-        failure = RunInterrupted(f"{why}: {len(finished)} of {len(specs)} runs are kept in {directory}; "
+        kept = len(results.part_paths(directory))  # on disk: the signal may fall between storing and counting
+        failure = RunInterrupted(f"{why}: {kept} of {len(specs)} runs are kept in {directory}; "
                                  f"finish with `cowsim run --resume {directory}`")
         if isinstance(error, WorkerLost):
             failure.exit_code = 1
@@ -498,9 +502,16 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         "failures": failed,
     })
     if directory:
-        results.finish_run(directory, manifest, {"summary": summary, "space": space},
-                           ops_tables(parts, directory / results.POINTS))
-        lock.close()
+        try:
+            results.finish_run(directory, manifest, {"summary": summary, "space": space},
+                               ops_tables(parts, directory / results.POINTS))
+        except BaseException:
+            # The runs are all stored: the folder stays resumable rather than "running".
+            manifest["status"] = "interrupted"
+            results.write_manifest(directory, manifest)
+            raise
+        finally:
+            lock.close()
         ops = directory / results.OPS
     else:
         tables = list(ops_tables(parts))

@@ -243,7 +243,7 @@ def _read_announcements(fd: int, count: int, timeout: float) -> None:
         got += chunk
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_path, how):
     import multiprocessing
     if multiprocessing.get_start_method() != "fork":
@@ -252,8 +252,9 @@ def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_pa
     scenario.write_text(PROBE_SWEEP.replace("[4KiB, 1MiB, 64MiB, 256MiB]", "[64MiB, 256MiB]")
                         .replace("[1, 8]", "[1, 2, 4, 8, 16]"))
     run = tmp_path / "run"
-    # killed with its worker processes running; interrupted (Ctrl-C) in-process
-    jobs = "2" if how == signal.SIGKILL else "1"
+    # killed with its worker processes running; interrupted (Ctrl-C) in-process; terminated with
+    # its workers running (as Ctrl-C: the runs kept, the workers stopped)
+    jobs = "1" if how == signal.SIGINT else "2"
     read_end, write_end = os.pipe()
     command = [sys.executable, "-c", HELD_SWEEP, str(write_end), "run", str(scenario), "-o", str(run), "-j", jobs,
                "--no-report"]
@@ -262,13 +263,17 @@ def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_pa
     os.close(write_end)
     try:
         _read_announcements(read_end, 5, timeout=60)
+        process.send_signal(how)
+        _, stderr = process.communicate(timeout=60)
+        # every process that held the pipe (the workers too) is gone: it reads as closed at once
+        import select
+        assert select.select([read_end], [], [], 10)[0] and os.read(read_end, 1) == b"", "a worker outlived the sweep"
     finally:
         os.close(read_end)
-    process.send_signal(how)
-    _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
-    if how == signal.SIGINT:
-        assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    if how != signal.SIGKILL:
+        assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr, stderr
+        assert "5 of 40 runs are kept" in stderr, stderr
     kept = len(list((run / "points").glob("*.arrow")))
     assert kept == 5, kept
     assert not (run / "summary.parquet").exists()
