@@ -36,7 +36,11 @@ def _split(text: str, kind: str) -> tuple[float, str]:
     return float(match.group(1)), match.group(2)
 
 
-def _finite(value: float, text: object, kind: str) -> float:
+def _finite(value: float | int, text: object, kind: str) -> float:
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond a float's range
+        value = math.inf
     if not math.isfinite(value):
         raise UnitError(f"{text!r} is not a finite {kind}")
     return value
@@ -46,8 +50,10 @@ def parse_size(value: object) -> int:
     """Bytes from ``4096``, ``64MiB``, ``1.5GB`` (decimal) or ``4k`` (binary)."""
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a size")
-    if isinstance(value, (int, float)):
-        return int(_finite(float(value), value, "size"))
+    if isinstance(value, int):
+        return value  # exact: the schema's bounds say how large a size may be
+    if isinstance(value, float):
+        return int(_finite(value, value, "size"))
     number, unit = _split(str(value), "size (e.g. 4096, 64KiB, 1.5GB)")
     factor = SIZE_UNITS.get(unit.lower())
     if factor is None:
@@ -60,7 +66,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a duration")
     if isinstance(value, (int, float)):
-        return _finite(float(value), value, "duration")
+        return _finite(value, value, "duration")
     number, unit = _split(str(value), "duration (e.g. 2ms, 150us, 1.5s)")
     factor = TIME_UNITS.get(unit.lower() if unit != "µs" else unit)
     if factor is None:
@@ -73,7 +79,7 @@ def parse_rate(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a rate")
     if isinstance(value, (int, float)):
-        return _finite(float(value), value, "rate")
+        return _finite(value, value, "rate")
     text = str(value).strip()
     if not text.lower().endswith("/s"):
         if re.fullmatch(_NUMBER, text):

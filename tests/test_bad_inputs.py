@@ -100,7 +100,7 @@ def invoke(args: list[str], cwd: Path | None = None):
     return result, time.perf_counter() - started
 
 
-def refused(result, elapsed: float, *needles: str) -> str:
+def refused(result, elapsed: float, *needles: str, seconds: float = SECONDS) -> str:
     """The one line of a refusal, checked: exit 2, no traceback, quick, saying ``needles``."""
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 2, result.output
@@ -108,7 +108,7 @@ def refused(result, elapsed: float, *needles: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("cowsim: error: "), result.output
     for needle in needles:
         assert needle in lines[0], lines[0]
-    assert elapsed < SECONDS, f"took {elapsed:.1f} s"
+    assert elapsed < seconds, f"took {elapsed:.1f} s"
     return lines[0]
 
 
@@ -245,7 +245,7 @@ def test_compare_refuses_different_experiments_unless_asked(tmp_path):
     sim.run_scenario(scenario, out=tmp_path / "ssd")
     sim.run_scenario({**scenario, "profile": "hdd", "seed": 2}, out=tmp_path / "hdd")
     refused(*invoke(["compare", tmp_path / "hdd", tmp_path / "ssd"]), "are different experiments",
-            "seed: 1 -> 2", "profile: 'ssd' -> 'hdd'", "--anyway")
+            "seed: 1 -> 2", "profile: 'ssd' -> 'hdd'", "--anyway", seconds=20)  # reads both runs, imports scipy
     assert not (tmp_path / "hdd" / "comparisons").exists()
     anyway, _ = invoke(["compare", tmp_path / "hdd", tmp_path / "ssd", "--anyway"])
     assert anyway.exit_code == 1 and "note: different experiments, compared anyway: " in anyway.output
@@ -309,3 +309,38 @@ def test_a_sweep_is_counted_before_it_is_expanded(monkeypatch):
     with pytest.raises(scenario.SweepError, match="more than 100,000"):
         scenario.expand_points({"sweep": {"image.file_size": list(range(1000)), "image.dir_depth": list(range(1000))}})
     assert made == []
+
+
+# -- properties: whatever the text, a value or one UnitError / one YAML error, never a crash ------
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
+
+from sim import files, units  # noqa: E402
+
+NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+                    st.from_regex(r"\A[-+]?\d{0,400}(\.\d{0,5})?(e[-+]?\d{1,4})?\s?(B|KiB|MiB|TiB|k|ms|s|h|us|MB/s|GiB/s|x)?\Z"),
+                    st.text(max_size=30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(NUMBERS)
+@example(10**400)
+@example("1" + "0" * 400)
+@example("1e400MiB")
+def test_units_give_a_finite_value_or_a_unit_error(value):
+    for parse in (units.parse_size, units.parse_duration, units.parse_rate):
+        try:
+            parsed = parse(value)
+        except units.UnitError:
+            continue
+        assert float(parsed) == float(parsed) and abs(float(parsed)) != float("inf"), (parse, value, parsed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="[]{}:,- ab\n'\"&*!", max_size=300), st.integers(min_value=0, max_value=200))
+def test_yaml_gives_data_or_a_yaml_error(text, depth):
+    import yaml
+    try:
+        files.load_yaml("[" * depth + text)
+    except yaml.YAMLError as error:
+        problem, line = files.yaml_problem(error)
+        assert problem and (line is None or line >= 1)
