@@ -20,7 +20,7 @@ import tarfile
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from .errors import CowsimError
 from .files import IMAGE_JSON_BYTES, ReadError, check_regular, read_capped
@@ -32,6 +32,8 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MANIFEST_KINDS = ("file", "dir", "symlink", "hardlink", "whiteout", "opaque")
+# Layers of one image: no driver mounts more than 127; reading a layer looks at those below it.
+MAX_LAYERS = 1000
 
 
 class ImageFormatError(CowsimError):
@@ -246,8 +248,10 @@ def _check_blob(store, name: str, descriptor: dict, where: str) -> None:
         raise ImageFormatError(f"{where}: blob {descriptor.get('digest')} does not match its digest")
 
 
-def _stack(store, layer_refs: Iterable[tuple[str, str]], where: str, image_name: str) -> Image:
+def _stack(store, layer_refs: list[tuple[str, str]], where: str, image_name: str) -> Image:
     """The image from its layer files, bottom first: (file name in the store, layer name)."""
+    if len(layer_refs) > MAX_LAYERS:
+        raise ImageFormatError(f"{where}: {len(layer_refs):,} layers, more than {MAX_LAYERS:,}")
     layers: list[Layer] = []
     for index, (name, label) in enumerate(layer_refs):
         if not store.has(name):
@@ -302,6 +306,8 @@ def _oci_layout(store, where: str, image_name: str) -> Image:
     manifest = _oci_manifest(store, where)
     if not isinstance(manifest["layers"], list):
         raise ImageFormatError(f"{where}: the image manifest's layers is not a list of descriptors")
+    if len(manifest["layers"]) > MAX_LAYERS:
+        raise ImageFormatError(f"{where}: {len(manifest['layers']):,} layers, more than {MAX_LAYERS:,}")
     refs = []
     for descriptor in manifest["layers"]:
         if not isinstance(descriptor, dict) or "digest" not in descriptor:
@@ -317,7 +323,8 @@ def read_listing(path: Path) -> Image:
     """An image from a ``layer,path,kind,size,mode,target`` CSV (``.csv`` or ``.csv.gz``)."""
     where = str(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    layers: dict[int, LayerBuilder] = {}
+    finished: list[Layer] = []  # the layers below the current one, each finished once
+    current: LayerBuilder | None = None
     try:
         with opener(path, "rt", newline="") as handle:
             reader = csv.reader(handle)
@@ -337,20 +344,26 @@ def read_listing(path: Path) -> Image:
                     raise ImageFormatError(f"{line}: layer and size must be whole numbers") from None
                 if index < 0 or size < 0:
                     raise ImageFormatError(f"{line}: layer and size must not be negative")
-                if index not in layers:
-                    if index != len(layers):
-                        raise ImageFormatError(f"{line}: layer {index} follows layer {len(layers) - 1}")
-                    lower = Image(path.name, [b.finish() for b in layers.values()]) if layers else None
-                    layers[index] = LayerBuilder(f"layer{index}", f"{where}: layer {index}", lower)
+                known = len(finished) + (current is not None)
+                if index != known - 1:
+                    if index != known:
+                        raise ImageFormatError(f"{line}: layer {index} follows layer {known - 1} (a layer's rows "
+                                               f"come together, layers in order)")
+                    if index >= MAX_LAYERS:
+                        raise ImageFormatError(f"{line}: layer {index}: more than {MAX_LAYERS:,} layers")
+                    if current is not None:
+                        finished.append(current.finish())
+                    lower = Image(path.name, list(finished)) if finished else None
+                    current = LayerBuilder(f"layer{index}", f"{where}: layer {index}", lower)
                 if kind == "hardlink":
                     target = clean_name(target, line)
-                layers[index].add(clean_name(name, line), kind, size, target)
+                current.add(clean_name(name, line), kind, size, target)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as error:
         raise ImageFormatError(f"{where}: cannot read the listing: {_reason(error)}") from None
-    if not layers:
+    if current is None:
         raise ImageFormatError(f"{where}: the listing has no entries")
     name = path.name.removesuffix(".gz").removesuffix(".csv")
-    stack = [builder.finish() for builder in layers.values()]
+    stack = [*finished, current.finish()]
     for layer in stack:  # a content digest stands in for the layer's blob digest
         layer.name = Image(name, [layer]).digest()[:12]
     return Image(name, stack)

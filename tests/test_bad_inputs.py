@@ -210,6 +210,8 @@ def bad_images(tmp_path: Path) -> list[tuple[str, Path, str]]:
         ("member name over PATH_MAX", docker_save(tmp_path / "long.tar", b'[{"Layers": ["l/layer.tar"]}]',
                                                    {"l/layer.tar": tar_bytes([member("d/" * 2100 + "f")])}),
          "longer than PATH_MAX"),
+        ("listing of 100,000 layers", _listing(tmp_path / "layers.csv", "".join(f"{i},f{i},file,1,0644,\n" for i in range(100_000))),
+         "layer 1000: more than 1,000 layers"),
         ("docker save with a good layer but broken JSON", docker_save(tmp_path / "json.tar", b"{", {"l": layer}),
          "manifest.json is not valid JSON"),
     ]
