@@ -183,7 +183,7 @@ class VolumeSpec(Strict):
                 parts.append(part)
         if not parts:
             raise ValueError("a volume cannot be mounted at /")
-        return "/".join(parts)
+        return "/" + "/".join(parts)  # normalised, and still valid when validated again (by a worker)
 
 
 class ContainersSpec(Strict):
@@ -198,7 +198,7 @@ class ContainersSpec(Strict):
         mounts: set[str] = set()
         for index, volume in enumerate(volumes):
             if volume.mount in mounts:
-                raise FieldError(f"two volumes are mounted at /{volume.mount}", index, "mount")
+                raise FieldError(f"two volumes are mounted at {volume.mount}", index, "mount")
             mounts.add(volume.mount)
             if kinds.setdefault(volume.name, volume.kind) != volume.kind:
                 raise FieldError(f"volume {volume.name!r} is mounted as both {kinds[volume.name]} and {volume.kind}",

@@ -347,3 +347,14 @@ def test_yaml_gives_data_or_a_yaml_error(text, depth):
     except yaml.YAMLError as error:
         problem, line = files.yaml_problem(error)
         assert problem and (line is None or line >= 1)
+
+
+def test_a_mount_is_normalised_once_and_runs():
+    """The validated scenario is validated again by the worker that runs it: the normal form must pass."""
+    import sim
+    result = sim.run_scenario({"name": "vol", "image": {"kind": "synthetic", "layers": 2, "files_per_layer": 10},
+                               "containers": {"volumes": [{"name": "v", "mount": "/srv/./data/../data/"}]},
+                               "workload": {"kind": "mix", "operations": 20, "volume_fraction": 0.5}})
+    assert (result.summary["status"] == "ok").all(), result.summary["failure"].tolist()
+    assert result.resolved["containers"]["volumes"][0]["mount"] == "/srv/data"
+    assert result.ops["path"].str.startswith("srv/data/").any()
