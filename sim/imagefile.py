@@ -13,9 +13,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import json
-import posixpath
 import tarfile
 import zlib
 from collections import Counter
