@@ -61,7 +61,7 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
     same one share it: probe and synthetic images are remembered per process.
     """
     if isinstance(spec, ProbeImage):
-        image, target = _probe_image(spec.file_size, spec.layers, spec.dir_depth)
+        image, target = _probe_image(spec.file_size, spec.layers, spec.dir_depth, spec.dir_entries)
         return image, [target]
     if isinstance(spec, SyntheticImage):
         image = _synthetic_image(spec.model_dump_json(), seed, replicate)
@@ -73,8 +73,8 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
 
 
 @lru_cache(maxsize=1024)  # a few KiB each: a whole copy-up sweep's images
-def _probe_image(file_size: int, layers: int, dir_depth: int) -> tuple[Image, str]:
-    return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth)
+def _probe_image(file_size: int, layers: int, dir_depth: int, dir_entries: int) -> tuple[Image, str]:
+    return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth, dir_entries=dir_entries)
 
 
 def file_image(path: str | Path) -> Image:
@@ -126,6 +126,8 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
         yield from host.prepare_image(image)
         for cid in range(count):
             yield from host.create_container(cid, image, mounts)
+        if scenario.settle:
+            yield from host.settle()
         if scenario.cache == "warm":
             yield from warm_up(host, candidates)
         else:
@@ -162,9 +164,11 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
             for cid in range(count):
                 yield from host.remove_container(cid)
 
-    env.process(run())
+    main = env.process(run())
     with fewer_collections():
         env.run()
+    if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
+        raise RuntimeError(f"simulation stalled at t={env.now} s with operations still waiting")
     host.records.close()
     space = space_before_removal or host.space()
     summary = summarize(host.records.totals, engine, measured_from[0], space)

@@ -28,6 +28,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .drivers import REGISTRY
+from .image import PROBE_DIR_ENTRIES
 from .units import MAX_FILE_SIZE, Duration, Size
 
 # Bounds on what scales a run's work and memory, checked before anything runs (why each: the
@@ -141,6 +142,17 @@ class ProbeImage(Strict):
     file_size: Size = field(2**20, unit="bytes", ge=0, le=MAX_FILE_SIZE, description="size of the target file")
     layers: int = field(1, unit="count", ge=1, description="image layers; the target lies in the bottom one")
     dir_depth: int = field(1, unit="levels", ge=0, le=256, description="directories between the root and the target")
+    dir_entries: int = field(PROBE_DIR_ENTRIES, unit="count", ge=0, le=100_000,
+                             description="files each layer holds in the target's directory (beside the target in the "
+                                         f"bottom one); {PROBE_DIR_ENTRIES}: the median directory of the Debian bookworm "
+                                         "listing, counted per file")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ProbeImage:
+        if self.layers * self.dir_entries > MAX_IMAGE_ENTRIES:
+            raise FieldError(f"layers x dir_entries = {self.layers * self.dir_entries:,} files, more than "
+                             f"{MAX_IMAGE_ENTRIES:,} (about 350 bytes of memory each)", "dir_entries")
+        return self
 
 
 class FileImage(Strict):
@@ -274,6 +286,7 @@ class Scenario(Strict):
     replicates: int = field(1, unit="count", ge=1, le=10_000, description="runs per point, each with its own random streams")
     profile: str = field("ssd", description="host profile: nvme, ssd, hdd, or a path to a profile YAML")
     cache: Literal["cold", "warm"] = field("cold", description="cold: empty caches at start; warm: image files and dentries cached")
+    settle: bool = field(True, description="true: the workload starts on a quiet host, once the disk has written what preparing the image and creating the containers left behind (as after `sync`; the wait is the setup operation `settle`, counted in setup_s); false: that traffic is still on the disk when the workload starts")
     driver: DriverSpec = field(default_factory=DriverSpec, description="the storage driver and its options")
     image: ImageSpec = field(default_factory=SyntheticImage, description="the image (kind: synthetic, probe or file)")
     containers: ContainersSpec = field(default_factory=ContainersSpec, description="containers and their volumes")

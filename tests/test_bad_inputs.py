@@ -55,6 +55,8 @@ BAD_SCENARIOS = [
     # what scales work or memory
     ("layers x files_per_layer", MIX.replace("files_per_layer: 10", "files_per_layer: 3000000"),
      "layers x files_per_layer = 6,000,000 files, more than 4,000,000"),
+    ("probe layers x dir_entries", PROBE.replace("layers: 2", "layers: 100, dir_entries: 100000"),
+     "layers x dir_entries = 10,000,000 files, more than 4,000,000"),
     ("containers x workers", MIX.replace("operations: 10", "operations: 10, workers: 1000") + "containers: {count: 1000}\n",
      "containers.count x workload.workers = 1,000,000 simulated processes, more than 100,000"),
     ("sweep 10^4 x 10^4 points", PROBE + f"sweep:\n  image.file_size: {values(10000)}\n  image.dir_depth: {values(10000)}\n",
