@@ -52,6 +52,7 @@ class Environment(simpy.Environment):
 
 
 INF = float("inf")
+NO_WAITS = ()  # a read that finds no page in flight
 
 
 def rounding(now: float) -> float:
@@ -279,7 +280,29 @@ class Disk:
         ended = []
         while waited and waited[0][0] <= vtime:
             ended.append(heapq.heappop(waited)[2].event)
-        self._rearm(now)
+        # The next alarm: when the first waited transfer in service ends if nothing else begins
+        # (the departures before it walked as ``advance`` will, the same arithmetic), or the
+        # earliest a waited one still in its access time can end.
+        expected = self.expected
+        while expected and expected[0][2].tag != INF:  # begun: in ``waited`` now
+            heapq.heappop(expected)
+        at = expected[0][0] if expected else INF
+        if waited:
+            tag = waited[0][0]
+            tags = self.tags
+            clock = now
+            count = len(tags)
+            index = 0
+            while tags[index] < tag:
+                clock += (tags[index] - vtime) * (count - index)
+                vtime = tags[index]
+                index += 1
+            clock += (tag - vtime) * (count - index)
+            if clock < at:
+                at = clock
+        if at < self.alarm_at:
+            # never again at this very time: what is due now has been done
+            self._set_alarm(max(at, now + rounding(now)))
         if not ended:
             return
         # The waiters resume within this alarm, as SimPy would one step later, and in the same
@@ -292,33 +315,6 @@ class Disk:
             callbacks, event.callbacks = event.callbacks, None
             for callback in callbacks:
                 callback(event)
-
-    def _rearm(self, now: float) -> None:
-        """Set the alarm at the earliest a waited transfer can end, unless one goes off sooner."""
-        waited = self.waited
-        expected = self.expected
-        while expected and expected[0][2].tag != INF:  # begun: in ``waited`` now
-            heapq.heappop(expected)
-        at = expected[0][0] if expected else INF
-        if waited:
-            at = min(at, self._departure(waited[0][0]))
-        if at < self.alarm_at:
-            # never again at this very time: what is due now has been done
-            self._set_alarm(max(at, now + rounding(now)))
-
-    def _departure(self, tag: float) -> float:
-        """When the transfer with ``tag`` (in service) ends if nothing else begins: the
-        departures before it walked as :meth:`advance` will (the same arithmetic)."""
-        tags = self.tags
-        clock = self.clock
-        vtime = self.vtime
-        count = len(tags)
-        index = 0
-        while tags[index] < tag:
-            clock += (tags[index] - vtime) * (count - index)
-            vtime = tags[index]
-            index += 1
-        return clock + (tag - vtime) * (count - index)
 
     def next_change(self, now: float) -> float:
         """The next time a transfer begins or ends (inf when the device is idle)."""
@@ -370,7 +366,7 @@ class PageCache(LRU):
     def __init__(self, capacity: int, block: int):
         super().__init__(capacity, block)
 
-    def read(self, key, offset: int, nbytes: int, file_size: int, transfer: Transfer) -> tuple[int, int, list]:
+    def read(self, key, offset: int, nbytes: int, file_size: int, transfer: Transfer) -> tuple[int, int, tuple]:
         """(bytes found in the cache, bytes to read from disk, the reads in flight to wait for)
         for a read of a file's range.
 
@@ -382,7 +378,7 @@ class PageCache(LRU):
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
         entries = self.entries
-        waits = []
+        waits = NO_WAITS
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
@@ -392,7 +388,7 @@ class PageCache(LRU):
                 entries.move_to_end(block_key)
                 hit += span
                 if marker is not None and not marker.done and marker not in waits:
-                    waits.append(marker)
+                    waits = [*waits, marker]
             else:
                 entries[block_key] = transfer
                 if len(entries) > self.capacity:
@@ -500,7 +496,7 @@ class Engine:
                 if miss:
                     self.spare = Transfer()
                     requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
-                    waits.append(disk.read(env.now + pending, miss, requests, transfer))
+                    waits = (*waits, disk.read(env.now + pending, miss, requests, transfer))
                 elif not waits:
                     continue
             elif kind == WRITE:
