@@ -6,17 +6,18 @@ The disk is a FIFO queue served by ``queue_depth`` channels. A request's service
 times are known when a request is issued, the engine reserves a channel and waits with a single
 timeout instead of a SimPy Resource per I/O. An operation served from cache costs one timeout,
 or none when nothing else is due before it ends (:meth:`Environment.skip_ahead`).
-CPU is not a contended resource in this model: each container's CPU time only delays itself.
+CPU time runs on the host's ``cores`` (:class:`Cores`), shared by every container, and plans
+may hold locks (:class:`Locks`): mutexes and semaphores keyed by what they stand for.
 """
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 import simpy
 
-from .plan import CACHED, CPU, DISK_READ, DISK_WRITE, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
+from .plan import CACHED, CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SYNC, UNLOCK, WRITE, WRITEBACK, Plan
 from .profile import Profile
 
 
@@ -103,6 +104,77 @@ class Disk:
             self.fsyncs += 1
             service += self.profile.fsync_latency
         return service
+
+
+class Cores:
+    """The host's CPUs: every container's kernel and FUSE work, first come first served.
+
+    A burst of CPU time (the work an operation does between two waits, microseconds, far below
+    the scheduler's time slice) runs to completion on the first core free, in the order the
+    bursts become ready. As with the disk's channels, a burst's finish is known when it starts,
+    so a core is reserved, not waited for with an event.
+    """
+
+    __slots__ = ("free", "busy_s")
+
+    def __init__(self, count: int):
+        self.free = [0.0] * count  # when each core is next free (a heap)
+        self.busy_s = 0.0
+
+    def run(self, ready: float, seconds: float) -> float:
+        """Run a burst of ``seconds`` ready at ``ready``; return when it finishes."""
+        free = heapq.heappop(self.free)
+        finish = (ready if ready > free else free) + seconds
+        heapq.heappush(self.free, finish)
+        self.busy_s += seconds
+        return finish
+
+
+class Lock:
+    """A FIFO semaphore of ``holders`` places (a mutex when 1)."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, holders: int):
+        self.free = [0.0] * holders  # when each free place was given back (a heap)
+        self.waiters: deque = deque()
+
+
+class Locks:
+    """The kernel's (and FUSE daemons') locks, by id, created at first use.
+
+    A lock is given back at a time that may lie a CPU burst ahead of the clock (the holder's work
+    is reserved on the cores, not waited for step by step); whoever takes it next starts no
+    earlier. A holder hands a contended lock straight to its first waiter, in arrival order.
+    """
+
+    __slots__ = ("env", "table", "waits")
+
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.table: dict = {}
+        self.waits = 0  # acquisitions that had to queue
+
+    def acquire(self, lock_id, holders: int, ready: float):
+        """When the caller, ready at ``ready``, holds the lock: a time, or an event to wait for
+        (its value is that time)."""
+        lock = self.table.get(lock_id)
+        if lock is None:
+            lock = self.table[lock_id] = Lock(holders)
+        if lock.free and not lock.waiters:
+            released = heapq.heappop(lock.free)
+            return ready if ready > released else released
+        self.waits += 1
+        event = self.env.event()
+        lock.waiters.append(event)
+        return event
+
+    def release(self, lock_id, at: float) -> None:
+        lock = self.table[lock_id]
+        if lock.waiters:
+            lock.waiters.popleft().succeed(at)
+        else:
+            heapq.heappush(lock.free, at)
 
 
 class LRU:
@@ -203,6 +275,8 @@ class Engine:
         self.disk = Disk(profile, rng)
         self.page_cache = PageCache(profile.page_cache, profile.cache_block)
         self.dentries = LRU(profile.dentry_cache)
+        self.cores = Cores(profile.cores)
+        self.locks = Locks(self.env)
         self.operations = 0
 
     def drop_caches(self) -> None:
@@ -211,18 +285,28 @@ class Engine:
         self.dentries.clear()
 
     def execute(self, plan: Plan, result: OpResult):
-        """A SimPy process body: run ``plan``'s steps, charging each phase its time."""
+        """A SimPy process body: run ``plan``'s steps, charging each phase its time.
+
+        CPU time accumulates into one burst until the operation must wait (for the disk, a lock
+        or its end); the burst then runs on the host's cores. ``ready`` is when the work so far
+        is done: ahead of the clock by what the cores and the locks have promised.
+        """
         env = self.env
         disk = self.disk
         costs = self.costs
+        run = self.cores.run
+        locks = self.locks
         phase_s = result.phase_s
-        pending = 0.0  # CPU time not yet waited for
+        pending = 0.0  # CPU time not yet run on a core
+        ready = env.now
+        held = None  # the lock a probe holds across its disk read
         self.operations += 1
         dentries = self.dentries
         touch = dentries.touch
         cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
         dentry_hit = costs.dentry_hit
         dentry_hits = 0  # counted here, stored once: most steps are dentry hits
+        step = None
         for step in plan.steps:
             kind = step[0]
             if kind == PROBE:  # the commonest step: one per path component
@@ -234,6 +318,16 @@ class Engine:
                     continue
                 touch(step[2])
                 result.dentry_misses += 1
+                if len(step) > 5:  # the miss holds a directory lock while it probes
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    got = locks.acquire(step[5], 1, ready)
+                    if got.__class__ is not float:
+                        got = yield got
+                    phase_s[step[1]] += got - ready
+                    ready, held = got, step[5]
                 probes = step[3]
                 cpu = len(probes) * step[4]
                 pending += cpu
@@ -243,6 +337,12 @@ class Engine:
                     if not touch(key):
                         cold += 1
                 if not cold:
+                    if held is not None:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                        locks.release(held, ready)
+                        held = None
                     continue
                 service = disk.read_service(cold * costs.metadata_block, cold)
             elif kind == CPU:
@@ -269,7 +369,7 @@ class Engine:
             elif kind == SYNC:
                 service = disk.write_service(step[2], 1 if step[2] else 0, flush=True)
             elif kind == WRITEBACK:
-                disk.reserve(env.now + pending, disk.write_service(step[2], 1))
+                disk.reserve(ready + pending, disk.write_service(step[2], 1))
                 continue
             elif kind == DISK_READ:
                 service = disk.read_service(step[2], step[3])
@@ -279,12 +379,36 @@ class Engine:
                 for key in step[2]:
                     dentries.insert(key)
                 continue
-            issue = env.now + pending
-            finish = disk.reserve(issue, service)
-            phase_s[step[1]] += finish - issue
+            else:  # LOCK or UNLOCK: the work before it is done first
+                if pending:
+                    finish = run(ready, pending)
+                    phase_s[step[1]] += finish - ready - pending
+                    ready, pending = finish, 0.0
+                if kind == LOCK:
+                    got = locks.acquire(step[2], step[3], ready)
+                    if got.__class__ is not float:
+                        got = yield got
+                    phase_s[step[1]] += got - ready
+                    ready = got
+                else:
+                    locks.release(step[2], ready)
+                continue
+            if pending:
+                finish = run(ready, pending)
+                phase_s[step[1]] += finish - ready - pending
+                ready, pending = finish, 0.0
+            finish = disk.reserve(ready, service)
+            phase_s[step[1]] += finish - ready
             if not env.skip_ahead(finish - env.now):
                 yield env.timeout(finish - env.now)
-            pending = 0.0
+            ready = finish
+            if held is not None:
+                locks.release(held, ready)
+                held = None
         result.dentry_hits = dentry_hits
-        if pending > 0 and not env.skip_ahead(pending):
-            yield env.timeout(pending)
+        if pending:
+            finish = run(ready, pending)
+            phase_s[step[1]] += finish - ready - pending
+            ready = finish
+        if ready > env.now and not env.skip_ahead(ready - env.now):
+            yield env.timeout(ready - env.now)
