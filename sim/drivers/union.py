@@ -24,6 +24,7 @@ class UnionOptions(BaseModel):
     volatile: bool = Field(False, description="skip every sync: no fsync after copy-up, fsync(2) is a no-op")
     redirect_dir: bool = Field(False, description="renaming a lower directory records a redirect instead of failing with EXDEV")
     reflink: bool = Field(False, description="the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied")
+    tmpfile: bool = Field(True, description="files are copied up through an O_TMPFILE outside the upper filesystem's rename lock (ovl_copy_up_tmpfile); false: in the work directory under that lock, data and fsync included (ovl_copy_up_workdir: upper filesystems without O_TMPFILE, and kernels before the O_TMPFILE copy-up such as 4.9)")
 
 
 class UnionDriver(Driver):
@@ -31,6 +32,7 @@ class UnionDriver(Driver):
     fuse = False            # every request crosses to a user-space daemon
     single_lower = False    # legacy overlay: one lower directory holding hard links of every layer
     copy_up_scans_layers = False  # aufs: a copy-up consults every branch
+    copy_up_in_place = False  # aufs: copies up in the target directory under its lock, not in a work directory
     mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
 
     def __init__(self, options=None, profile=None):
@@ -75,6 +77,11 @@ class UnionDriver(Driver):
     def mount_id(self, cid):
         return ("ovl", cid)
 
+    def rename_lock(self, cid):
+        """Every container's upper and work directories lie on one filesystem (/var/lib/docker):
+        its one s_vfs_rename_mutex, which lock_rename(workdir, upperdir) takes, is the host's."""
+        return ("s_vfs_rename_mutex", "upper")
+
     # -- data placement ------------------------------------------------------------------------
     def _lower_key(self, cid, image: Image, layer: int, lower: str) -> tuple:
         key = ("lower", image.layer_ids[layer], lower)
@@ -90,13 +97,41 @@ class UnionDriver(Driver):
 
     # -- copy-up -------------------------------------------------------------------------------
     def _dirs_created(self, plan, cid, created):
+        """Each missing ancestor directory is copied up on its own: made in the work directory and
+        renamed into place under the upper filesystem's rename lock (ovl_copy_up_workdir), or by
+        aufs in place under its parent directory's lock."""
         per_dir = self.costs.dir_copy_up + (self.costs.fuse_request if self.fuse else 0.0)
-        plan.cpu(COPY_UP, per_dir * len(created))
+        for path in created:
+            lock = self.dir_lock(cid, path) if self.copy_up_in_place else self.rename_lock(cid)
+            plan.lock(COPY_UP, lock)
+            plan.cpu(COPY_UP, per_dir)
+            self._new_inode(plan, cid)
+            plan.unlock(COPY_UP, lock)
+
+    def _new_inode(self, plan, cid) -> None:
+        """What a new inode in the upper layer costs besides its creation (aufs: its xino entry)."""
+        return None
+
+    def _copy_up_lock(self, cid, path) -> tuple | None:
+        """The lock a file's copy-up holds throughout (data and fsync included), if any."""
+        if self.copy_up_in_place:
+            return self.dir_lock(cid, path)
+        if not self.fuse and not getattr(self.options, "tmpfile", True):
+            return self.rename_lock(cid)
+        return None
 
     def _copied_up(self, plan, cid, view, copy):
         if copy is None:
             return
         self._dirs_created(plan, cid, copy.created_dirs)
+        lock = self._copy_up_lock(cid, copy.path)
+        if lock is not None:
+            plan.lock(COPY_UP, lock)
+        self._copy_file_up(plan, cid, view, copy)
+        if lock is not None:
+            plan.unlock(COPY_UP, lock)
+
+    def _copy_file_up(self, plan, cid, view, copy):
         if self._upper_metadata:
             # The upper filesystem's own metadata a copy-up touches: from disk after a cache drop
             # (measured on the real kernel: a cold first write costs more than lookup plus copy).
@@ -105,6 +140,7 @@ class UnionDriver(Driver):
         if self.copy_up_scans_layers:
             setup += self.costs.layer_probe * len(view.image.layers)
         plan.cpu(COPY_UP, setup)
+        self._new_inode(plan, cid)
         plan.copy_ups += 1
         if not copy.with_data or copy.size == 0:
             return
@@ -115,11 +151,16 @@ class UnionDriver(Driver):
         source = self._lower_key(cid, view.image, copy.lower_layer, copy.source)
         plan.read(COPY_UP, source, 0, copy.size, copy.size, chunks(copy.size, self.costs.copy_chunk))
         plan.write(COPY_UP, ("upper", cid, copy.path), 0, copy.size)
+        plan.cpu(COPY_UP, self._copy_loop_cpu(copy.size))
         plan.copy_up_bytes += copy.size
         if self._volatile():
             plan.writeback(COPY_UP, copy.size)
         else:
             plan.sync(COPY_UP, copy.size)
+
+    def _copy_loop_cpu(self, nbytes: int) -> float:
+        """CPU of the copy loop besides the memcpy (the kernel's copy is one splice per 1 MiB chunk)."""
+        return 0.0
 
     def _metadata_changed(self, plan, cid, view, path):
         if view.stat(path).kind != FILE:
