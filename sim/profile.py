@@ -57,6 +57,7 @@ class KernelCosts(BaseModel):
     dm_thin_create: Duration = Field(1.95, ge=0, description="devicemapper thin device creation + activation (containerd #2988 on EBS) [s]")
     dm_remove: Duration = Field(0.5, ge=0, description="devicemapper device removal with discards [s]")
     aufs_copy_block: Duration = Field(1.0e-6, ge=0, description="CPU of one block of aufs's own copy-up loop besides the memcpy: a kernel read and a write of one filesystem block (4 KiB) and the all-zero test (aufs cpup.c au_do_copy_file) [s]")
+    aufs_revalidate: Duration = Field(0.3e-6, ge=0, description="CPU of aufs revalidating one cached path component against one branch (udba=reval, the default: aufs checks its cached dentries on every access); default: one dentry-cache hit's worth per branch [s]")
     aufs_xino_write: Duration = Field(3e-6, ge=0, description="CPU of one write of aufs's external inode number table (xino file) for a new inode on the writable branch, under the xino file's lock [s]")
 
 

@@ -3,17 +3,19 @@
 Same lookup walk as overlayfs; a copy-up also consults every branch (whiteouts, xino), so its
 cost grows with the layer count. Renaming any directory fails with EXDEV.
 
-Where it serializes (aufs ``cpup.c``, ``dentry.c``, ``xino.c``): a copy-up creates the file and
-its missing directories in place on the writable branch, holding the target directory's lock
-through the whole copy, which aufs makes itself one filesystem block (4 KiB) at a time
-(``au_copy_file``); every new inode on the writable branch writes the mount's xino file under
-its lock; older aufs looked names up in each branch directory with that directory's i_mutex
-held exclusively, and the image's branch directories are shared by every container.
+A copy-up (aufs ``cpup.c``) creates the file and its missing directories in place on the
+writable branch under the target directory's lock, then copies the data itself, one filesystem
+block (4 KiB) at a time (``au_copy_file``), holding the *lower* file's inode lock
+(``au_do_cpup_regular``): the image's files are shared by every container, so containers
+copying up the same file queue there. It does not fsync the copy. Every new inode on the
+writable branch writes the mount's xino file, under its lock. A lookup also looks for the
+name's whiteout in each branch (``au_do_lookup``); older aufs did both with the branch
+directory's i_mutex held exclusively (``exclusive_lookup``).
 """
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..image import parent_of
-from ..plan import COPY_UP
+from ..image import parent_of, prefixes
+from ..plan import COPY_UP, LOOKUP
 from .base import PAGE, FsError, chunks, register
 from .union import UnionDriver
 
@@ -30,9 +32,19 @@ class Aufs(UnionDriver):
     max_layers = 125  # 127 branches: the image's plus -init and the container layer
     layer_limit_reason = "aufs mounts at most 127 branches (the image's plus -init and the container layer)"
     Options = AufsOptions
-    copy_up_scans_layers = True
-    copy_up_in_place = True
+    copy_up_syncs = False
     mount_extra_layers = 2
+
+    def __init__(self, options=None, profile=None):
+        super().__init__(options, profile)
+        self.probe_cpu = 2 * self.costs.layer_probe  # the name and its whiteout, in each branch
+
+    def lookup(self, plan, cid, view, path):
+        """The walk, then udba=reval: every cached component checked against each branch."""
+        entry = super().lookup(plan, cid, view, path)
+        branches = len(view.image.layers) + self.mount_extra_layers + 1
+        plan.cpu(LOOKUP, len(prefixes(path)) * branches * self.costs.aufs_revalidate)
+        return entry
 
     def probe_lock(self, cid, view, prefix, lower):
         if lower is None or not self.options.exclusive_lookup:
@@ -45,8 +57,23 @@ class Aufs(UnionDriver):
         plan.cpu(COPY_UP, self.costs.aufs_xino_write)
         plan.unlock(COPY_UP, lock)
 
-    def _copy_loop_cpu(self, nbytes):
-        return chunks(nbytes, PAGE) * self.costs.aufs_copy_block
+    def _dir_copy_up_lock(self, cid, path):
+        return self.dir_lock(cid, path)  # mkdir in place on the writable branch
+
+    def _copy_setup(self, plan, cid, view, copy):
+        lock = self.dir_lock(cid, copy.path)
+        plan.lock(COPY_UP, lock)
+        plan.cpu(COPY_UP, self.costs.copy_up_setup + self.costs.layer_probe * len(view.image.layers))
+        self._new_inode(plan, cid)
+        plan.unlock(COPY_UP, lock)
+
+    def _copy_data(self, plan, cid, view, copy):
+        # the lower inode's lock (one inode of the image, whichever container copies it)
+        lock = ("inode", "layer", view.image.layer_ids[copy.lower_layer], copy.source)
+        plan.lock(COPY_UP, lock)
+        plan.cpu(COPY_UP, chunks(copy.size, PAGE) * self.costs.aufs_copy_block)
+        super()._copy_data(plan, cid, view, copy)
+        plan.unlock(COPY_UP, lock)
 
     def _op_rename(self, plan, cid, view, op):
         entry = view.stat(op.path)

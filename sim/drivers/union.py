@@ -31,8 +31,7 @@ class UnionDriver(Driver):
     Options = UnionOptions
     fuse = False            # every request crosses to a user-space daemon
     single_lower = False    # legacy overlay: one lower directory holding hard links of every layer
-    copy_up_scans_layers = False  # aufs: a copy-up consults every branch
-    copy_up_in_place = False  # aufs: copies up in the target directory under its lock, not in a work directory
+    copy_up_syncs = True    # the kernel fsyncs a copied-up file (since 4.9); aufs does not
     mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
 
     def __init__(self, options=None, profile=None):
@@ -98,52 +97,47 @@ class UnionDriver(Driver):
     # -- copy-up -------------------------------------------------------------------------------
     def _dirs_created(self, plan, cid, created):
         """Each missing ancestor directory is copied up on its own: made in the work directory and
-        renamed into place under the upper filesystem's rename lock (ovl_copy_up_workdir), or by
-        aufs in place under its parent directory's lock."""
+        renamed into place under the upper filesystem's rename lock (ovl_copy_up_workdir)."""
         per_dir = self.costs.dir_copy_up + (self.costs.fuse_request if self.fuse else 0.0)
         for path in created:
-            lock = self.dir_lock(cid, path) if self.copy_up_in_place else self.rename_lock(cid)
+            lock = self._dir_copy_up_lock(cid, path)
             plan.lock(COPY_UP, lock)
             plan.cpu(COPY_UP, per_dir)
             self._new_inode(plan, cid)
             plan.unlock(COPY_UP, lock)
 
+    def _dir_copy_up_lock(self, cid, path) -> tuple:
+        return self.rename_lock(cid)
+
     def _new_inode(self, plan, cid) -> None:
         """What a new inode in the upper layer costs besides its creation (aufs: its xino entry)."""
-        return None
-
-    def _copy_up_lock(self, cid, path) -> tuple | None:
-        """The lock a file's copy-up holds throughout (data and fsync included), if any."""
-        if self.copy_up_in_place:
-            return self.dir_lock(cid, path)
-        if not self.fuse and not getattr(self.options, "tmpfile", True):
-            return self.rename_lock(cid)
         return None
 
     def _copied_up(self, plan, cid, view, copy):
         if copy is None:
             return
         self._dirs_created(plan, cid, copy.created_dirs)
-        lock = self._copy_up_lock(cid, copy.path)
-        if lock is not None:
-            plan.lock(COPY_UP, lock)
-        self._copy_file_up(plan, cid, view, copy)
-        if lock is not None:
-            plan.unlock(COPY_UP, lock)
-
-    def _copy_file_up(self, plan, cid, view, copy):
+        # ovl_copy_up_workdir holds lock_rename(workdir, upperdir) through the whole copy, data
+        # and fsync included; ovl_copy_up_tmpfile copies into an O_TMPFILE without it.
+        whole = self.rename_lock(cid) if not self.fuse and not getattr(self.options, "tmpfile", True) else None
+        if whole is not None:
+            plan.lock(COPY_UP, whole)
         if self._upper_metadata:
             # The upper filesystem's own metadata a copy-up touches: from disk after a cache drop
             # (measured on the real kernel: a cold first write costs more than lookup plus copy).
             plan.probe(COPY_UP, ("upper-metadata",), self._upper_metadata, 0.0)
-        setup = self.costs.copy_up_setup
-        if self.copy_up_scans_layers:
-            setup += self.costs.layer_probe * len(view.image.layers)
-        plan.cpu(COPY_UP, setup)
-        self._new_inode(plan, cid)
+        self._copy_setup(plan, cid, view, copy)
         plan.copy_ups += 1
-        if not copy.with_data or copy.size == 0:
-            return
+        if copy.with_data and copy.size:
+            self._copy_data(plan, cid, view, copy)
+        if whole is not None:
+            plan.unlock(COPY_UP, whole)
+
+    def _copy_setup(self, plan, cid, view, copy) -> None:
+        """Create the upper file, copy its attributes and xattrs (all but the data)."""
+        plan.cpu(COPY_UP, self.costs.copy_up_setup)
+
+    def _copy_data(self, plan, cid, view, copy) -> None:
         if getattr(self.options, "reflink", False):
             plan.cpu(COPY_UP, self.costs.clone_base + self.costs.clone_per_gib * copy.size / GIB)
             self._cloned.setdefault(cid, {})[copy.path] = 0
@@ -151,16 +145,11 @@ class UnionDriver(Driver):
         source = self._lower_key(cid, view.image, copy.lower_layer, copy.source)
         plan.read(COPY_UP, source, 0, copy.size, copy.size, chunks(copy.size, self.costs.copy_chunk))
         plan.write(COPY_UP, ("upper", cid, copy.path), 0, copy.size)
-        plan.cpu(COPY_UP, self._copy_loop_cpu(copy.size))
         plan.copy_up_bytes += copy.size
-        if self._volatile():
+        if self._volatile() or not self.copy_up_syncs:
             plan.writeback(COPY_UP, copy.size)
         else:
             plan.sync(COPY_UP, copy.size)
-
-    def _copy_loop_cpu(self, nbytes: int) -> float:
-        """CPU of the copy loop besides the memcpy (the kernel's copy is one splice per 1 MiB chunk)."""
-        return 0.0
 
     def _metadata_changed(self, plan, cid, view, path):
         if view.stat(path).kind != FILE:
