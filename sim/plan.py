@@ -87,6 +87,18 @@ class Plan:
         self.steps.append((UNLOCK, phase, lock_id))
         return self
 
+    def unlock_held(self) -> Plan:
+        """Give back every lock taken and not yet given back (an operation refused half-way)."""
+        held = []
+        for step in self.steps:
+            if step[0] == LOCK:
+                held.append(step[2])
+            elif step[0] == UNLOCK:
+                held.remove(step[2])
+        for lock_id in reversed(held):
+            self.unlock(self.steps[-1][1], lock_id)
+        return self
+
     def extend(self, other: Plan) -> Plan:
         self.steps.extend(other.steps)
         self.copy_up_bytes += other.copy_up_bytes

@@ -136,6 +136,7 @@ class Driver:
             self._operations[op.kind](plan, cid, view, op)
         except FsError as error:
             plan.error = error.errno_name
+            plan.unlock_held()
         return plan
 
     def _op_stat(self, plan, cid, view, op):
@@ -149,20 +150,25 @@ class Driver:
         plan.cpu(DATA, self._transfer_cpu(nbytes))
 
     def _op_write(self, plan, cid, view, op):
+        plan.lock(DATA, self.file_lock(cid, op.path))
         entry = self._file(plan, cid, view, op.path)
         self._write(plan, cid, view, op.path, entry.size, op.offset, op.nbytes, op.sync)
 
     def _op_append(self, plan, cid, view, op):
+        plan.lock(DATA, self.file_lock(cid, op.path))
         entry = self._file(plan, cid, view, op.path)
         self._write(plan, cid, view, op.path, entry.size, entry.size, op.nbytes, op.sync)
 
     # Locks (docs/model.md, "CPUs and locks"): a file's lock stands for its i_rwsem (held by
     # write(2), truncate and setattr) and for the copy-up that precedes them (overlayfs's per-inode
-    # copy-up lock), so a second writer waits for the first one's copy-up; a directory's lock for
-    # its i_rwsem, held exclusively by create, unlink, mkdir, rmdir and rename in it. A plan takes
-    # a file's lock, then the locks a copy-up takes inside (rename_lock, a directory's); it never
-    # holds a directory's lock while it waits for another lock, except rename's rename_lock then
-    # its two directories in order: no cycle, so no deadlock.
+    # copy-up lock), so a second writer waits for the first one's copy-up. It is taken before the
+    # file's lookup: the plans of one container are made in the order its operations start, and
+    # a later plan (which finds the file copied up) must not overtake an earlier one still looking
+    # it up; in the kernel the later lookup of that name waits for the earlier (d_alloc_parallel).
+    # A directory's lock stands for its i_rwsem, held exclusively by create, unlink, mkdir, rmdir
+    # and rename in it. A plan takes a file's lock, then the locks a copy-up takes inside
+    # (rename_lock, a directory's); it never holds a directory's lock while it waits for another
+    # lock, except rename's rename_lock then its two directories in order: no cycle, no deadlock.
     def file_lock(self, cid: int, path: str) -> tuple:
         return ("inode", self.mounts[cid], path)
 
@@ -174,8 +180,8 @@ class Driver:
         return ("s_vfs_rename_mutex", self.mounts[cid])
 
     def _write(self, plan, cid, view, path, size, offset, nbytes, sync):
+        """The write of an operation holding the file's lock (released here)."""
         lock = self.file_lock(cid, path)
-        plan.lock(DATA, lock)
         self._make_writable(plan, cid, view, path, offset, nbytes, size)
         view.write(path, offset, nbytes)
         plan.write(DATA, self.data_key(cid, view, path, view.stat(path)), offset, nbytes)
@@ -184,9 +190,9 @@ class Driver:
         self._flush(plan, cid, path, offset, nbytes, sync)
 
     def _op_truncate(self, plan, cid, view, op):
-        self._file(plan, cid, view, op.path)
         lock = self.file_lock(cid, op.path)
         plan.lock(DATA, lock)
+        self._file(plan, cid, view, op.path)
         self._copied_up(plan, cid, view, view.copy_up(op.path))
         self._truncated(cid, op.path, op.nbytes)
         view.truncate(op.path, op.nbytes)
@@ -264,9 +270,9 @@ class Driver:
             plan.unlock(DATA, lock)
 
     def _op_chmod(self, plan, cid, view, op):
-        self._file_or_dir(plan, cid, view, op.path)
         lock = self.file_lock(cid, op.path)
         plan.lock(DATA, lock)
+        self._file_or_dir(plan, cid, view, op.path)
         self._metadata_changed(plan, cid, view, op.path)
         plan.cpu(DATA, self.costs.metadata_update)
         plan.unlock(DATA, lock)
