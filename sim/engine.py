@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 import numpy as np
 import simpy
 
-from .plan import CACHED, CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SYNC, UNLOCK, WRITE, WRITEBACK, Plan
+from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
 
 
@@ -112,40 +112,45 @@ class Cores:
     A burst of CPU time (the work an operation does between two waits, microseconds, far below
     the scheduler's time slice) runs to completion on the first core free, in the order the
     bursts become ready. As with the disk's channels, a burst's finish is known when it starts,
-    so a core is reserved, not waited for with an event.
+    so a core is reserved, not waited for with an event. (:meth:`Engine.execute` inlines
+    :meth:`run`.)
     """
 
-    __slots__ = ("free", "busy_s")
+    __slots__ = ("free",)
 
     def __init__(self, count: int):
         self.free = [0.0] * count  # when each core is next free (a heap)
-        self.busy_s = 0.0
 
     def run(self, ready: float, seconds: float) -> float:
         """Run a burst of ``seconds`` ready at ``ready``; return when it finishes."""
-        free = heapq.heappop(self.free)
+        free = self.free[0]
         finish = (ready if ready > free else free) + seconds
-        heapq.heappush(self.free, finish)
-        self.busy_s += seconds
+        heapq.heapreplace(self.free, finish)
         return finish
 
 
-class Lock:
-    """A FIFO semaphore of ``holders`` places (a mutex when 1)."""
+class Semaphore:
+    """A FIFO semaphore of several places: when each free place was given back, and the waiters."""
 
     __slots__ = ("free", "waiters")
 
     def __init__(self, holders: int):
-        self.free = [0.0] * holders  # when each free place was given back (a heap)
+        self.free = [0.0] * holders  # a heap
         self.waiters: deque = deque()
+
+
+HELD = True  # a mutex held, nobody waiting
 
 
 class Locks:
     """The kernel's (and FUSE daemons') locks, by id, created at first use.
 
-    A lock is given back at a time that may lie a CPU burst ahead of the clock (the holder's work
-    is reserved on the cores, not waited for step by step); whoever takes it next starts no
-    earlier. A holder hands a contended lock straight to its first waiter, in arrival order.
+    A mutex's state is kept as small as its use allows: absent when free since before the clock,
+    the time it was given back when that lies ahead of the clock, ``HELD``, or the deque of its
+    waiters. A lock is given back at a time that may lie a CPU burst ahead of the clock (the
+    holder's work is reserved on the cores, not waited for step by step); whoever takes it next
+    starts no earlier. A holder hands a contended lock straight to its first waiter, in arrival
+    order.
     """
 
     __slots__ = ("env", "table", "waits")
@@ -158,23 +163,47 @@ class Locks:
     def acquire(self, lock_id, holders: int, ready: float):
         """When the caller, ready at ``ready``, holds the lock: a time, or an event to wait for
         (its value is that time)."""
-        lock = self.table.get(lock_id)
-        if lock is None:
-            lock = self.table[lock_id] = Lock(holders)
-        if lock.free and not lock.waiters:
-            released = heapq.heappop(lock.free)
-            return ready if ready > released else released
+        table = self.table
+        state = table.get(lock_id)
+        if holders > 1:
+            if state is None:
+                state = table[lock_id] = Semaphore(holders)
+            if state.free and not state.waiters:
+                released = heapq.heappop(state.free)
+                return ready if ready > released else released
+            waiters = state.waiters
+        elif state is None:
+            table[lock_id] = HELD
+            return ready
+        elif state.__class__ is float:
+            table[lock_id] = HELD
+            return ready if ready > state else state
+        elif state is HELD:
+            waiters = table[lock_id] = deque()
+        else:
+            waiters = state
         self.waits += 1
         event = self.env.event()
-        lock.waiters.append(event)
+        waiters.append(event)
         return event
 
     def release(self, lock_id, at: float) -> None:
-        lock = self.table[lock_id]
-        if lock.waiters:
-            lock.waiters.popleft().succeed(at)
-        else:
-            heapq.heappush(lock.free, at)
+        table = self.table
+        state = table[lock_id]
+        if state is HELD:
+            if at > self.env.now:
+                table[lock_id] = at
+            else:
+                del table[lock_id]
+        elif state.__class__ is Semaphore:
+            if state.waiters:
+                state.waiters.popleft().succeed(at)
+            else:
+                heapq.heappush(state.free, at)
+        else:  # the waiters of a mutex: the first takes it over
+            state.popleft().succeed(at)
+            if not state:
+                table[lock_id] = HELD
 
 
 class LRU:
@@ -295,10 +324,12 @@ class Engine:
         disk = self.disk
         costs = self.costs
         run = self.cores.run
+        cores = self.cores.free  # a burst on the first free core: Cores.run, inlined where frequent
+        heapreplace = heapq.heapreplace
         locks = self.locks
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet run on a core
-        ready = env.now
+        ready = env.now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
         dentries = self.dentries
@@ -366,20 +397,7 @@ class Engine:
                 pending += copy
                 phase_s[step[1]] += copy
                 continue
-            elif kind == SYNC:
-                service = disk.write_service(step[2], 1 if step[2] else 0, flush=True)
-            elif kind == WRITEBACK:
-                disk.reserve(ready + pending, disk.write_service(step[2], 1))
-                continue
-            elif kind == DISK_READ:
-                service = disk.read_service(step[2], step[3])
-            elif kind == DISK_WRITE:
-                service = disk.write_service(step[2], step[3])
-            elif kind == CACHED:
-                for key in step[2]:
-                    dentries.insert(key)
-                continue
-            else:  # LOCK or UNLOCK: the work before it is done first
+            elif kind >= LOCK:  # LOCK or UNLOCK: the work before it is done first
                 if pending:
                     finish = run(ready, pending)
                     phase_s[step[1]] += finish - ready - pending
@@ -393,8 +411,23 @@ class Engine:
                 else:
                     locks.release(step[2], ready)
                 continue
+            elif kind == SYNC:
+                service = disk.write_service(step[2], 1 if step[2] else 0, flush=True)
+            elif kind == WRITEBACK:
+                disk.reserve(ready + pending, disk.write_service(step[2], 1))
+                continue
+            elif kind == DISK_READ:
+                service = disk.read_service(step[2], step[3])
+            elif kind == DISK_WRITE:
+                service = disk.write_service(step[2], step[3])
+            else:  # CACHED: metadata just written, now in the dentry cache
+                for key in step[2]:
+                    dentries.insert(key)
+                continue
             if pending:
-                finish = run(ready, pending)
+                free = cores[0]
+                finish = (ready if ready > free else free) + pending
+                heapreplace(cores, finish)
                 phase_s[step[1]] += finish - ready - pending
                 ready, pending = finish, 0.0
             finish = disk.reserve(ready, service)
@@ -407,7 +440,9 @@ class Engine:
                 held = None
         result.dentry_hits = dentry_hits
         if pending:
-            finish = run(ready, pending)
+            free = cores[0]
+            finish = (ready if ready > free else free) + pending
+            heapreplace(cores, finish)
             phase_s[step[1]] += finish - ready - pending
             ready = finish
         if ready > env.now and not env.skip_ahead(ready - env.now):
