@@ -207,3 +207,14 @@ def test_many_workers_of_every_operation_all_finish(driver):
             "workload": {"kind": "mix", "ops": ops, "file_choice": "zipf", "workers": 4, "operations": 600}}
     summary = run_scenario(data).summary.iloc[0]
     assert summary["ops"] == 600  # every operation finished: no plan waits forever on a lock
+
+
+def test_a_container_count_sweep_gets_the_contention_figure():
+    from sim.report import figures
+    data = {"name": "count", "seed": 1, "image": {"kind": "synthetic", "layers": 2, "files_per_layer": 20},
+            "workload": {"kind": "mix", "operations": 40},
+            "sweep": {"driver.name": ["overlay2", "btrfs"], "containers.count": [1, 4]}}
+    run = run_scenario(data)
+    assert run.summary["makespan_s"].gt(0).all()
+    names = [fig.name for fig in figures(run)]
+    assert "contention_vs_count" in names
