@@ -126,6 +126,8 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
         yield from host.prepare_image(image)
         for cid in range(count):
             yield from host.create_container(cid, image, mounts)
+        if scenario.settle:
+            yield from host.settle()
         if scenario.cache == "warm":
             yield from warm_up(host, candidates)
         else:

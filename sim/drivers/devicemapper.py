@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..plan import COPY_UP
 from ..units import Size
-from .base import register
+from .base import PAGE, register, round_up
 from .snapshot import SnapshotDriver
 
 
@@ -44,7 +44,9 @@ class Devicemapper(SnapshotDriver):
 
     def _break_block(self, plan, cid, view, path, entry, start, block, whole, size):
         if not whole:
-            self._unsent_copy += block
+            # A file smaller than a thin block shares it with the files its filesystem packed
+            # beside it: the block is copied once for all of them, this file's share its own size.
+            self._unsent_copy += min(block, round_up(size, PAGE))
 
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         copy, self._unsent_copy = self._unsent_copy, 0
