@@ -55,6 +55,12 @@ class Environment(simpy.Environment):
 INF = float("inf")
 
 
+def rounding(now: float) -> float:
+    """A few hundred ulps of ``now``: a transfer due that close ends now. Waiting for it would
+    move the clock by less than its rounding, and virtual time would never reach its tag."""
+    return 1e-15 + now * 1e-13
+
+
 class Transfer:
     """One disk request: its access time on a channel, then its bytes on the shared bandwidth."""
 
@@ -85,7 +91,7 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs", "rng", "jitter",
+                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs", "rng", "jitter",
                  "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
@@ -99,7 +105,9 @@ class Disk:
         self.arrivals = 0   # transfers submitted: the order among equal times
         self.waited: list[tuple] = []    # (tag, order, transfer) in service with waiters (a heap)
         self.expected: list[tuple] = []  # (earliest end, order, transfer) with waiters, still arriving (a heap)
-        self.alarm_at = INF  # when the alarm goes off next
+        self.waits = 0       # transfers waited for: their order among equal times
+        self.alarm = None    # the timeout that goes off next, at ``alarm_at``
+        self.alarm_at = INF
         self.rng = rng
         self.jitter: list[float] = []
         self.jitter_index = 0
@@ -169,14 +177,12 @@ class Disk:
         arriving = self.arriving
         clock = self.clock
         vtime = self.vtime
-        # A transfer due within a few hundred ulps of ``now`` ends now: waiting for it would move
-        # the clock by less than its rounding, and virtual time would never reach the tag.
-        slack = 1e-15 + now * 1e-13
+        slack = rounding(now)
         while True:
             count = len(tags)
             depart = clock + (tags[0] - vtime) * count if count else INF
             if arriving and arriving[0][0] < depart:  # at a tie, the departure first
-                at, order, transfer = arriving[0]
+                at, _, transfer = arriving[0]
                 if at > now:
                     break
                 heapq.heappop(arriving)
@@ -187,8 +193,9 @@ class Disk:
                 clock = at
                 tag = transfer.tag = vtime + transfer.work
                 bisect.insort(tags, tag)
-                if transfer.event is not None:
-                    heapq.heappush(self.waited, (tag, order, transfer))
+                if transfer.event is not None:  # someone waits for it
+                    self.waits += 1
+                    heapq.heappush(self.waited, (tag, self.waits, transfer))
             else:
                 if depart > now + slack:
                     break
@@ -240,29 +247,33 @@ class Disk:
     def wait(self, transfer: Transfer, earliest: float) -> simpy.Event:
         """The event to yield to wait for ``transfer`` (not ended), which ends no earlier than
         ``earliest`` (from :meth:`finish_time`). Triggered exactly when it ends."""
+        if transfer.tag == -INF:  # nothing to transfer: it ends with its access time
+            return self.env.timeout(transfer.arrival - self.env._now)
         event = transfer.event
         if event is None:
             event = transfer.event = self.env.event()
+            self.waits += 1
             if transfer.tag == INF:
-                heapq.heappush(self.expected, (earliest, self.arrivals, transfer))
+                heapq.heappush(self.expected, (earliest, self.waits, transfer))
             else:
-                heapq.heappush(self.waited, (transfer.tag, self.arrivals, transfer))
+                heapq.heappush(self.waited, (transfer.tag, self.waits, transfer))
             if earliest < self.alarm_at:
                 self._set_alarm(earliest)
         return event
 
     def _set_alarm(self, at: float) -> None:
         self.alarm_at = at
-        alarm = self.env.timeout(at - self.env._now)
-        alarm.callbacks.append(self._ring)
+        self.alarm = self.env.timeout(at - self.env._now)
+        self.alarm.callbacks.append(self._ring)
 
     def _ring(self, alarm) -> None:
         """The alarm: trigger the events of the transfers that have ended; set the next alarm
         at the earliest a waited transfer can end."""
         env = self.env
         now = env._now
-        if now >= self.alarm_at:
-            self.alarm_at = INF  # the alarm this one was: another goes off later only if stale
+        if alarm is self.alarm:  # else a stale one, set before an earlier one replaced it
+            self.alarm = None
+            self.alarm_at = INF
         self.advance(now)
         vtime = self.vtime
         waited = self.waited
@@ -293,7 +304,8 @@ class Disk:
         if waited:
             at = min(at, self._departure(waited[0][0]))
         if at < self.alarm_at:
-            self._set_alarm(at if at > now else now)
+            # never again at this very time: what is due now has been done
+            self._set_alarm(max(at, now + rounding(now)))
 
     def _departure(self, tag: float) -> float:
         """When the transfer with ``tag`` (in service) ends if nothing else begins: the

@@ -5,10 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.drivers import Op, get_driver
+from benchmarks.device_sharing import at_once, makespan, mean_latency, serve, settled_host
+from sim.drivers import Op
 from sim.engine import Engine
-from sim.host import Host
-from sim.image import probe_image
 from sim.profile import load_profile
 
 MiB = 2**20
@@ -22,33 +21,13 @@ def device(queue_depth: int = 32, latency: float = 50e-6, bandwidth: float = 1e9
     return Engine(profile)
 
 
-def serve(engine: Engine, jobs: list[tuple[float, int, bool, int]]) -> list[tuple[float, float]]:
-    """(issue, finish) of each request (issue time, bytes, is a write, requests), each waited for
-    by a process of its own."""
-    env, disk = engine.env, engine.disk
-    done: list = [None] * len(jobs)
-
-    def client(index, issue, nbytes, write, requests):
-        yield env.timeout(issue)
-        transfer = (disk.write if write else disk.read)(env.now, nbytes, requests)
-        finish = disk.finish_time(transfer, env.now)
-        if finish > env.now:
-            yield disk.wait(transfer, finish)
-        done[index] = (issue, env.now)
-
-    for index, job in enumerate(jobs):
-        env.process(client(index, *job))
-    env.run()
-    return done
-
-
 def solo(engine: Engine, nbytes: int, write: bool, requests: int) -> float:
     disk = engine.profile.disk
     latency, bandwidth = (disk.write_latency, disk.write_bandwidth) if write else (disk.read_latency, disk.read_bandwidth)
     return requests * latency + nbytes / bandwidth
 
 
-JOBS = st.lists(st.tuples(st.sampled_from([0.0, 1e-5, 1e-4, 1e-3, 2e-3]), st.integers(1, 8 * MiB), st.booleans(),
+JOBS = st.lists(st.tuples(st.sampled_from([0.0, 1e-5, 1e-4, 1e-3, 2e-3]), st.integers(0, 8 * MiB), st.booleans(),
                           st.integers(1, 8)), min_size=1, max_size=24)
 
 
@@ -106,62 +85,23 @@ def test_queue_depth_overlaps_access_times_not_bandwidth():
         assert max(f for _, f in serve(device(queue_depth), big)) == pytest.approx(8 * one, rel=0.01)
 
 
-def host_with(driver: str, profile: str, containers: int, file_size: int) -> tuple[Host, str]:
-    """A host with the probe image and ``containers`` containers, settled, caches dropped."""
-    engine = Engine(load_profile(profile))
-    host = Host(get_driver(driver)(None, engine.profile), engine)
-    image, target = probe_image(file_size=file_size)
-
-    def setup():
-        yield from host.prepare_image(image)
-        for cid in range(containers):
-            yield from host.create_container(cid, image)
-        yield from host.settle()
-
-    engine.env.process(setup())
-    engine.env.run()
-    engine.drop_caches()
-    return host, target
-
-
-def at_once(host: Host, ops: list[tuple[int, float, Op]]) -> list[tuple[float, float]]:
-    """(start, end) of each (container, delay, op), all started now."""
-    env = host.env
-    spans = [None] * len(ops)
-
-    def body(index, cid, delay, op):
-        yield env.timeout(delay)
-        start = env.now
-        yield from host.run_op(cid, 0, op)
-        spans[index] = (start, env.now)
-
-    for index, (cid, delay, op) in enumerate(ops):
-        env.process(body(index, cid, delay, op))
-    env.run()
-    return spans
-
-
-def makespan(spans) -> float:
-    return max(e for _, e in spans) - min(s for s, _ in spans)
-
-
 @pytest.mark.parametrize("profile", ["ssd", "host-calibrated"])
 def test_concurrent_copy_ups_share_the_disk(profile):
     """8 containers copying up a 16 MiB file at once take >= 3x as long as one, and each of them
     nearly all of that time (the real overlayfs on ext4 here: x1 / x1.6 / x2.9 / x6.1 for 1/2/4/8)."""
     def run(count):
-        host, target = host_with("overlay2", profile, count, 16 * MiB)
+        host, target = settled_host("overlay2", profile, count, 16 * MiB)
         return at_once(host, [(cid, 0.0, Op("write", target, 0, 4096, sync=True)) for cid in range(count)])
 
     one, eight = run(1), run(8)
     assert makespan(eight) >= 3 * makespan(one)
-    assert sum(e - s for s, e in eight) / 8 >= 0.7 * makespan(eight)
+    assert mean_latency(eight) >= 0.7 * makespan(eight)
 
 
 @pytest.mark.parametrize("driver", ["btrfs", "vfs"])
 def test_two_readers_of_a_big_file_with_private_caches_take_longer_than_one(driver):
     def run(count):
-        host, target = host_with(driver, "ssd", count, 256 * MiB)
+        host, target = settled_host(driver, "ssd", count, 256 * MiB)
         return makespan(at_once(host, [(cid, 0.0, Op("read", target, 0, 256 * MiB)) for cid in range(count)]))
 
     assert run(2) >= 1.6 * run(1)
@@ -170,7 +110,7 @@ def test_two_readers_of_a_big_file_with_private_caches_take_longer_than_one(driv
 def test_the_second_reader_of_a_cold_file_waits_for_its_pages():
     """Under overlay2 the page cache is shared: the second reader finds the first one's pages in
     flight and cannot finish before they arrive."""
-    host, target = host_with("overlay2", "ssd", 2, 64 * MiB)
+    host, target = settled_host("overlay2", "ssd", 2, 64 * MiB)
     first, second = at_once(host, [(0, 0.0, Op("read", target, 0, 64 * MiB)), (1, 1e-4, Op("read", target, 0, 64 * MiB))])
     assert second[1] >= first[1]
     disk = host.engine.profile.disk
