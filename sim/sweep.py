@@ -81,7 +81,8 @@ def expected_records(scenario) -> int | None:
         work = 2 * workload.files * count
     else:
         return None
-    return work + 2 * count + 2  # plus prepare_image, settle, create and remove_container
+    # plus prepare_image, settle, and each container's create and remove_container
+    return work + 2 * count + 1 + scenario.settle
 
 
 def _fits_inline(scenario) -> bool:
