@@ -598,7 +598,7 @@ class Engine:
                     phase_s[step[1]] += got - ready
                     ready, held = got, step[5]
                 probes = step[3]
-                cpu = len(probes) * step[4]
+                cpu = step[4]  # the miss's CPU, as the driver reckoned it
                 pending += cpu
                 phase_s[step[1]] += cpu
                 cold = 0

@@ -47,6 +47,10 @@ class KernelCosts(BaseModel):
     dentry_hit: Duration = Field(0.3e-6, ge=0, description="CPU of a path component found in the dentry cache [s]")
     layer_probe: Duration = Field(1.5e-6, ge=0, description="CPU of probing one layer for one path component on a dentry miss [s]")
     metadata_block: Size = Field(4096, gt=0, description="bytes read from disk for a directory/inode not in cache [bytes]")
+    dir_entries_per_block: int = Field(128, ge=1, le=65536, description="entries one directory block holds (ext4/xfs: 8-byte header + name; 12-byte mean name in the Debian listing: ~180 at full, leaves ~3/4 full after hashed-index splits); a directory of more entries is indexed [count]")
+    dir_index_fanout: int = Field(508, ge=2, le=65536, description="children of one index block of a hashed directory (ext4 htree: 8-byte dx_entry in 4 KiB): a lookup in an indexed directory reads one index block per level, ceil(log(blocks) / log(fanout)) levels [count]")
+    btree_lookup: Duration = Field(2e-6, ge=0, description="CPU of a btrfs lookup of one name on a dentry miss: two searches of the subvolume's B-tree, the parent's DIR_ITEM and the name's inode item (btrfs_lookup_dentry, btrfs_iget) [s]")
+    inodes_per_block: int = Field(16, ge=1, le=4096, description="inodes one inode-table block holds (ext4: 256-byte inodes, 4 KiB blocks): fuse-overlayfs loading a directory opens every entry of every layer's copy, reading their inodes a block at a time [count]")
     memcpy_bandwidth: Rate = Field(8e9, gt=0, description="copy rate between user and page cache [bytes/s]")
     copy_chunk: Size = Field(2**20, gt=0, description="chunk size of a data copy-up; one disk request per chunk [bytes]")
     copy_up_setup: Duration = Field(30e-6, ge=0, description="CPU of one file copy-up besides data: tmpfile in workdir, xattrs, rename [s]")
@@ -58,6 +62,8 @@ class KernelCosts(BaseModel):
     clone_per_gib: Duration = Field(50e-6, ge=0, description="extra clone cost per GiB of file: extent references, few for a contiguous file [s]")
     fuse_request: Duration = Field(15e-6, ge=0, description="round trip kernel<->fuse daemon per request (two context switches) [s]")
     fuse_layer_probe: Duration = Field(12e-6, ge=0, description="CPU of probing one layer in user space on a cold lookup (fuse-overlayfs) [s]")
+    fuse_dir_entry: Duration = Field(0.5e-6, ge=0, description="CPU of one entry read from one layer's copy of a directory when fuse-overlayfs loads the directory on first access (its share of getdents, a lookup in the directory's children hash table; load_dir in fuse-overlayfs main.c) [s]")
+    fuse_entry_layer_check: Duration = Field(3e-6, ge=0, description="CPU of checking one layer for an entry fuse-overlayfs meets for the first time while loading a directory: open or stat of the name, fstat, origin xattrs, in every layer from the one holding it down to the directory's lowest (make_ovl_node; quadratic in layers when each layer adds names) [s]")
     fuse_bandwidth: Rate = Field(945e6, gt=0, description="data rate through a FUSE daemon (fuse-overlayfs #390: 945 MB/s) [bytes/s]")
     layer_create: Duration = Field(400e-6, ge=0, description="creating one union layer directory (upper, work, mount) [s]")
     hardlink: Duration = Field(4e-6, ge=0, description="one hard link when the legacy overlay driver builds a layer [s]")
@@ -95,12 +101,13 @@ class ProfileError(ValueError):
 
 @lru_cache(maxsize=64)
 def _load(path: str) -> Profile:
+    from .files import PROFILE_BYTES, ReadError, load_yaml, read_text
     try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise ProfileError(f"{path}: cannot read profile: {error.strerror}") from None
+        text = read_text(path, PROFILE_BYTES, "profile")
+    except ReadError as error:
+        raise ProfileError(str(error)) from None
     try:
-        data = yaml.safe_load(text)
+        _, data = load_yaml(text)
         return Profile.model_validate(data)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
