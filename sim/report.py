@@ -24,7 +24,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .api import RunResult, load_run
 from .errors import CowsimError
-from .plots import METRIC_LABELS, plot_bars, plot_latency_cdf, plot_vs, unit_of
+from .plots import (METRIC_LABELS, coinciding_drivers, plot_bars, plot_latency_cdf, plot_vs, replicate_stats,
+                    unit_of)
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
 
@@ -39,6 +40,12 @@ VIEW_COLUMNS = ["point", "replicate", "driver", "op", "error", "latency_s", "loo
 MAX_VIEW_OPS = 1_000_000
 
 
+# Axis labels of fields whose description does not make one (a path, a choice of names).
+AXIS_LABELS = {"workload.path": "traced program", "image.path": "image", "profile": "host profile",
+               "cache": "cache at start", "driver.name": "driver"}
+PATH_FIELDS = ("workload.path", "image.path")
+
+
 @dataclass
 class SweptKey:
     """A swept scenario field other than the driver: its summary column, axis label and unit."""
@@ -51,11 +58,19 @@ class SweptKey:
     def short(self) -> str:
         return self.column.rsplit(".", 1)[-1]
 
+    @property
+    def categorical(self) -> bool:
+        return self.unit == "name"
+
     def text(self, value) -> str:
         if self.unit == "bytes":
             return format_size(value)
         if self.unit == "s":
             return format_duration(value)
+        if self.unit == "fraction" and isinstance(value, (int, float, np.number)):
+            return f"{value:.0%}"
+        if self.column in PATH_FIELDS:  # the file's name says which program or image it is
+            return Path(str(value)).name
         return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
 
 
@@ -91,21 +106,35 @@ def _field(base: Scenario | None, dotted: str):
     return type(node).model_fields.get(name)
 
 
+def axis_label(column: str, description: str, numeric: bool) -> str:
+    """What an axis of ``column`` is called: the first clause of the field's description when it
+    names a quantity briefly, else a fixed label or the field's own name in words."""
+    text = re.sub(r"\s*\[[^\]]+\]\s*$", "", description).split(";")[0]
+    text = re.sub(r"\s*\([^)]*\)", "", text.split(": ", 1)[-1]).strip()
+    if column in AXIS_LABELS:
+        return AXIS_LABELS[column]
+    if numeric and text and len(text) <= 45 and "`" not in text:
+        return text
+    return column.rsplit(".", 1)[-1].replace("_", " ")
+
+
 def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
-    """Axis label and unit from the field (its declared unit, or ``... [bytes]`` in its description), and its parser."""
+    """Axis label and unit from the field (its declared unit, or ``... [bytes]`` in its
+    description), and its parser. Fields that are not numbers (names, paths) have unit ``name``."""
     info = _field(base, column)
     description = (info.description or "") if info else ""
     match = re.search(r"\[([^\]]+)\]\s*$", description)
     # Scenario fields declare their unit in the schema (sim.scenario.field); driver options end
-    # their description with it. A quantity has a unit; others ("cold: empty caches...") name choices.
+    # their description with it.
     declared = info.json_schema_extra.get("unit") if info and isinstance(info.json_schema_extra, dict) else None
     unit = declared if declared not in (None, "-") else (match.group(1) if match else "")
-    label = (description[:match.start()] if match else description) if unit else ""
-    label = label.split(";")[0].split(":")[0].strip() or column
+    numeric = bool(info) and any(t in (int, float) for t in (info.annotation, *getattr(info.annotation, "__args__", ())))
     if column.endswith("fraction"):
         unit = "fraction"
-    elif unit == "1":
+    elif unit == "1" or (not unit and numeric):
         unit = ""
+    elif not unit:
+        unit = "name"
 
     # The field's own type with its validators parses "64MiB" to bytes, "2ms" to seconds.
     adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info and info.metadata
@@ -116,7 +145,7 @@ def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
             return adapter.validate_python(value) if adapter else value
         except ValidationError:
             return value
-    return SweptKey(column, label, unit), parse
+    return SweptKey(column, axis_label(column, description, numeric), unit), parse
 
 
 def held_fixed(base: Scenario | None, swept: set[str]) -> str:
@@ -217,6 +246,25 @@ class ReportFigure:
     figure: object  # matplotlib.figure.Figure
 
 
+def coincidence_note(frame: pd.DataFrame, x: str, metrics: list[str]) -> str:
+    """A caption sentence naming the drivers drawn over one another in each panel."""
+    notes = []
+    for metric in metrics:
+        for group in coinciding_drivers(replicate_stats(frame, x, metric), x):
+            everyone = len(group) == frame["driver"].nunique()
+            who = f"all {len(group)} drivers" if everyone else ", ".join(group[:-1]) + f" and {group[-1]}"
+            notes.append(f"{METRIC_LABELS.get(metric, metric)}: {who} give the same values, drawn as one line")
+    return (" Lines on top of each other: " + "; ".join(notes) + ".") if notes else ""
+
+
+def _sweep_figure(name: str, caption: str, what: str, frame: pd.DataFrame, key: SweptKey, metrics: list[str],
+                  v: RunView, held: dict, band: str, **scales) -> ReportFigure:
+    figure = plot_vs(frame, key.column, metrics, x_label=key.label, x_unit=key.unit, text=key.text,
+                     title=_title(f"{what} vs {key.label}", v.fixed, held, v.keys), **scales)
+    note = "" if key.categorical else coincidence_note(frame, key.column, metrics)
+    return ReportFigure(name, caption + (band if not key.categorical else "") + note, figure)
+
+
 def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
     """The figures that fit the run's sweep (see the module docstring of :mod:`sim.plots`)."""
     v = run if isinstance(run, RunView) else view(run)
@@ -227,37 +275,30 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
         others = [k for k in v.keys if k is not key]
         for held in _slices(v.summary, others):
             rows, tag = _select(v.summary, held), _slug(held, v.keys)
-            against = f"{key.label}"
             if v.probe:
                 log = True if key.unit == "bytes" else None
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"copyup_vs_{key.short}{tag}",
-                    f"Latency of the first write to a file (lookup, copy-up, write, fsync) against {against}, "
-                    f"one line per driver.{band}",
-                    plot_vs(rows, key.column, ["first_write_s"], logx=log, logy=log, x_label=key.label,
-                            x_unit=key.unit, title=_title(f"First write (with copy-up) vs {against}", v.fixed, held,
-                                                          v.keys))))
+                    "Latency of the first write to a file (lookup, copy-up, write, fsync) against "
+                    f"{key.label}, one line per driver.", "First write (with copy-up)", rows, key,
+                    ["first_write_s"], v, held, band, logx=log, logy=log))
             else:
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"throughput_vs_{key.short}{tag}",
-                    f"Throughput and p99 latency of the workload's operations against {against}.{band}",
-                    plot_vs(rows, key.column, ["throughput_ops_s", "latency_p99_s"], x_label=key.label,
-                            x_unit=key.unit, title=_title(f"Throughput and tail latency vs {against}", v.fixed,
-                                                          held, v.keys))))
+                    f"Throughput and p99 latency of the workload's operations against {key.label}.",
+                    "Throughput and tail latency", rows, key, ["throughput_ops_s", "latency_p99_s"], v, held, band))
             if len(v.space):
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"disk_usage_vs_{key.short}{tag}",
                     "docker ps -s style disk usage at the end of the workload: SIZE (all writable layers), "
                     "virtual size (SIZE plus each image once) and the bytes the driver really holds "
-                    f"(image, layers, metadata, volumes).{band}",
-                    plot_vs(_select(v.space, held), key.column, DISK, x_label=key.label, x_unit=key.unit,
-                            title=_title(f"Disk usage vs {against}", v.fixed, held, v.keys))))
+                    "(image, layers, metadata, volumes).", "Disk usage", _select(v.space, held), key, DISK, v,
+                    held, band))
             if _varies(rows, RATIOS):
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"cache_vs_{key.short}{tag}",
-                    f"Page-cache hit ratio (bytes served from memory) and dentry-cache hit ratio.{band}",
-                    plot_vs(rows, key.column, RATIOS, x_label=key.label, x_unit=key.unit,
-                            title=_title(f"Cache hit ratios vs {against}", v.fixed, held, v.keys))))
+                    "Page-cache hit ratio (bytes served from memory) and dentry-cache hit ratio.",
+                    "Cache hit ratios", rows, key, RATIOS, v, held, band))
     if not v.keys:
         headline = ["first_write_s", "second_write_s"] if v.probe else ["throughput_ops_s", "latency_p99_s"]
         out.append(ReportFigure("headline", "The run's headline figures per driver (whiskers: replicate range).",

@@ -230,7 +230,7 @@ def test_a_sweep_over_names_puts_them_in_sweep_order_and_out_of_the_title(tmp_pa
                            tmp_path / "run")
     figure = by_name(report.figures(run))["copyup_vs_cache"]
     ax = figure.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["warm", "cold"] and ax.get_xlabel() == "cache"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["warm", "cold"] and ax.get_xlabel() == "cache at start"
     assert "cache" not in figure.get_suptitle().split("held fixed:")[1]
     overlay2 = ax.get_lines()[0].get_ydata()
     assert overlay2[0] < overlay2[1]  # a warm cache makes the first write cheaper
@@ -243,3 +243,65 @@ def test_reports_render_with_agg_and_never_import_pyplot(main_job, tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(main_job), str(tmp_path / "rep")], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "TkAgg"})
     assert done.returncode == 0, done.stderr[-1000:]
+
+
+# -- figures that read at a glance ----------------------------------------------------------------
+def test_the_overlap_check_catches_a_deliberately_broken_figure():
+    """The check the figure tests rely on can fail: labels written on top of each other are found,
+    and fit_tick_labels makes them readable."""
+    from matplotlib.figure import Figure
+
+    from sim.plots import fit_tick_labels, overlapping_tick_labels
+    figure = Figure(figsize=(4, 3))
+    ax = figure.subplots()
+    ax.set_xticks([1, 1.05, 1.1, 2, 3], ["16 MiB", "64 MiB", "256 MiB", "1 GiB", "4 GiB"])
+    assert ("", "16 MiB", "64 MiB") in overlapping_tick_labels(figure)
+    fit_tick_labels(figure)
+    assert overlapping_tick_labels(figure) == []
+    assert {label.get_text() for label in ax.get_xticklabels()} >= {"16 MiB", "1 GiB"}
+
+
+def test_no_figure_has_overlapping_tick_labels(main_job, tmp_path):
+    from sim.plots import overlapping_tick_labels
+    run = sim.run_scenario(ROOT / "scenarios/debian_trace.yaml", tmp_path / "trace")
+    for fig in [*report.figures(main_job), *report.figures(run)]:
+        assert overlapping_tick_labels(fig.figure) == [], fig.name
+
+
+def test_axes_carry_human_labels_never_field_names(tmp_path):
+    run = sim.run_scenario(mix_scenario(sweep={"driver.name": ["overlay2", "btrfs"],
+                                               "workload.volume_fraction": [0.0, 0.5]},
+                                        containers={"count": 1, "volumes": [{"name": "v", "mount": "/data"}]}),
+                           tmp_path / "run")
+    for fig in report.figures(run):
+        for ax in fig.figure.axes:
+            for label in (ax.get_xlabel(), ax.get_ylabel()):
+                assert "." not in label and "_" not in label, (fig.name, label)
+    ax = by_name(report.figures(run))["throughput_vs_volume_fraction"].axes[0]
+    assert ax.get_xlabel() == "share of operations on files in the volumes"
+    assert {"0%", "50%"} <= set(tick_texts(ax.xaxis))
+
+
+def test_programs_are_categories_drawn_as_points_with_short_names(tmp_path):
+    """Two traced programs are not a scale: no line joins them, and the ticks name the files."""
+    run = sim.run_scenario(ROOT / "scenarios/debian_trace.yaml", tmp_path / "trace",
+                           overrides=["sweep.driver.name=[overlay2, btrfs]"])
+    ax = by_name(report.figures(run))["throughput_vs_path"].axes[0]
+    assert ax.get_xlabel() == "traced program"
+    assert all(line.get_linestyle() == "None" for line in ax.get_lines())
+    ticks = [t.replace("\n", "") for t in tick_texts(ax.xaxis)]
+    assert ticks == ["python3-startup.strace.gz", "dpkg-install-hello.strace.gz"]
+
+
+def test_bunched_snapshot_drivers_get_a_close_up_and_the_caption_names_coinciding_lines(main_job):
+    figs = {f.name: f for f in report.figures(main_job)}
+    copyup = figs["copyup_vs_file_size"]
+    assert len(copyup.figure.axes) == 2
+    close_up = copyup.figure.axes[1]
+    assert close_up.get_title().startswith("close-up:") and close_up.get_yscale() == "linear"
+    shown = {line.get_label() for line in close_up.get_lines()}
+    assert {"btrfs", "zfs", "devicemapper"} <= shown and not shown & {"overlay2", "fuse-overlayfs"}
+    low, high = close_up.get_ylim()
+    assert high / low < 2  # the close-up spans a narrow band, where they differ
+    assert "overlay2, overlay and aufs give the same values" in copyup.caption
+    assert "SIZE (writable layers): all 8 drivers give the same values" in figs["disk_usage_vs_file_size"].caption
