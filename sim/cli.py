@@ -38,6 +38,11 @@ def user_errors(function):
     return wrapper
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{number} {noun}{'s' * (number != 1)}"
+
+
 def format_table(frame, keys: list[str]) -> str:
     import math
     shown = [c for c in keys if c in frame.columns] + [c for c in SUMMARY_COLUMNS if c in frame.columns]
@@ -93,11 +98,10 @@ def run(scenario, out, overrides, resume, jobs, executor, scheduler, quiet, repo
     else:
         result = api.run_scenario(scenario, out, save=True, overrides=overrides, **execution)
     summary = result.summary
-    if len(summary) <= MAX_TABLE_ROWS:
-        swept = [key for key in swept_fields(result.resolved.get("sweep")) if key != "driver.name"]
-        click.echo(format_table(summary, list(dict.fromkeys(["point", "replicate", "driver", *swept]))))
+    swept = [key for key in swept_fields(result.resolved.get("sweep")) if key != "driver.name"]
+    click.echo(summary_text(summary, swept, result.path))
     points = result.manifest.get("points", summary["point"].nunique() if "point" in summary else 0)
-    click.echo(f"{len(summary)} runs ({points} points), {result.failed} failed, "
+    click.echo(f"{counted(len(summary), 'run')} ({counted(points, 'point')}), {result.failed} failed, "
                f"{result.manifest.get('wall_time_s', 0.0):.1f} s; results: {result.path}")
     if result.failed:
         click.echo(f"cowsim: error: {result.failed} of {len(summary)} runs failed: see the status and failure "
@@ -109,6 +113,29 @@ def run(scenario, out, overrides, resume, jobs, executor, scheduler, quiet, repo
 
 
 MAX_TABLE_ROWS = 60
+FIRST_ROWS = 20
+
+
+def summary_text(summary, swept: list[str], path: Path | None) -> str:
+    """The run's table when it is short; else its headline metric per driver (rows: the swept
+    values, replicates averaged) when that fits, or else its first rows; and where the rest is."""
+    keys = list(dict.fromkeys(["point", "replicate", "driver", *swept]))
+    if len(summary) <= MAX_TABLE_ROWS:
+        return format_table(summary, keys)
+    where = f"; the full table: {path / 'summary.csv'}" if path else ""
+    metric = next((m for m in ("first_write_s", "throughput_ops_s") if m in summary and summary[m].notna().any()), None)
+    if metric and swept and "driver" in summary:
+        pivot = summary.pivot_table(index=swept, columns="driver", values=metric, aggfunc="mean", sort=False)
+        if len(pivot) <= MAX_TABLE_ROWS and len(pivot.columns) <= 10:
+            pivot = pivot.reset_index()
+            shown = pivot.astype(object)
+            for driver in pivot.columns[len(swept):]:
+                shown[driver] = [METRICS[metric].format(v) if v == v else "-" for v in pivot[driver]]
+            mean = " (mean of replicates)" if summary.duplicated(["point"]).any() else ""
+            title = f"{SUMMARY_COLUMNS[metric]} per driver{mean}, {counted(len(summary), 'run')} in all"
+            return f"{title}{where}\n" + format_table(shown, list(shown.columns))
+    return (format_table(summary.head(FIRST_ROWS), keys)
+            + f"\n... the first {FIRST_ROWS} of {counted(len(summary), 'run')}{where}")
 
 
 @main.command()
@@ -118,7 +145,7 @@ MAX_TABLE_ROWS = 60
 def validate(scenario, overrides) -> None:
     """Check a scenario file without running it; print the points and runs it expands to."""
     points, runs = api.count_runs(scenario, overrides)
-    click.echo(f"{scenario}: valid: {points} points, {runs} runs")
+    click.echo(f"{scenario}: valid: {counted(points, 'point')}, {counted(runs, 'run')}")
 
 
 @main.command()

@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .api import RunResult, load_run
 from .errors import CowsimError
-from .plots import (METRIC_LABELS, coinciding_drivers, plot_bars, plot_latency_cdf, plot_vs, replicate_stats,
+from .plots import (METRIC_LABELS, coinciding_drivers, driver_order, plot_bars, plot_latency_cdf, plot_vs, replicate_stats,
                     unit_of)
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
@@ -38,6 +38,7 @@ VIEW_COLUMNS = ["point", "replicate", "driver", "op", "error", "latency_s", "loo
 # A run with more operations is looked at through every n-th of them, so that a report of a run of
 # tens of millions of operations fits in memory; the summary's quantiles are from all of them.
 MAX_VIEW_OPS = 1_000_000
+SETUP_OPS = ("prepare_image", "create_container", "remove_container")  # not the workload's operations
 
 
 # Axis labels of fields whose description does not make one (a path, a choice of names).
@@ -202,7 +203,7 @@ def view(run: RunResult | str | Path) -> RunView:
     step = max(1, math.ceil(run.operations / MAX_VIEW_OPS))
     ops = run.read_ops(VIEW_COLUMNS, step)
     if len(ops):
-        ops = ops[~ops["op"].isin(("prepare_image", "create_container", "remove_container"))]
+        ops = ops[~ops["op"].isin(SETUP_OPS)]
         ops = ops.merge(tags, on=["point", "replicate"], how="left")
     probe = "first_write_s" in summary and summary["first_write_s"].notna().any()
     return RunView(run, summary, space, ops, keys, held_fixed(base, set(sweep)), bool(probe), step)
@@ -342,16 +343,31 @@ class Ranking:
     higher_is_better: bool
     points: int  # points every driver ran, over which the figures are aggregated
     criterion: str
+    held: str = ""  # the value of a swept name (program, profile) this ranking is for
 
 
-def ranking(run: RunResult | str | Path | RunView) -> Ranking:
+def rankings(run: RunResult | str | Path | RunView) -> list[Ranking]:
+    """The drivers ranked once per value of each swept name (two traced programs are two
+    different workloads, not points of one to average), else once for the whole run."""
+    v = run if isinstance(run, RunView) else view(run)
+    names = [k for k in v.keys if k.categorical]
+    combos = [{}]
+    for key in names:
+        combos = [{**c, key.column: value} for c in combos for value in dict.fromkeys(v.summary[key.column].dropna())]
+    return [ranking(v, held) for held in combos]
+
+
+def ranking(run: RunResult | str | Path | RunView, held: dict | None = None) -> Ranking:
     """Per driver the headline figures over the points every driver ran, and the drivers ranked
     for the run's workload: by first-write latency for copy-up probes, by throughput for a closed
     loop, by p99 latency for an open loop (where throughput is set by the arrival rate).
+    ``held`` keeps only the runs with these swept values (see :func:`rankings`).
 
     Times and rates are geometric means over points (so a 1 GiB point does not drown a 4 KiB
     one), bytes and counts arithmetic means; replicates are averaged first."""
     v = run if isinstance(run, RunView) else view(run)
+    held = held or {}
+    summary = _select(v.summary, held)
     mode = (v.run.resolved.get("workload") or {}).get("mode", "closed")
     if v.probe:
         metrics, metric, higher = PROBE_HEADLINE, "first_write_s", False
@@ -359,9 +375,9 @@ def ranking(run: RunResult | str | Path | RunView) -> Ranking:
         metrics, metric, higher = MIX_HEADLINE, "latency_p99_s", False
     else:
         metrics, metric, higher = MIX_HEADLINE, "throughput_ops_s", True
-    metrics = [m for m in metrics if m in v.summary]
-    keys = [k.column for k in v.keys]
-    per_point = v.summary.groupby(["driver", *keys])[metrics].mean().reset_index()
+    metrics = [m for m in metrics if m in summary]
+    keys = [k.column for k in v.keys if k.column not in held]
+    per_point = summary.groupby(["driver", *keys])[metrics].mean().reset_index()
     # Only the points every driver ran, so that each driver is judged on the same work.
     if keys:
         drivers = per_point["driver"].nunique()
@@ -387,7 +403,54 @@ def ranking(run: RunResult | str | Path | RunView) -> Ranking:
     criterion = (f"ranked by {METRIC_LABELS.get(metric, metric)} ({'higher' if higher else 'lower'} is better), "
                  f"{how} over the {points} point{'s' * (points != 1)} every driver ran; in the other columns times "
                  "and rates are geometric means, bytes and counts arithmetic means")
-    return Ranking(table, metric, higher, points, criterion)
+    named = {k.column: k for k in v.keys}
+    where = "; ".join(f"{named[c].label} = {named[c].text(value)}" for c, value in held.items())
+    return Ranking(table, metric, higher, points, criterion, where)
+
+
+# What an errno means for a replayed or simulated operation.
+ERRNO_MEANING = {
+    "ENOENT": "the path does not exist: a program probing for optional files (it failed the same way when "
+              "recorded), or a file removed earlier in the run",
+    "EXDEV": "renaming a directory that lies in a lower layer: aufs, and overlayfs without redirect_dir, refuse "
+             "it (programs then copy and delete)",
+    "ENOTEMPTY": "removing a directory that still holds entries",
+    "EEXIST": "creating a path that already exists",
+    "ENOTDIR": "a path component is a file, not a directory",
+    "EISDIR": "a file operation on a directory",
+    "ELOOP": "too many symbolic links on the way",
+}
+
+
+def failed_operations(v: RunView, examples: int = 3) -> pd.DataFrame:
+    """Operations that failed: per swept name (a program), operation and errno, how many failed
+    per run under each driver, some of their paths, and what the errno means."""
+    if not len(v.ops) or not (v.ops["error"] != "").any():
+        return pd.DataFrame()
+    names = [k.column for k in v.keys if k.categorical]
+    if v.ops_step == 1:  # the view leaves the paths out: read them, for the failed operations only
+        failed = v.run.read_ops(["point", "replicate", "driver", "op", "error", "path"])
+        failed = failed[(failed["error"] != "") & ~failed["op"].isin(SETUP_OPS)].merge(
+            v.summary[["point", "replicate", *names]].drop_duplicates(["point", "replicate"]), on=["point", "replicate"])
+    else:
+        failed = v.ops[v.ops["error"] != ""].assign(path="")
+    runs = v.summary.groupby(["driver", *names]).size().rename("runs").reset_index()
+    counts = failed.groupby(["driver", *names, "op", "error"]).size().rename("failed").reset_index()
+    counts = counts.merge(runs, on=["driver", *names])
+    counts["per_run"] = counts["failed"] / counts["runs"] * v.ops_step
+    table = counts.pivot_table(index=[*names, "op", "error"], columns="driver", values="per_run", fill_value=0,
+                               sort=False)
+    table = table[[d for d in driver_order(counts["driver"]) if d in table.columns]]
+    if v.ops_step == 1:
+        table["for example"] = failed.groupby([*names, "op", "error"])["path"].agg(
+            lambda paths: ", ".join("/" + p for p in list(dict.fromkeys(paths))[:examples]))
+    table["why"] = [ERRNO_MEANING.get(error, "") for error in table.index.get_level_values("error")]
+    table = table.reset_index()
+    table.columns.name = None
+    named = {k.column: k for k in v.keys}
+    for column in names:
+        table[column] = table[column].map(named[column].text)
+    return table.rename(columns={c: named[c].label for c in names})
 
 
 def _cell(column: str, value) -> str:
@@ -425,6 +488,7 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
 th { background: #f2f2f2; } table.facts td { text-align: left; }
 table.ranking td:nth-child(2) { text-align: left; font-weight: 600; }
 table.ranking tr:nth-child(2) td { background: #eef7ee; }
+table.failed td:nth-child(-n+3), table.failed td:nth-last-child(-n+2) { text-align: left; }
 figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92em; margin-top: 0.4em; }
 code { background: #f5f5f5; padding: 0 0.2em; }
@@ -451,17 +515,61 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def render_html(v: RunView, rank: Ranking, figs: list[ReportFigure], pngs: dict[str, bytes]) -> str:
+@dataclass
+class Table:
+    """A table of the report, written the same way into HTML and Markdown."""
+
+    title: str
+    text: str
+    header: list[str]
+    rows: list[list[str]]
+    css: str = ""
+
+
+def tables(v: RunView, ranks: list[Ranking]) -> list[Table]:
+    """The rankings (one per swept name), then what failed and why."""
+    out = []
+    for rank in ranks:
+        header, rows = table_rows(rank)
+        title = "Drivers ranked for this workload" + (f": {rank.held}" if rank.held else "")
+        out.append(Table(title, f"{rank.criterion}.", header, rows, "ranking"))
+    failed = failed_operations(v)
+    if len(failed):
+        drivers = [c for c in failed.columns if c in set(v.summary["driver"])]
+        rows = [[f"{row[c]:,.4g}" if c in drivers else str(row[c]) for c in failed.columns]
+                for _, row in failed.iterrows()]
+        out.append(Table("Failed operations",
+                         "Operations that returned an error, per run, under each driver; a replayed program "
+                         "mostly fails where it failed when it was recorded" + _recorded_failures(v) + ". Failed "
+                         "operations are counted in the tables but left out of the latency distributions.",
+                         [str(c) for c in failed.columns], rows, "failed"))
+    return out
+
+
+def _recorded_failures(v: RunView) -> str:
+    """``(when recorded: 172 syscalls failed per run for python3-startup...)`` for trace runs."""
+    if "trace_recorded_failures" not in v.summary or not v.summary["trace_recorded_failures"].notna().any():
+        return ""
+    names = [k for k in v.keys if k.categorical]
+    recorded = v.summary.groupby([k.column for k in names])["trace_recorded_failures"].mean() if names else \
+        pd.Series([v.summary["trace_recorded_failures"].mean()], index=[""])
+    parts = [f"{count:,.0f}" + (f" for {names[0].text(key)}" if names else "") for key, count in recorded.items()]
+    return f" (when recorded, the syscalls that failed per run: {', '.join(parts)})"
+
+
+def render_html(v: RunView, sections: list[Table], figs: list[ReportFigure], pngs: dict[str, bytes]) -> str:
     e = html.escape
-    header, rows = table_rows(rank)
-    table = "<table class='ranking'><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>"
     facts = "".join(f"<tr><th>{e(k)}</th><td>{e(val)}</td></tr>" for k, val in _facts(v))
     body = [f"<h1>cowsim report: {e(v.run.name)}</h1>",
             f"<p class='meta'>written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}</p>",
             f"<p>{e((v.run.resolved or {}).get('description', '').strip())}</p>",
-            f"<table class='facts'>{facts}</table>", "<h2>Drivers ranked for this workload</h2>",
-            f"<p>{e(rank.criterion)}.</p>", table, "<h2>Figures</h2>"]
+            f"<table class='facts'>{facts}</table>"]
+    for section in sections:
+        body += [f"<h2>{e(section.title)}</h2>", f"<p>{e(section.text)}</p>",
+                 f"<table class='{section.css}'><tr>" + "".join(f"<th>{e(h)}</th>" for h in section.header) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in section.rows)
+                 + "</table>"]
+    body.append("<h2>Figures</h2>")
     for fig in figs:
         data = base64.b64encode(pngs[fig.name]).decode()
         body.append(f"<figure id='{e(fig.name)}'><img src='data:image/png;base64,{data}' alt='{e(fig.name)}'>"
@@ -471,13 +579,13 @@ def render_html(v: RunView, rank: Ranking, figs: list[ReportFigure], pngs: dict[
             f"<body>{''.join(body)}</body></html>\n")
 
 
-def render_markdown(v: RunView, rank: Ranking, figs: list[ReportFigure]) -> str:
-    header, rows = table_rows(rank)
+def render_markdown(v: RunView, sections: list[Table], figs: list[ReportFigure]) -> str:
     lines = [f"# cowsim report: {v.run.name}", "", (v.run.resolved or {}).get("description", "").strip(), ""]
     lines += [f"- **{k}**: {val}" for k, val in _facts(v)]
-    lines += ["", "## Drivers ranked for this workload", "", f"{rank.criterion}.", "",
-              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    for section in sections:
+        lines += ["", f"## {section.title}", "", section.text, "",
+                  "| " + " | ".join(section.header) + " |", "|" + "---|" * len(section.header)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in section.rows]
     lines += ["", "## Figures", ""]
     for fig in figs:
         lines += [f"![{fig.name}]({fig.name}.png)", "", fig.caption, ""]
@@ -504,7 +612,7 @@ def write_report(run: RunResult | str | Path, out: str | Path | None = None) -> 
     if len(v.summary) == 0:
         raise CowsimError(f"{v.run.path}: the run has no summary rows to report")
     figs = figures(v)
-    rank = ranking(v)
+    sections = tables(v, rankings(v))
     pngs = {}
     for fig in figs:
         pngs[fig.name] = _png(fig.figure)
@@ -515,8 +623,8 @@ def write_report(run: RunResult | str | Path, out: str | Path | None = None) -> 
     try:
         for name, data in pngs.items():
             (partial / f"{name}.png").write_bytes(data)
-        (partial / "report.md").write_text(render_markdown(v, rank, figs))
-        (partial / "report.html").write_text(render_html(v, rank, figs, pngs))
+        (partial / "report.md").write_text(render_markdown(v, sections, figs))
+        (partial / "report.html").write_text(render_html(v, sections, figs, pngs))
         if out.exists():
             shutil.rmtree(out)
         partial.rename(out)

@@ -305,3 +305,39 @@ def test_bunched_snapshot_drivers_get_a_close_up_and_the_caption_names_coincidin
     assert high / low < 2  # the close-up spans a narrow band, where they differ
     assert "overlay2, overlay and aufs give the same values" in copyup.caption
     assert "SIZE (writable layers): all 8 drivers give the same values" in figs["disk_usage_vs_file_size"].caption
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def test_two_programs_are_ranked_apart_and_their_failures_explained(tmp_path):
+    run = sim.run_scenario(ROOT / "scenarios/debian_trace.yaml", tmp_path / "trace",
+                           overrides=["sweep.driver.name=[overlay2, aufs, btrfs]"])
+    ranks = report.rankings(run)
+    assert [rank.held for rank in ranks] == ["traced program = python3-startup.strace.gz",
+                                             "traced program = dpkg-install-hello.strace.gz"]
+    assert all(rank.points == 1 and len(rank.table) == 3 for rank in ranks)
+    failed = report.failed_operations(report.view(run))
+    aufs_exdev = failed[(failed["error"] == "EXDEV") & (failed["op"] == "rename")]
+    assert len(aufs_exdev) == 1 and aufs_exdev["aufs"].iloc[0] > 0 and aufs_exdev["overlay2"].iloc[0] == 0
+    assert "redirect_dir" in aufs_exdev["why"].iloc[0] and aufs_exdev["for example"].iloc[0].startswith("/")
+    markdown = Path(report.write_report(run)).with_name("report.md").read_text()
+    assert markdown.count("## Drivers ranked for this workload: traced program = ") == 2
+    assert "## Failed operations" in markdown and "when recorded" in markdown
+
+
+def test_a_long_run_prints_a_pivot_and_where_the_full_table_is(tmp_path):
+    sizes = "[4KiB, 8KiB, 16KiB, 32KiB, 64KiB, 128KiB, 256KiB, 512KiB, 1MiB]"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/copyup_file_size.yaml"), "-o",
+                                       str(tmp_path / "run"), "--no-report", "--set", f"sweep.image.file_size={sizes}"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"1st write per driver, 72 runs in all; the full table: {tmp_path / 'run' / 'summary.csv'}"
+    assert lines[1].split() == ["image.file_size", *MAIN_DRIVERS] and len(lines) == 2 + 9 + 1
+    assert lines[-1].startswith("72 runs (72 points), 0 failed")
+
+
+def test_one_run_is_said_in_the_singular(tmp_path):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: tiny\nimage: {kind: probe, file_size: 4KiB}\nworkload: {kind: copyup_probe}\n")
+    assert CliRunner().invoke(main, ["validate", str(scenario)]).output.endswith("valid: 1 point, 1 run\n")
+    result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "run"), "--no-report"])
+    assert "\n1 run (1 point), 0 failed" in result.output
