@@ -119,6 +119,7 @@ class Source:
     origin: str = "<scenario>"
     node: Any = None                                      # the YAML node tree, for line numbers
     overrides: dict[tuple, str] = field(default_factory=dict)
+    base: Path | None = None                              # relative file paths in it start here
 
     def line(self, path: tuple) -> int | None:
         """The line of the value at ``path`` (or of the nearest enclosing one that is written)."""
@@ -175,13 +176,35 @@ def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         if not isinstance(data, dict):
             raise ScenarioError(f"the top level must be a mapping of scenario fields, not a {type(data).__name__}",
                                 file=path, line=node.start_mark.line + 1)
-        loaded = Source(data, path, node)
+        loaded = Source(data, path, node, base=Path(path).resolve().parent)
     if overrides:
         try:
             loaded.data, loaded.overrides = apply_overrides(loaded.data, overrides)
         except SweepError as error:
             raise ScenarioError(str(error), file="--set") from None
+        _files_from_working_directory(loaded)
     return loaded
+
+
+def _files_from_working_directory(loaded: Source) -> None:
+    """File paths given with ``--set`` start at the working directory, as on any command line."""
+    for key in loaded.overrides:
+        if key[0] == "sweep" and tuple(key[1].split(".")) in FILE_FIELDS:
+            values = loaded.data["sweep"][key[1]]
+            if isinstance(values, list):
+                loaded.data["sweep"][key[1]] = [_absolute(v) for v in values]
+        elif key in FILE_FIELDS:
+            *parents, name = key
+            node = loaded.data
+            for part in parents:
+                node = node[part]
+            node[name] = _absolute(node[name])
+
+
+def _absolute(value: Any) -> Any:
+    if isinstance(value, str) and value and ("/" in value or Path(value).exists()):
+        return str(Path(value).resolve())
+    return value
 
 
 def load_scenario(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, str]:
@@ -262,12 +285,36 @@ def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
     raise source.error(message, path)
 
 
+# The fields that name files, read relative to the scenario file that names them.
+FILE_FIELDS = (("image", "path"), ("image", "from"), ("workload", "path"), ("profile",))
+
+
+def resolve_files(data: dict, base: Path | None) -> None:
+    """Make the relative paths of ``data``'s file fields start at ``base`` (the scenario
+    file's directory), as paths in every configuration file do; a profile name (``ssd``) stays."""
+    if base is None:
+        return
+    for path in FILE_FIELDS:
+        *parents, name = path
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(name) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        if path == ("profile",) and not value.endswith((".yaml", ".yml")) and "/" not in value:
+            continue
+        node[name] = str(base / value)
+
+
 def validate_source(source: Source) -> list[tuple[Point, Scenario]]:
     """Every point of the scenario, validated, before anything runs."""
     try:
         points = expand_points(source.data)
     except SweepError as error:
         raise source.error(str(error), error.path) from None
+    for point in points:
+        resolve_files(point.data, source.base)
     swept = len(points) > 1 or bool(points[0].values)
     return [(point, _validate_point(point, source, swept)) for point in points]
 
@@ -326,6 +373,7 @@ def _sha256(resolved: dict) -> str:
 def _manifest(source: Source, resolved: dict, specs: list[dict], points: int) -> dict:
     seeds = sorted({(spec["keys"]["seed"], spec["replicate"]) for spec in specs})
     return {"status": "running", "scenario": resolved["name"], "source": source.origin,
+            "base_dir": str(source.base) if source.base else None,
             "overrides": sorted(source.overrides.values()), "scenario_sha256": _sha256(resolved), "resolved": resolved,
             "points": points, "runs": len(specs), "seeding": SEEDING, "streams": STREAMS,
             "seeds": [{"seed": s, "replicate": r, "spawn_keys": {n: [r, i] for n, i in STREAMS.items()}} for s, r in seeds],
@@ -391,6 +439,8 @@ def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1,
     if manifest.get("status") == "complete":
         return load_run(directory)
     loaded = read_source(directory / results.RESOLVED)
+    # Relative paths of the sweep start where the scenario file was, not in the run folder.
+    loaded.base = Path(manifest["base_dir"]) if manifest.get("base_dir") else None
     if _sha256(loaded.data) != manifest.get("scenario_sha256"):
         raise results.RunFolderError(f"{directory / results.RESOLVED} changed since the run started; not resuming")
     points = validate_source(loaded)
