@@ -166,34 +166,57 @@ def report_command(run_dir: str, out: str | None) -> None:
     click.echo(f"report: {reports.write_report(run_dir, out)}")
 
 
+PROBE_COLUMNS = {"driver": "driver", "create_container_s": "create container", "first_write_s": "1st write",
+                 "create_and_first_s": "create + 1st write", "second_write_s": "2nd write",
+                 "copy_up_bytes": "copied up", "lookup_s": "lookup", "copy_up_s": "copy-up"}
+
+
 @main.command()
-@click.option("--driver", required=True, help="storage driver (see `cowsim drivers`)")
+@click.option("--driver", "driver_names", required=True, multiple=True,
+              help="storage driver, several (overlay2,btrfs or repeated), or all (see `cowsim drivers`)")
 @click.option("--file-size", default="1MiB", show_default=True, help="size of the file written, e.g. 64MiB")
 @click.option("--layers", default=1, show_default=True, type=int, help="image layers; the file is in the bottom one")
 @click.option("--dir-depth", default=1, show_default=True, type=int, help="directories between / and the file")
 @click.option("--cache", type=click.Choice(["cold", "warm"]), default="cold", show_default=True)
 @click.option("--profile", default=None, help="host profile name or YAML path (default ssd)")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="driver option, e.g. metacopy=true")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="driver option, e.g. metacopy=true; with several drivers, given to those that have it")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (a list with several drivers)")
 @user_errors
-def probe(driver, file_size, layers, dir_depth, cache, profile, options, as_json) -> None:
-    """The cost of one file's first write (with its copy-up) and of its second write."""
+def probe(driver_names, file_size, layers, dir_depth, cache, profile, options, as_json) -> None:
+    """The cost of one file's first write (with its copy-up) and of its second write, and what
+    creating the container cost before them; one row per driver."""
+    from .drivers import REGISTRY
+    drivers = list(dict.fromkeys(name.strip() for value in driver_names for name in value.split(",") if name.strip()))
+    if "all" in drivers:
+        drivers = list(REGISTRY)
     parsed = {}
     for item in options:
         key, sep, value = item.partition("=")
         if not sep:
             raise CowsimError(f"--option {item!r}: use KEY=VALUE")
         parsed[key] = {"true": True, "false": False}.get(value.lower(), value)
-    result = api.probe(driver, file_size, layers, dir_depth, cache, profile, **parsed)
+    if len(drivers) > 1:
+        for key in parsed:
+            if not any(key in REGISTRY[d].Options.model_fields for d in drivers if d in REGISTRY):
+                raise CowsimError(f"--option {key}: none of {', '.join(drivers)} has it (see `cowsim drivers`)")
+    results = []
+    for driver in drivers:
+        own = parsed if len(drivers) == 1 else \
+            {k: v for k, v in parsed.items() if driver in REGISTRY and k in REGISTRY[driver].Options.model_fields}
+        results.append(api.probe(driver, file_size, layers, dir_depth, cache, profile, **own))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return
-    for key, value in result.items():
-        if key.endswith("_s"):
-            value = format_duration(value)
-        elif key.endswith("bytes") or key == "file_size":
-            value = format_size(value)
-        click.echo(f"{key:>20}  {value}")
+    import pandas as pd
+    first = results[0]
+    click.echo(f"{format_size(first['file_size'])} file, {counted(first['layers'], 'layer')}, dir depth "
+               f"{first['dir_depth']}, {first['cache']} cache, {profile or 'ssd'} profile")
+    table = pd.DataFrame([{**r, "create_and_first_s": r["create_container_s"] + r["first_write_s"]} for r in results])
+    shown = pd.DataFrame({label: [format_duration(v) if key.endswith("_s") else format_size(v)
+                                  if key.endswith("bytes") else v for v in table[key]]
+                          for key, label in PROBE_COLUMNS.items()})
+    click.echo(format_table(shown, list(shown.columns)))
 
 
 @main.command()
