@@ -80,13 +80,18 @@ class RunResult:
         return len(source)
 
     def read_ops(self, columns: list[str] | None = None, step: int = 1) -> pd.DataFrame:
-        """The operations' ``columns`` (those the run has; default all), every ``step``-th row.
-        Read from ops.parquet a batch at a time when ``ops`` was not used yet."""
+        """Every ``step``-th operation (the first, the step+1-th, ...; container creation and image
+        preparation included) with the ``columns`` the run has among those named (``None``: all;
+        a name the run lacks is left out, not an error), as a DataFrame numbered from 0.
+
+        When ``ops`` has not been used, only the named columns are read from ops.parquet, and with
+        a ``step`` above 1 a batch at a time, keeping every ``step``-th row, so memory holds only
+        the rows returned; once ``ops`` was used, its rows are sliced in memory."""
         source = self._ops_source
         if not (isinstance(source, Path) and source.exists()):
             frame = self.ops
             frame = frame[[c for c in columns if c in frame]] if columns is not None else frame
-            return frame.iloc[::step].reset_index(drop=True) if step > 1 else frame
+            return frame.iloc[::step].reset_index(drop=True)
         # Neither buffered ahead nor read by threads: either holds a few row groups more, which
         # for 10 columns of a 10,000,000-row file was 200 MiB more peak memory.
         with pq.ParquetFile(source, pre_buffer=False) as ops:
@@ -141,9 +146,14 @@ class Source:
         return line
 
     def error(self, message: str, path: tuple = (), label: str | None = None) -> ScenarioError:
+        """The error, blamed on the ``--set`` that wrote the field (or a field below it), else on
+        the line of the file that did."""
         for length in range(len(path), 0, -1):
             if path[:length] in self.overrides:
                 return ScenarioError(message, file=self.overrides[path[:length]], field=label or _dotted(path))
+        below = [origin for key, origin in self.overrides.items() if path and key[:len(path)] == path]
+        if below:
+            return ScenarioError(message, file=below[0], field=label or _dotted(path))
         return ScenarioError(message, file=self.origin, line=self.line(path), field=label or _dotted(path))
 
 
@@ -180,8 +190,8 @@ def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     if overrides:
         try:
             loaded.data, loaded.overrides = apply_overrides(loaded.data, overrides)
-        except SweepError as error:
-            raise ScenarioError(str(error), file="--set") from None
+        except SweepError as error:  # its message names the --set
+            raise CowsimError(str(error)) from None
         _files_from_working_directory(loaded)
     return loaded
 
@@ -189,22 +199,32 @@ def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...
 def _files_from_working_directory(loaded: Source) -> None:
     """File paths given with ``--set`` start at the working directory, as on any command line."""
     for key in loaded.overrides:
-        if key[0] == "sweep" and tuple(key[1].split(".")) in FILE_FIELDS:
-            values = loaded.data["sweep"][key[1]]
-            if isinstance(values, list):
-                loaded.data["sweep"][key[1]] = [_absolute(v) for v in values]
-        elif key in FILE_FIELDS:
-            *parents, name = key
+        if key[0] == "sweep":
+            swept = tuple(key[1].split("."))
+            values = loaded.data["sweep"].get(key[1])
+            if swept in FILE_FIELDS and isinstance(values, list):
+                loaded.data["sweep"][key[1]] = [_absolute(swept, value) for value in values]
+            continue
+        for path in FILE_FIELDS:
+            if path[:len(key)] != key:  # the override wrote neither this field nor a mapping above it
+                continue
+            *parents, name = path
             node = loaded.data
             for part in parents:
-                node = node[part]
-            node[name] = _absolute(node[name])
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and name in node:
+                node[name] = _absolute(path, node[name])
 
 
-def _absolute(value: Any) -> Any:
-    if isinstance(value, str) and value and ("/" in value or Path(value).exists()):
-        return str(Path(value).resolve())
-    return value
+def _absolute(path: tuple, value: Any) -> Any:
+    if not isinstance(value, str) or not value or (path == ("profile",) and _profile_name(value)):
+        return value
+    return str(Path(value).resolve())
+
+
+def _profile_name(value: str) -> bool:
+    """``ssd`` names a built-in profile; ``mine.yaml`` or ``profiles/x`` is a file."""
+    return not value.endswith((".yaml", ".yml")) and "/" not in value
 
 
 def load_scenario(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, str]:
@@ -302,7 +322,7 @@ def resolve_files(data: dict, base: Path | None) -> None:
         value = node.get(name) if isinstance(node, dict) else None
         if not isinstance(value, str) or not value or Path(value).is_absolute():
             continue
-        if path == ("profile",) and not value.endswith((".yaml", ".yml")) and "/" not in value:
+        if path == ("profile",) and _profile_name(value):
             continue
         node[name] = str(base / value)
 
@@ -491,7 +511,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         session["runs_done"] = len(finished) - len(done)
         manifest["status"] = "interrupted"
         results.write_manifest(directory, manifest)
-        lock.close()
+        _release(lock)
         why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
         failure = RunInterrupted(f"{why}: {len(finished)} of {len(specs)} runs are kept in {directory}; "
                                  f"finish with `cowsim run --resume {directory}`")
@@ -517,12 +537,19 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     if directory:
         results.finish_run(directory, manifest, {"summary": summary, "space": space},
                            ops_tables(parts, directory / results.POINTS))
-        lock.close()
+        _release(lock)
         ops = directory / results.OPS
     else:
         tables = list(ops_tables(parts))
         ops = pa.concat_tables(tables, promote_options="default") if tables else pd.DataFrame()
     return RunResult(resolved["name"], summary, ops, space, resolved, manifest, directory)
+
+
+def _release(lock) -> None:
+    """Unlock a run folder and leave no empty lock file in it (removed while still held, so no
+    other process can take the old file in between)."""
+    Path(lock.name).unlink(missing_ok=True)
+    lock.close()
 
 
 def load_run(directory: str | Path) -> RunResult:

@@ -116,7 +116,7 @@ def test_unreadable_profile_file(tmp_path):
     ("image.layers=many", "--set image.layers=many: image.layers: "),
     ("image.layrs=3", "--set image.layrs=3: image.layrs: unknown field 'layrs' (did you mean 'layers'?)"),
     ("sweep.driver.name=[]", "--set sweep.driver.name=[]: sweep.driver.name: an empty list"),
-    ("nonsense", "--set: --set nonsense: use --set KEY=VALUE"),
+    ("nonsense", "--set nonsense: use --set KEY=VALUE"),
 ])
 def test_bad_override(tmp_path, override, expected):
     (tmp_path / "s.yaml").write_text(BASE)
