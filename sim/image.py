@@ -167,9 +167,19 @@ class Image:
         """Bytes of all layers, as Docker counts an image's size (shadowed files included)."""
         return sum(layer.size for layer in self.layers)
 
-    @property
+    @cached_property
     def merged_size(self) -> int:
-        return sum(size for kind, size, _ in self.merged.values() if kind == FILE)
+        """File bytes of the merged view, a hard link's data once when its target is the file the
+        view shows from the same layer (as ``du`` counts it, and a copy that keeps links holds it)."""
+        merged, total = self.merged, 0
+        for path, (kind, size, index) in merged.items():
+            if kind != FILE:
+                continue
+            target = self.layers[index].hardlinks.get(path)
+            if target is not None and merged.get(target, (None, 0, -1))[::2] == (FILE, index):
+                continue
+            total += size
+        return total
 
     def entries_below(self, top: str) -> list[tuple[str, str, int]]:
         """Merged entries inside directory ``top`` as (path, kind, size)."""
