@@ -60,11 +60,12 @@ class RunResult:
 
     name: str
     summary: pd.DataFrame
-    ops: pd.DataFrame = _LazyOps()
-    space: pd.DataFrame
-    resolved: dict
+    ops: pd.DataFrame = _LazyOps()  # type: ignore[assignment]  # a descriptor, not a default
+    space: pd.DataFrame  # type: ignore[misc]  # (the descriptor above is no default either)
+    resolved: dict  # type: ignore[misc]
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
+    _ops_source: Any = field(init=False, repr=False, compare=False)  # what ``ops`` is read from
 
     @property
     def failed(self) -> int:
@@ -185,7 +186,7 @@ def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...
                                 file=path, line=1)
         if not isinstance(data, dict):
             raise ScenarioError(f"the top level must be a mapping of scenario fields, not a {type(data).__name__}",
-                                file=path, line=node.start_mark.line + 1)
+                                file=path, line=node.start_mark.line + 1 if node else 1)
         loaded = Source(data, path, node, base=Path(path).resolve().parent)
     if overrides:
         try:
@@ -209,7 +210,7 @@ def _files_from_working_directory(loaded: Source) -> None:
             if path[:len(key)] != key:  # the override wrote neither this field nor a mapping above it
                 continue
             *parents, name = path
-            node = loaded.data
+            node: Any = loaded.data
             for part in parents:
                 node = node.get(part) if isinstance(node, dict) else None
             if isinstance(node, dict) and name in node:
@@ -266,7 +267,8 @@ def _explain(error: ValidationError, data: dict) -> tuple[str, tuple]:
     """The first error of a validation as (message, path in the scenario mapping)."""
     errors = error.errors()
     # A misspelt key also makes the real one missing: name the misspelling.
-    first = next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == errors[0]["loc"][:-1]), errors[0])
+    first = next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == errors[0]["loc"][:-1]),
+                 errors[0])
     path = _clean_loc(first["loc"], data)
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, FieldError):
@@ -316,7 +318,7 @@ def resolve_files(data: dict, base: Path | None) -> None:
         return
     for path in FILE_FIELDS:
         *parents, name = path
-        node = data
+        node: Any = data
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         value = node.get(name) if isinstance(node, dict) else None
@@ -396,7 +398,8 @@ def _manifest(source: Source, resolved: dict, specs: list[dict], points: int) ->
             "base_dir": str(source.base) if source.base else None,
             "overrides": sorted(source.overrides.values()), "scenario_sha256": _sha256(resolved), "resolved": resolved,
             "points": points, "runs": len(specs), "seeding": SEEDING, "streams": STREAMS,
-            "seeds": [{"seed": s, "replicate": r, "spawn_keys": {n: [r, i] for n, i in STREAMS.items()}} for s, r in seeds],
+            "seeds": [{"seed": s, "replicate": r, "spawn_keys": {n: [r, i] for n, i in STREAMS.items()}}
+                      for s, r in seeds],
             "sessions": [], **results.environment()}
 
 
@@ -521,7 +524,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     records_bar.close()
     bar.close()
     keys = sorted(finished)
-    parts = [(in_memory.get(key) or results.part_path(directory, *key), finished[key]) for key in keys]
+    parts = [(in_memory.get(key) or results.part_path(directory, *key), finished[key])  # type: ignore[arg-type]
+             for key in keys]  # (a part not in memory was written into the run folder)
     summary, space, status = combine(finished[key] for key in keys)
     session["wall_time_s"] = time.perf_counter() - started
     session["runs_done"] = len(todo)

@@ -69,15 +69,18 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False), required=False)
-@click.option("-o", "--out", type=click.Path(file_okay=False), help="run folder (default results/<scenario>/<UTC time>/); never overwritten")
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="run folder (default results/<scenario>/<UTC time>/); never overwritten")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="override a field (value read as YAML), e.g. --set image.layers=8 or --set 'sweep.driver.name=[overlay2,btrfs]'")
+              help="override a field (value read as YAML), e.g. --set image.layers=8 or "
+                   "--set 'sweep.driver.name=[overlay2,btrfs]'")
 @click.option("--resume", "resume", type=click.Path(file_okay=False, exists=True),
               help="finish an interrupted run folder: run only the runs it lacks")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="worker processes (default: all cores)")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local processes, or dask.distributed")
-@click.option("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (default: a local cluster of --jobs workers)")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="dask scheduler, e.g. tcp://host:8786 (default: a local cluster of --jobs workers)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar (there is none when stderr is not a terminal)")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="write the HTML/Markdown report into <run folder>/report/")
@@ -239,7 +242,8 @@ def drivers(as_json: bool) -> None:
 @main.command()
 @click.argument("run_dir")
 @click.argument("baseline")
-@click.option("--rtol", default=0.05, show_default=True, type=click.FloatRange(min=0), help="relative change that counts (0.05 = 5%)")
+@click.option("--rtol", default=0.05, show_default=True, type=click.FloatRange(min=0),
+              help="relative change that counts (0.05 = 5%)")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME", help="compare only these metrics (repeatable)")
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="where comparison .md and .json go (default RUN_DIR/comparisons/)")
@@ -258,7 +262,7 @@ def compare(run_dir, baseline, rtol, metrics, output_dir, verbose) -> None:
         raise CowsimError(f"{run_dir} is a baseline: give --output-dir for the comparison files")
     comparison = compare_runs(run, base, rtol=rtol, metrics=list(metrics) or None)
     click.echo(comparison.markdown(unchanged=verbose))
-    directory = Path(output_dir) if output_dir else run.path / "comparisons"
+    directory = Path(output_dir) if output_dir or run.path is None else run.path / "comparisons"
     markdown, as_json = comparison.write(directory, f"vs-{Path(str(base.path or base.name)).name}")
     click.echo(f"written: {markdown} {as_json}")
     sys.exit(comparison.exit_code)
@@ -283,7 +287,8 @@ def baseline_save(run_dir, name, root, force) -> None:
 
 def standard_scenarios(command):
     """The --scenarios and --root options of the commands that run every regression scenario."""
-    command = click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")(command)
+    command = click.option("--root", default="benchmarks/baselines", show_default=True,
+                           help="folder of baselines")(command)
     return click.option("--scenarios", default="benchmarks/scenarios", show_default=True,
                         help="folder of scenario files")(command)
 

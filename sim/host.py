@@ -6,7 +6,9 @@ records it. It also answers ``docker ps -s``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .drivers import Driver, NativeDriver, Op
 from .engine import Engine, OpResult
@@ -58,7 +60,7 @@ class Host:
         yield from self.execute("host", 0, "prepare_image", image.name, image.virtual_size,
                                 self.driver.prepare_image(image))
 
-    def create_container(self, cid: int, image: Image, mounts: list[Mount] = ()):
+    def create_container(self, cid: int, image: Image, mounts: Sequence[Mount] = ()):
         container = Container(cid, image, list(mounts))
         self.containers[cid] = container
         plan = self.driver.create_container(cid, image)
@@ -76,7 +78,7 @@ class Host:
         container = self.containers.pop(cid)
         yield from self.execute(container.label, 0, "remove_container", "", 0, plan)
 
-    def route(self, container: Container, path: str) -> tuple[Driver, object, str] | None:
+    def route(self, container: Container, path: str) -> tuple[Driver, Any, str] | None:
         for mount in container.mounts:
             if is_below(path, mount.path) and path != mount.path:
                 return self.volume_fs, ("vol", mount.volume), path[len(mount.path) + 1:]
@@ -85,14 +87,15 @@ class Host:
     def plan(self, cid: int, op: Op) -> Plan:
         container = self.containers[cid]
         routed = self.route(container, op.path)
-        if op.kind == "rename" and (routed is None) != (self.route(container, op.target) is None):
+        routed_target = self.route(container, op.target) if op.kind == "rename" else None
+        if op.kind == "rename" and (routed is None) != (routed_target is None):
             plan = Plan()
             plan.error = "EXDEV"  # across a mount boundary
             return plan
         if routed is None:
             return self.driver.apply(cid, op)
         fs, key, relative = routed
-        target = self.route(container, op.target)[2] if op.kind == "rename" else ""
+        target = routed_target[2] if routed_target is not None else ""
         return fs.apply(key, Op(op.kind, relative, op.offset, op.nbytes, target, op.sync))
 
     def run_op(self, cid: int, worker: int, op: Op, name: str | None = None):

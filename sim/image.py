@@ -7,9 +7,10 @@ lower entries) and its opaque directories (which hide everything below them in l
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -292,8 +293,10 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
     for index in range(layers):
         layer = Layer(name=f"layer{index}")
         if index and existing:
-            changed = rng.choice(len(existing), size=min(len(existing), int(len(existing) * overwrite_fraction)), replace=False)
-            deleted = rng.choice(len(existing), size=min(len(existing), int(len(existing) * delete_fraction)), replace=False)
+            changed = rng.choice(len(existing), size=min(len(existing), int(len(existing) * overwrite_fraction)),
+                                 replace=False)
+            deleted = rng.choice(len(existing), size=min(len(existing), int(len(existing) * delete_fraction)),
+                                 replace=False)
             for i in sorted(set(deleted.tolist())):
                 layer.whiteouts.add(existing[i])
             for i in sorted(set(changed.tolist()) - set(deleted.tolist())):

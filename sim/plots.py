@@ -124,10 +124,17 @@ def label_axis(axis, unit: str, label: str) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _renderer(figure: Figure):
+    """A renderer that measures text as the saved PNG draws it (Agg, at the figure's dpi)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+    return canvas.get_renderer()
+
+
 def _clashes(figure: Figure, pad: float) -> list[tuple]:
     """(axis, first label, second label) for each pair of tick labels that touch once laid out."""
     figure.draw_without_rendering()
-    renderer = figure._get_renderer()
+    renderer = _renderer(figure)
     found = []
     for ax in figure.axes:
         for axis in (ax.xaxis, ax.yaxis):
@@ -153,7 +160,7 @@ def fit_tick_labels(figure: Figure, pad: float = 2.0) -> None:
         crowded = list(dict.fromkeys(axis for axis, _, _ in _clashes(figure, pad)))
         if not crowded:
             return
-        renderer = figure._get_renderer()
+        renderer = _renderer(figure)
         for axis in crowded:
             labels = axis.get_majorticklabels()
             if axis.axis_name == "x" and not labels[0].get_rotation():
@@ -262,7 +269,7 @@ def plot_vs(frame: pd.DataFrame, x: str, metrics: list[str], *, title: str, x_la
     xs = sorted(xs)
     logx = _wants_log(xs) if logx is None else logx
     replicated = frame.groupby(["driver", x]).size().max() > 1
-    panels = []
+    panels: list[tuple[str, pd.DataFrame, bool, list[str] | None]] = []
     for metric in metrics:
         stats = replicate_stats(frame, x, metric)
         use_logy = _wants_log(stats["mean"]) if logy is None else logy
@@ -278,9 +285,9 @@ def plot_vs(frame: pd.DataFrame, x: str, metrics: list[str], *, title: str, x_la
             style = driver_style(driver)
             if categories:  # points side by side within each category, never joined across them
                 offset = (all_drivers.index(driver) - (len(all_drivers) - 1) / 2) * 0.6 / max(len(all_drivers), 1)
-                ax.errorbar(rows[x] + offset, rows["mean"], yerr=[rows["mean"] - rows["min"], rows["max"] - rows["mean"]],
-                            label=driver, color=style["color"], marker=style["marker"], linestyle="none",
-                            markersize=7, markerfacecolor="none", capsize=2)
+                whisker = [rows["mean"] - rows["min"], rows["max"] - rows["mean"]]
+                ax.errorbar(rows[x] + offset, rows["mean"], yerr=whisker, label=driver, color=style["color"],
+                            marker=style["marker"], linestyle="none", markersize=7, markerfacecolor="none", capsize=2)
                 continue
             ax.plot(rows[x], rows["mean"], label=driver, markersize=6, markerfacecolor="none", **style)
             if replicated:

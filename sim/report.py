@@ -16,7 +16,8 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .api import RunResult, load_run
 from .errors import CowsimError
-from .plots import (METRIC_LABELS, coinciding_drivers, driver_order, plot_bars, plot_latency_cdf, plot_vs, replicate_stats,
-                    unit_of)
+from .plots import (METRIC_LABELS, coinciding_drivers, driver_order, plot_bars, plot_latency_cdf, plot_vs,
+                    replicate_stats, unit_of)
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
 
@@ -119,7 +120,7 @@ def axis_label(column: str, description: str, numeric: bool) -> str:
     return column.rsplit(".", 1)[-1].replace("_", " ")
 
 
-def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
+def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, Callable[[Any], Any]]:
     """Axis label and unit from the field (its declared unit, or ``... [bytes]`` in its
     description), and its parser. Fields that are not numbers (names, paths) have unit ``name``."""
     info = _field(base, column)
@@ -129,7 +130,8 @@ def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
     # their description with it.
     declared = info.json_schema_extra.get("unit") if info and isinstance(info.json_schema_extra, dict) else None
     unit = declared if declared not in (None, "-") else (match.group(1) if match else "")
-    numeric = bool(info) and any(t in (int, float) for t in (info.annotation, *getattr(info.annotation, "__args__", ())))
+    types = (info.annotation, *getattr(info.annotation, "__args__", ())) if info else ()
+    numeric = any(t in (int, float) for t in types)
     if column.endswith("fraction"):
         unit = "fraction"
     elif unit == "1" or (not unit and numeric):
@@ -138,8 +140,9 @@ def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
         unit = "name"
 
     # The field's own type with its validators parses "64MiB" to bytes, "2ms" to seconds.
-    adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info and info.metadata
-                          else info.annotation) if info else None
+    kind: Any = (Annotated[tuple([info.annotation, *info.metadata])]  # type: ignore[valid-type]
+                 if info and info.metadata else info.annotation if info else None)
+    adapter = TypeAdapter(kind) if kind is not None else None
 
     def parse(value):
         try:
@@ -172,10 +175,12 @@ def held_fixed(base: Scenario | None, swept: set[str]) -> str:
     if isinstance(work, CopyupProbe):
         parts.append(("workload.write_size", f"{format_size(work.write_size)} write{' + fsync' * work.fsync}"))
     elif isinstance(work, Mix):
-        loop = f"{work.workers} workers/container" if work.mode == "closed" else f"{work.arrival_rate:g} ops/s/container"
+        loop = (f"{work.workers} workers/container" if work.mode == "closed"
+                else f"{work.arrival_rate:g} ops/s/container")
         parts += [("workload.mode", loop), ("workload.operations", f"{work.operations} ops" if work.operations else ""),
                   ("workload.fsync", "fsync" if work.fsync else ""),
-                  ("workload.volume_fraction", f"{work.volume_fraction:.0%} on volumes" if work.volume_fraction else "")]
+                  ("workload.volume_fraction",
+                   f"{work.volume_fraction:.0%} on volumes" if work.volume_fraction else "")]
     options = base.driver.options
     if options and "driver.name" not in swept:  # options belong to one driver, not to a driver sweep
         parts.append(("driver.options", ", ".join(f"{k}={v}" for k, v in options.items())))
@@ -211,7 +216,7 @@ def view(run: RunResult | str | Path) -> RunView:
 
 def _slices(frame: pd.DataFrame, keys: list[SweptKey]) -> list[dict]:
     """Combinations of the given swept keys to hold fixed: each key's first and last value."""
-    combos = [{}]
+    combos: list[dict] = [{}]
     for key in keys:
         values = sorted(frame[key.column].dropna().unique())
         ends = list(dict.fromkeys([values[0], values[-1]])) if values else []
@@ -351,7 +356,7 @@ def rankings(run: RunResult | str | Path | RunView) -> list[Ranking]:
     different workloads, not points of one to average), else once for the whole run."""
     v = run if isinstance(run, RunView) else view(run)
     names = [k for k in v.keys if k.categorical]
-    combos = [{}]
+    combos: list[dict] = [{}]
     for key in names:
         combos = [{**c, key.column: value} for c in combos for value in dict.fromkeys(v.summary[key.column].dropna())]
     return [ranking(v, held) for held in combos]
@@ -430,8 +435,8 @@ def failed_operations(v: RunView, examples: int = 3) -> pd.DataFrame:
     names = [k.column for k in v.keys if k.categorical]
     if v.ops_step == 1:  # the view leaves the paths out: read them, for the failed operations only
         failed = v.run.read_ops(["point", "replicate", "driver", "op", "error", "path"])
-        failed = failed[(failed["error"] != "") & ~failed["op"].isin(SETUP_OPS)].merge(
-            v.summary[["point", "replicate", *names]].drop_duplicates(["point", "replicate"]), on=["point", "replicate"])
+        tags = v.summary[["point", "replicate", *names]].drop_duplicates(["point", "replicate"])
+        failed = failed[(failed["error"] != "") & ~failed["op"].isin(SETUP_OPS)].merge(tags, on=["point", "replicate"])
     else:
         failed = v.ops[v.ops["error"] != ""].assign(path="")
     runs = v.summary.groupby(["driver", *names]).size().rename("runs").reset_index()
@@ -498,11 +503,12 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 def _facts(v: RunView) -> list[tuple[str, str]]:
     m, resolved = v.run.manifest, v.run.resolved or {}
     sweep = resolved.get("sweep") or {}
+    replicates = resolved.get("replicates", 1)
     facts = [("scenario", v.run.name), ("run folder", str(v.run.path or "(not saved)")),
              ("held fixed", v.fixed or "-"),
              ("swept", "; ".join(f"{k}: {', '.join(map(str, vals))}" for k, vals in sweep.items()) or "nothing"),
              ("runs", f"{m.get('runs', len(v.summary))} ({m.get('points', '?')} points x "
-                      f"{resolved.get('replicates', 1)} replicate{'s' * (resolved.get('replicates', 1) != 1)}), seed {resolved.get('seed', '?')}"),
+                      f"{replicates} replicate{'s' * (replicates != 1)}), seed {resolved.get('seed', '?')}"),
              ("wall time", format_duration(m["wall_time_s"]) if "wall_time_s" in m else "-"),
              ("cowsim", f"{m.get('cowsim', '?')}" + (f", commit {m['git_commit'][:10]}" if m.get("git_commit") else "")
               + (" (dirty tree)" if m.get("git_dirty") else ""))]

@@ -153,6 +153,7 @@ class MixStream:
         # Where the operation goes is drawn only when there are volumes.
         on_volume = bool(self.volume_dirs) and self.random() < spec.volume_fraction
         self.counter += 1
+        path: str | None
         if kind == "create":
             dirs = self.volume_dirs if on_volume else state.dirs
             parent = dirs[int(rng.integers(len(dirs)))]
