@@ -30,6 +30,7 @@ from scipy import stats
 from .api import RunResult
 from .errors import CowsimError
 from .metrics import HIGHER_IS_WORSE, METRICS, NEITHER
+from .stored import resolve
 
 ALPHA = 0.002  # asv's threshold for Mann-Whitney U
 STATUS_ORDER = ("regression", "improvement", "changed", "unchanged")
@@ -272,7 +273,6 @@ def compare(run: RunResult | str | Path, baseline: RunResult | str | Path, rtol:
     ``by_replicate`` also matches replicates one to one (same seeds, deterministic numbers): each
     replicate is then compared on its own, with the tolerance only.
     """
-    from .baseline import resolve  # baselines are compared too: imported here, not at the top, to avoid a cycle
     run = run if isinstance(run, RunResult) else resolve(run)
     baseline = baseline if isinstance(baseline, RunResult) else resolve(baseline)
     if not rtol >= 0:
