@@ -26,8 +26,8 @@ from .sweep import (RecordsProgress, WorkerLost, combine, execute, ops_tables, p
                     progress_bar)
 from .units import UnitError, parse_size
 
-# A sweep writing a run folder keeps its first parts in memory up to this many bytes too (a
-# copy-up sweep's 9,408 parts take about 45 MiB): reading one back costs ~0.3 ms.
+# A sweep writing a run folder keeps its first parts in memory up to this many bytes too, as
+# reading them back from disk at the end costs time (a whole copy-up sweep's parts fit).
 PARTS_HELD_BYTES = 64 * 2**20
 SEEDING = ("numpy SeedSequence(seed, spawn_key=(replicate, stream)) per random stream; the point is not "
            "part of the key, so every point of a sweep draws the same image and workload (common random numbers)")

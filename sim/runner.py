@@ -160,8 +160,8 @@ def fewer_collections():
     """Python's cyclic garbage collector, made to run less often while simulating.
 
     A run allocates millions of small containers (steps, cache keys, records) that are not
-    garbage, and with the default thresholds (700, 10, 10) the collector spent about 10% of the
-    throughput benchmark walking them again and again; with these, about 3%. Restored after.
+    garbage, and with the default thresholds (700, 10, 10) the collector walks them again and
+    again (what that costs: docs/performance.md). Restored after.
     """
     before = gc.get_threshold()
     gc.set_threshold(50_000, 20, 10)

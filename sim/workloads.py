@@ -35,9 +35,9 @@ def copyup_probe(host: Host, cid: int, spec: CopyupProbe, targets: list[str]):
 def uniform_draws(rng: np.random.Generator):
     """A function returning what ``rng.random()`` would: the same C function (the bit generator's
     ``next_double``) on the same state, called through NumPy's ctypes interface to the bit
-    generator, so draws interleave with ``rng``'s other methods as before. 2,470 instructions a
-    draw instead of 3,520: ``random()`` parses its arguments and takes the generator's lock on
-    every call (a stream is never used from two threads)."""
+    generator, so draws interleave with ``rng``'s other methods as before. Cheaper, because
+    ``random()`` parses its arguments and takes the generator's lock on every call, and a stream
+    is never used from two threads (what it saves: docs/performance.md)."""
     bits = rng.bit_generator.ctypes
     return partial(bits.next_double, bits.state)
 
