@@ -95,11 +95,16 @@ def _tick_text(unit: str):
 
 
 class BinaryLocator(MaxNLocator):
-    """Linear byte ticks at round numbers of KiB, MiB or GiB rather than of 10^n bytes."""
+    """Linear byte ticks a power of two apart (256 KiB, 512 KiB, 768 KiB, 1 MiB), so that each
+    reads as a round size, never 410 KiB or 819 KiB."""
 
     def tick_values(self, vmin, vmax):
-        scale = 1024.0 ** max(0, math.floor(math.log(max(abs(vmin), abs(vmax), 1), 1024)))
-        return super().tick_values(vmin / scale, vmax / scale) * scale
+        nbins = self._nbins if isinstance(self._nbins, int) else 6
+        span = vmax - vmin
+        if not span > 0:
+            return super().tick_values(vmin, vmax)
+        step = 2.0 ** math.ceil(math.log2(span / nbins))
+        return np.arange(math.floor(vmin / step), math.ceil(vmax / step) + 1) * step
 
 
 def label_axis(axis, unit: str, label: str) -> None:
