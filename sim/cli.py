@@ -10,6 +10,7 @@ import click
 
 from . import api
 from .errors import CowsimError
+from .image import PROBE_DIR_ENTRIES
 from .metrics import METRICS
 from .scenario import swept_fields
 from .units import format_duration, format_size
@@ -180,13 +181,15 @@ PROBE_COLUMNS = {"driver": "driver", "create_container_s": "create container", "
 @click.option("--file-size", default="1MiB", show_default=True, help="size of the file written, e.g. 64MiB")
 @click.option("--layers", default=1, show_default=True, type=int, help="image layers; the file is in the bottom one")
 @click.option("--dir-depth", default=1, show_default=True, type=int, help="directories between / and the file")
+@click.option("--dir-entries", default=PROBE_DIR_ENTRIES, show_default=True, type=int,
+              help="files each layer holds in the file's directory")
 @click.option("--cache", type=click.Choice(["cold", "warm"]), default="cold", show_default=True)
 @click.option("--profile", default=None, help="host profile name or YAML path (default ssd)")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="driver option, e.g. metacopy=true; with several drivers, given to those that have it")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (a list with several drivers)")
 @user_errors
-def probe(driver_names, file_size, layers, dir_depth, cache, profile, options, as_json) -> None:
+def probe(driver_names, file_size, layers, dir_depth, dir_entries, cache, profile, options, as_json) -> None:
     """The cost of one file's first write (with its copy-up) and of its second write, and what
     creating the container cost before them; one row per driver."""
     from .drivers import REGISTRY
@@ -207,7 +210,7 @@ def probe(driver_names, file_size, layers, dir_depth, cache, profile, options, a
     for driver in drivers:
         own = parsed if len(drivers) == 1 else \
             {k: v for k, v in parsed.items() if driver in REGISTRY and k in REGISTRY[driver].Options.model_fields}
-        results.append(api.probe(driver, file_size, layers, dir_depth, cache, profile, **own))
+        results.append(api.probe(driver, file_size, layers, dir_depth, cache, profile, dir_entries, **own))
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return

@@ -7,6 +7,7 @@ lower entries) and its opaque directories (which hide everything below them in l
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -153,10 +154,69 @@ class Image:
         return view, cumulative
 
     @cached_property
+    def dir_entries(self) -> list[Counter]:
+        """Per layer, directory -> the entries the layer's copy of it holds (files, directories and
+        whiteouts directly inside it): what a lookup or a readdir in that layer reads. Counted
+        once per image, on first use."""
+        return [Counter(map(parent_of, (*layer.files, *layer.dirs, *layer.whiteouts))) for layer in self.layers]
+
+    @cached_property
+    def merged_dir_entries(self) -> Counter:
+        """Directory -> entries of the merged view directly inside it: the directory a snapshot
+        driver's own filesystem holds."""
+        return Counter(map(parent_of, self.merged))
+
+    @cached_property
+    def layer_children(self) -> list[dict[str, list[str]]]:
+        """Per layer, directory -> names of the entries directly inside it (what a readdir of
+        the layer's copy returns, whiteouts included)."""
+        children: list[dict[str, list[str]]] = []
+        for layer in self.layers:
+            names: dict[str, list[str]] = {}
+            for path in (*layer.files, *layer.dirs, *layer.whiteouts):
+                parent, _, name = path.rpartition("/")
+                names.setdefault(parent, []).append(name)
+            children.append(names)
+        return children
+
+    @cached_property
     def symlinks(self) -> dict[str, str]:
         """Symbolic links of the merged view: path -> target (as written in the layer)."""
         return {path: self.layers[index].symlinks[path] for path, (kind, _, index) in self.merged.items()
                 if kind == FILE and path in self.layers[index].symlinks}
+
+    @cached_property
+    def hardlinks(self) -> dict[str, str]:
+        """Hard links of the merged view: path -> the name its inode has in its layer (the file the
+        tar entry links to). A link to a file of another layer is a file of its own: extracting a
+        layer creates only what the layer holds."""
+        links: dict[str, str] = {}
+        merged = self.merged
+        for index, layer in enumerate(self.layers):
+            for path, target in layer.hardlinks.items():
+                hops = 0
+                while target in layer.hardlinks and hops < len(layer.hardlinks):  # a link to a link
+                    target, hops = layer.hardlinks[target], hops + 1
+                if target != path and target in layer.files and merged.get(path, (None, 0, -1))[2] == index:
+                    links[path] = target
+        return links
+
+    @cached_property
+    def linked_names(self) -> dict[str, tuple[str, ...]]:
+        """For each merged file whose inode has other merged names: all of them (few)."""
+        groups: dict[tuple[int, str], list[str]] = {}
+        for path, target in self.hardlinks.items():
+            index = self.merged[path][2]
+            names = groups.setdefault((index, target), [])
+            if not names and self.merged.get(target, (None, 0, -1))[2] == index:
+                names.append(target)  # the link target itself, unless a higher layer replaced it
+            names.append(path)
+        return {path: tuple(names) for names in groups.values() if len(names) > 1 for path in names}
+
+    def lower_inode(self, layer: int, path: str) -> tuple[int, str]:
+        """The inode of the image's file at ``path``, provided by ``layer``: hard links of one
+        layer share it (the page cache and a snapshot's blocks belong to it, not to a name)."""
+        return (layer, self.hardlinks.get(path, path))
 
     @cached_property
     def files(self) -> list[str]:
@@ -319,22 +379,33 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
     return Image(name, stack)
 
 
+# Entries a directory holds in one layer, by default: the median, over the files of the shipped
+# Debian bookworm listing (scenarios/data/debian-bookworm.csv.gz), of the entries their directory
+# holds in their layer (54; /usr/share/doc holds 89, /usr/bin 275, /var/lib/dpkg/info 420).
+PROBE_DIR_ENTRIES = 54
+
+
 def probe_image(*, file_size: int, layers: int = 1, dir_depth: int = 1, other_file_size: int = 4096,
-                target: str = "target") -> tuple[Image, str]:
+                target: str = "target", dir_entries: int = PROBE_DIR_ENTRIES) -> tuple[Image, str]:
     """The image ``sim.probe`` uses: the bottom layer holds the target file ``dir_depth``
-    directories below the root; every other layer holds another file in each of those
-    directories, so that every directory is merged across all layers."""
+    directories below the root; every layer holds another file in each of those directories, so
+    that every directory is merged across all layers, and ``dir_entries`` files of its own in the
+    target's directory (beside the target in the bottom layer)."""
     dirs = [f"d{level}" for level in range(1, dir_depth + 1)]
     target_path = "/".join(dirs + [target])
+    target_dir = "/".join(dirs)
     stack = []
     for index in range(layers):
         layer = Layer(name=f"layer{index}")
         if index == 0:
             layer.files[target_path] = file_size
-        for level in range(dir_depth + 1):
+        for level in range(dir_depth):
             parent = "/".join(dirs[:level])
             name = f"other{index}"
             layer.files[f"{parent}/{name}" if parent else name] = other_file_size
+        for entry in range(dir_entries):
+            name = f"other{index}" if entry == 0 else f"other{index}-{entry}"
+            layer.files[f"{target_dir}/{name}" if target_dir else name] = other_file_size
         layer.__post_init__()
         stack.append(layer)
-    return Image(f"probe-{layers}l-{dir_depth}d", stack), target_path
+    return Image(f"probe-{layers}l-{dir_depth}d-{dir_entries}e", stack), target_path

@@ -7,6 +7,7 @@ touches SimPy. Subclasses fill in a handful of hooks; the flow of each operation
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -64,6 +65,13 @@ class Driver:
     layer_limit_reason: ClassVar[str] = "Docker caps images at 125 layers (127 minus -init and container layers)"
     Options: ClassVar[type[BaseModel]] = NoOptions
     shares_page_cache: ClassVar[bool] = True
+    # A first write keeps the image's inode (and so its hard links): True where the container's
+    # tree holds the image's files themselves (snapshots, full copies); a union copy-up makes a
+    # new upper inode instead (``ContainerView.keep_links``).
+    keeps_image_inodes: ClassVar[bool] = True
+    # Any directory can be renamed: only a union needs redirect_dir to move an image directory
+    # (the view records the move as a redirect, which is the same namespace).
+    renames_lower_dirs: ClassVar[bool] = True
 
     def __init__(self, options: BaseModel | dict | None = None, profile: Profile | None = None):
         from ..profile import load_profile
@@ -72,7 +80,7 @@ class Driver:
         self.costs = self.profile.costs
         # Costs that are the same for every operation, computed once (drivers adjust them)
         self.per_op_cpu = self.costs.syscall  # seconds of every operation: the system call
-        self.probe_cpu = self.costs.layer_probe  # seconds per layer a lookup probes
+        self.probe_cpu = self.costs.layer_probe  # seconds per layer (or tree) a lookup searches
         self.views: dict[int, ContainerView] = {}
         self.mounts: dict[int, object] = {}  # per container: its mount_id, built once (every dentry key holds it)
         self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
@@ -103,7 +111,8 @@ class Driver:
 
     def create_container(self, cid: int, image: Image) -> Plan:
         self.check_layers(len(image.layers))
-        self.views[cid] = ContainerView(image, redirect_dir=getattr(self.options, "redirect_dir", False))
+        self.views[cid] = ContainerView(image, keep_links=self.keeps_image_inodes,
+                                        redirect_dir=self.renames_lower_dirs or getattr(self.options, "redirect_dir", False))
         self.images[cid] = image
         self.mounts[cid] = self.mount_id(cid)
         plan = Plan()
@@ -166,7 +175,7 @@ class Driver:
     def _op_truncate(self, plan, cid, view, op):
         self._file(plan, cid, view, op.path)
         self._copied_up(plan, cid, view, view.copy_up(op.path))
-        self._truncated(cid, op.path, op.nbytes)
+        self._truncated(cid, view.upper_files[op.path], op.nbytes)
         view.truncate(op.path, op.nbytes)
         plan.cpu(DATA, self.costs.metadata_update)
 
@@ -174,7 +183,7 @@ class Driver:
         """open(O_TRUNC) then a write of ``nbytes``: a copy-up without data."""
         self._file(plan, cid, view, op.path)
         self._copied_up(plan, cid, view, view.copy_up(op.path, with_data=False))
-        self._truncated(cid, op.path, 0)
+        self._truncated(cid, view.upper_files[op.path], 0)
         view.truncate(op.path, 0)
         self._written_new(plan, cid, view, op)
 
@@ -183,7 +192,7 @@ class Driver:
         if existed is not None and existed.kind == FILE:
             return self._op_open_trunc(plan, cid, view, op)
         self._dirs_created(plan, cid, view.create(op.path))
-        self._file_created(cid, op.path)
+        self._file_created(cid, view.upper_files[op.path])
         plan.cpu(DATA, self.costs.metadata_update)
         self._written_new(plan, cid, view, op)
 
@@ -195,9 +204,15 @@ class Driver:
 
     def _op_unlink(self, plan, cid, view, op):
         self._file(plan, cid, view, op.path)
+        inode = view.upper_files.get(op.path)
         self._dirs_created(plan, cid, view.unlink(op.path))
-        self._removed(cid, op.path)
+        self._name_dropped(cid, view, inode)
         plan.cpu(DATA, self.costs.metadata_update)
+
+    def _name_dropped(self, cid, view, inode) -> None:
+        """An upper file lost a name: if that was its last, the driver forgets the file."""
+        if inode is not None and inode not in view.sizes:
+            self._removed(cid, inode)
 
     def _op_mkdir(self, plan, cid, view, op):
         self.lookup(plan, cid, view, op.path)
@@ -213,10 +228,11 @@ class Driver:
     def _op_rename(self, plan, cid, view, op):
         self.lookup(plan, cid, view, op.path)
         self.lookup(plan, cid, view, op.target)
+        replaced = view.upper_files.get(op.target)
         copy, created = view.rename(op.path, op.target)
         self._copied_up(plan, cid, view, copy)
         self._dirs_created(plan, cid, created)
-        self._renamed(cid, op.path, op.target)
+        self._name_dropped(cid, view, replaced)
         plan.cpu(DATA, self.costs.metadata_update)
 
     def _op_chmod(self, plan, cid, view, op):
@@ -257,8 +273,7 @@ class Driver:
                 above = found[3]
             else:
                 entry, lower = view.resolve(prefix, above)
-                step = probe_step(LOOKUP, (self.mounts[cid], prefix), self.probe_keys(cid, view, prefix, lower, parent_upper),
-                                  self.probe_cpu)
+                step = probe_step(LOOKUP, (self.mounts[cid], prefix), *self.probe(cid, view, prefix, lower, parent_upper))
                 steps.append(step)
                 if prefix == path:
                     return entry
@@ -270,17 +285,25 @@ class Driver:
                 memo[prefix] = (entry.fields(), step, parent_upper, above)
             parent_upper = prefix in upper_dirs
 
-    def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool) -> tuple:
-        """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
-        ``lower`` is ``view.lower_path(prefix)``, which union drivers probe, and ``parent_upper``
-        whether the parent has an upper directory (the root always has)."""
-        return (("meta", self.mounts[cid], prefix),)
+    def probe(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool) -> tuple[tuple, float]:
+        """The metadata keys a dentry miss of ``prefix`` reads and its CPU. Natively (ext4 or
+        xfs, also inside a devicemapper thin device) the name's directory block and inode in the
+        mount's own tree, and the index blocks of a large parent directory. ``lower`` is
+        ``view.lower_path(prefix)``, which union drivers probe, and ``parent_upper`` whether the
+        parent has an upper directory (the root always has)."""
+        mount = self.mounts[cid]
+        parent, _, name = prefix.rpartition("/")
+        entries = view.image.merged_dir_entries.get(parent, 0)
+        if entries <= self.costs.dir_entries_per_block:
+            return (("meta", mount, prefix),), self.probe_cpu
+        return (("meta", mount, prefix),) + dir_index_keys(mount, parent, name, entries, self.costs), self.probe_cpu
 
     def mount_id(self, cid: int):
         return ("ctr", cid)
 
     def data_key(self, cid: int, view: ContainerView, path: str, entry) -> tuple:
-        return ("data", cid, path)
+        """The page-cache key of a file's data: its inode's, whatever name it is reached by."""
+        return ("data", cid, view.inode_of(path, entry))
 
     def _transfer_cpu(self, nbytes: int) -> float:
         return 0.0
@@ -311,16 +334,16 @@ class Driver:
             return 0
         return round_up(offset + nbytes, PAGE) - (offset // PAGE) * PAGE
 
-    def _file_created(self, cid: int, path: str) -> None:
+    # Per-file bookkeeping is keyed by inode (``ContainerView.upper_files``): a rename moves a
+    # name, never what a driver knows of the file.
+    def _file_created(self, cid: int, inode) -> None:
         return None
 
-    def _truncated(self, cid: int, path: str, size: int) -> None:
+    def _truncated(self, cid: int, inode, size: int) -> None:
         return None
 
-    def _removed(self, cid: int, path: str) -> None:
-        return None
-
-    def _renamed(self, cid: int, source: str, target: str) -> None:
+    def _removed(self, cid: int, inode) -> None:
+        """The file's last name is gone."""
         return None
 
     # -- disk usage ----------------------------------------------------------------------------
@@ -347,9 +370,32 @@ class Driver:
                 "shares_page_cache": cls.shares_page_cache, "options": options}
 
 
+def name_position(name: str) -> float:
+    """Where a name's hash falls in [0, 1): which block of a hashed directory index holds it.
+    crc32, not ``hash``: the same in every process."""
+    return zlib.crc32(name.encode()) / 2**32
+
+
+def dir_index_keys(tree, parent: str, name: str, entries: int, costs) -> tuple:
+    """The index blocks a lookup of ``name`` reads in directory ``parent`` of ``entries`` entries
+    (ext4 htree, xfs node directories): none when the directory fits one block; else one per
+    level of the hashed index above the leaf block, ``ceil(log(blocks) / log(fanout))`` levels,
+    the top one shared by every name. The leaf block and the inode are the name's own key."""
+    blocks = -(-entries // costs.dir_entries_per_block)
+    if blocks <= 1:
+        return ()
+    fanout = costs.dir_index_fanout
+    levels, span = 1, fanout
+    while span < blocks:
+        levels, span = levels + 1, span * fanout
+    position = name_position(name)
+    return tuple(("meta", tree, parent, "index", level, int(position * -(-blocks // fanout ** (levels - level))))
+                 for level in range(levels))
+
+
 def chunks(nbytes: int, chunk: int) -> int:
     return max(1, math.ceil(nbytes / chunk))
 
 
 __all__ = ["Driver", "Op", "REGISTRY", "register", "LayerLimitError", "OPERATIONS", "PAGE", "FsError", "chunks",
-           "round_up", "DOCKER_IMAGE_LAYER_LIMIT"]
+           "round_up", "DOCKER_IMAGE_LAYER_LIMIT", "dir_index_keys", "name_position"]

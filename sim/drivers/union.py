@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..image import FILE, Image
+from ..image import DIR, FILE, Image
 from ..plan import COPY_UP, SETUP
-from .base import Driver, FsError, chunks
+from .base import Driver, FsError, chunks, dir_index_keys
 
 GIB = 2**30
 
@@ -32,34 +32,93 @@ class UnionDriver(Driver):
     single_lower = False    # legacy overlay: one lower directory holding hard links of every layer
     copy_up_scans_layers = False  # aufs: a copy-up consults every branch
     mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
+    # Docker mounts overlayfs with index=off (moby overlay2 ``Init``): a copy-up makes a new upper
+    # inode and breaks a lower file's hard links (xfstests overlay/018; docs/model.md).
+    keeps_image_inodes = False
+    renames_lower_dirs = False  # EXDEV, unless the redirect_dir option is on
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
         self.per_op_cpu = self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
         self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
-        # per image (the object: an id could be reused by a later image): lower path -> probe keys
-        self._probe_memo: dict[Image, dict[str, tuple]] = {}
-        self._image_probes: dict[int, dict[str, tuple]] = {}  # per container: its image's
+        # per image (the object: an id could be reused by a later image): lower path -> (probe
+        # keys, CPU) of the lower layers
+        self._probe_memo: dict[Image, dict[str, tuple[tuple, float]]] = {}
+        self._image_probes: dict[int, dict[str, tuple[tuple, float]]] = {}  # per container: its image's
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
-        # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
-        self._cloned: dict[int, dict[str, int]] = {}
+        # reflink: per container, cloned files' inodes -> bytes written to them since (the rest is shared)
+        self._cloned: dict[int, dict[object, int]] = {}
 
     # -- lookups -------------------------------------------------------------------------------
-    def _lower_probes(self, memo: dict[str, tuple], image: Image, lower: str) -> tuple:
-        """The probe keys of ``lower`` in the image's layers, not yet in the image's ``memo``."""
-        if self.single_lower:
-            keys = (("meta", "flat", image.layer_ids[-1], lower),)
+    def _lower_probes(self, memo: dict[str, tuple[tuple, float]], image: Image, lower: str) -> tuple[tuple, float]:
+        """The probe keys and CPU of ``lower`` in the image's layers, not yet in the image's
+        ``memo``: in each layer probed, the name's directory block and inode, and the index
+        blocks of a large directory (ext4 htree: they grow with the log of its blocks).
+        fuse-overlayfs probes the layers only below the root: it loaded any other parent, every
+        layer's copy of it, when it looked the parent up (``do_lookup_file``), and finds the
+        name in memory, stats it once, and loads it in turn if it is a directory."""
+        parent, _, name = lower.rpartition("/")
+        costs = self.costs
+        if self.fuse and parent:
+            keys, probes = (), 1
+        elif self.single_lower:  # one directory of hard links: the merged directory
+            tree = ("flat", image.layer_ids[-1])
+            keys = (("meta", "flat", image.layer_ids[-1], lower),) + dir_index_keys(
+                tree, parent, name, image.merged_dir_entries.get(parent, 0), costs)
+            probes = 1
         else:
-            keys = tuple(("meta", image.layer_ids[i], lower) for i in image.probe_layers(lower))
+            layers = image.probe_layers(lower)
+            keys = ()
+            for index in layers:
+                layer_id = image.layer_ids[index]
+                keys += (("meta", layer_id, lower),) + dir_index_keys(
+                    layer_id, parent, name, image.dir_entries[index].get(parent, 0), costs)
+            probes = len(layers)
+        found = keys, probes * self.probe_cpu
+        if self.fuse and image.merged.get(lower, (None,))[0] == DIR:
+            loaded_keys, loaded_cpu = self._load_dir(image, lower)
+            found = keys + loaded_keys, found[1] + loaded_cpu
         if lower in image.merged:  # a name the image lacks (a new file) is rarely probed again
-            memo[lower] = keys
-        return keys
+            memo[lower] = found
+        return found
 
-    def probe_keys(self, cid, view, prefix, lower, parent_upper):
+    def _load_dir(self, image: Image, path: str) -> tuple[tuple, float]:
+        """fuse-overlayfs's first access to a directory (``load_dir``, main.c): it reads every
+        layer's copy top-down (down to an opaque one), and each entry it meets for the first
+        time is checked in every layer from its own down to the directory's lowest
+        (``make_ovl_node``): CPU per entry read and per layer checked, and the directory and
+        inode-table blocks of every copy."""
+        costs = self.costs
+        stack = [index for index in image.probe_layers(path) if path in image.layers[index].dirs]
+        if not stack:
+            return (), 0.0
+        bottom = stack[-1]
+        seen: set[str] = set()
+        read = checked = 0
+        keys: tuple = ()
+        for index in stack:
+            names = image.layer_children[index].get(path, ())
+            whiteouts = image.layers[index].whiteouts
+            read += len(names)
+            new = [name for name in names if name not in seen]
+            seen.update(new)
+            checked += (index - bottom + 1) * sum(1 for name in new if f"{path}/{name}" not in whiteouts)
+            layer_id = image.layer_ids[index]
+            keys += tuple(("meta", layer_id, path, "block", block)
+                          for block in range(-(-len(names) // costs.dir_entries_per_block)))
+            keys += tuple(("meta", layer_id, path, "inodes", block)
+                          for block in range(-(-len(names) // costs.inodes_per_block)))
+        return keys, read * costs.fuse_dir_entry + checked * costs.fuse_entry_layer_check
+
+    def probe(self, cid, view, prefix, lower, parent_upper):
         """The upper directory (where the parent has one), then each lower layer top-down,
         stopping at a file, a whiteout or an opaque directory."""
-        keys: tuple = (("meta", "upper", cid, prefix),) if parent_upper else ()
+        if parent_upper:
+            keys: tuple = (("meta", "upper", cid, prefix),)
+            cpu = self.probe_cpu
+        else:
+            keys, cpu = (), 0.0
         if self._layer_metadata and "/" not in prefix:
             # the first cold lookup also reads the layers' filesystem metadata (measured: a fixed
             # cost that does not grow with the layers probed)
@@ -68,21 +127,24 @@ class UnionDriver(Driver):
         # stops it too, unless it is a redirect into the layers.
         if lower is not None and (prefix not in view.opaque_dirs or prefix in view.redirects):
             memo = self._image_probes[cid]
-            lower_keys = memo.get(lower)
-            keys = keys + (lower_keys if lower_keys is not None else self._lower_probes(memo, view.image, lower))
-        return keys
+            found = memo.get(lower)
+            lower_keys, lower_cpu = found if found is not None else self._lower_probes(memo, view.image, lower)
+            keys, cpu = keys + lower_keys, cpu + lower_cpu
+        return keys, cpu
 
     def mount_id(self, cid):
         return ("ovl", cid)
 
     # -- data placement ------------------------------------------------------------------------
     def _lower_key(self, cid, image: Image, layer: int, lower: str) -> tuple:
-        key = ("lower", image.layer_ids[layer], lower)
+        """A lower file's pages: its inode's in its layer, whichever hard link reads it."""
+        key = ("lower", image.layer_ids[layer], image.hardlinks.get(lower, lower))
         return key if self.shares_page_cache else key + (cid,)
 
     def data_key(self, cid, view, path, entry):
-        if path in view.upper_files and path not in view.metacopy:
-            return ("upper", cid, path)
+        inode = view.upper_files.get(path)
+        if inode is not None and inode not in view.metacopy:
+            return ("upper", cid, inode)
         return self._lower_key(cid, view.image, entry.layer, entry.lower_path)
 
     def _transfer_cpu(self, nbytes: int) -> float:
@@ -110,11 +172,11 @@ class UnionDriver(Driver):
             return
         if getattr(self.options, "reflink", False):
             plan.cpu(COPY_UP, self.costs.clone_base + self.costs.clone_per_gib * copy.size / GIB)
-            self._cloned.setdefault(cid, {})[copy.path] = 0
+            self._cloned.setdefault(cid, {})[copy.inode] = 0
             return
         source = self._lower_key(cid, view.image, copy.lower_layer, copy.source)
         plan.read(COPY_UP, source, 0, copy.size, copy.size, chunks(copy.size, self.costs.copy_chunk))
-        plan.write(COPY_UP, ("upper", cid, copy.path), 0, copy.size)
+        plan.write(COPY_UP, ("upper", cid, copy.inode), 0, copy.size)
         plan.copy_up_bytes += copy.size
         if self._volatile():
             plan.writeback(COPY_UP, copy.size)
@@ -133,17 +195,14 @@ class UnionDriver(Driver):
 
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         cloned = self._cloned.get(cid)
-        if cloned is not None and path in cloned:
-            cloned[path] += self._bytes_on_disk(cid, path, offset, nbytes)
+        if cloned is not None:
+            inode = self.views[cid].upper_files[path]
+            if inode in cloned:
+                cloned[inode] += self._bytes_on_disk(cid, path, offset, nbytes)
         super()._flush(plan, cid, path, offset, nbytes, sync and not self._volatile())
 
-    def _removed(self, cid, path):
-        self._cloned.get(cid, {}).pop(path, None)
-
-    def _renamed(self, cid, source, target):
-        cloned = self._cloned.get(cid, {})
-        if source in cloned:
-            cloned[target] = cloned.pop(source)
+    def _removed(self, cid, inode):
+        self._cloned.get(cid, {}).pop(inode, None)
 
     def _container_removed(self, plan, cid, view):
         self._cloned.pop(cid, None)
@@ -153,8 +212,7 @@ class UnionDriver(Driver):
     def container_real_bytes(self, cid):
         """Whole files after copy-up; with reflink, a cloned file holds only what was written since."""
         view = self.views[cid]
-        shared = sum(max(0, view.upper_files.get(path, 0) - written)
-                     for path, written in self._cloned.get(cid, {}).items())
+        shared = sum(max(0, view.sizes[inode] - written) for inode, written in self._cloned.get(cid, {}).items())
         return view.upper_bytes - shared
 
     def _container_created(self, plan, cid, image):
