@@ -27,6 +27,7 @@ from .api import RunResult, load_run
 from .errors import CowsimError
 from .plots import (METRIC_LABELS, coinciding_drivers, driver_order, plot_bars, plot_latency_cdf, plot_vs,
                     replicate_stats, unit_of)
+from .records import SETUP_OPS
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
 
@@ -39,7 +40,6 @@ VIEW_COLUMNS = ["point", "replicate", "driver", "op", "error", "latency_s", "loo
 # A run with more operations is looked at through every n-th of them, so that a report of a run of
 # tens of millions of operations fits in memory; the summary's quantiles are from all of them.
 MAX_VIEW_OPS = 1_000_000
-SETUP_OPS = ("prepare_image", "create_container", "remove_container")  # not the workload's operations
 
 
 # Axis labels of fields whose description does not make one (a path, a choice of names).

@@ -117,9 +117,11 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     mounts = [Mount(v.name, v.mount, v.kind) for v in scenario.containers.volumes]
     run = PointRun(scenario, Setup(host, image, candidates, scenario.containers.count, mounts,
                                    stream(scenario.seed, replicate, "workload")), workload)
-    engine.env.process(run.process())
+    main = engine.env.process(run.process())
     with fewer_collections():
         engine.env.run()
+    if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
+        raise RuntimeError(f"simulation stalled at t={engine.env.now} s with operations still waiting")
     host.records.close()
     space = run.space_before_removal or host.space()
     summary = summarize(host.records.totals, engine, run.measured_from, space)
@@ -143,6 +145,8 @@ class PointRun:
         yield from host.prepare_image(setup.image)
         for cid in range(setup.containers):
             yield from host.create_container(cid, setup.image, setup.mounts)
+        if scenario.settle:
+            yield from host.settle()
         if scenario.cache == "warm":
             yield from warm_up(host, setup.candidates)
         else:

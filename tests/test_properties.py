@@ -13,6 +13,7 @@ from sim.fsview import FsError
 from sim.image import DIR, FILE, Image, Layer, is_below, parent_of, prefixes
 from sim.plan import Plan
 from sim.profile import load_profile
+from sim.records import SETUP_OPS
 
 
 def small_image() -> Image:
@@ -188,7 +189,7 @@ def test_run_accounting_adds_up(seed, containers, operations):
                             "workload": {"ops": {"read": .4, "write": .3, "create": .2, "delete": .1},
                                          "operations": operations}})
     ops, summary = run.ops, run.summary.iloc[0]
-    work = ops[~ops["op"].isin(["prepare_image", "create_container"])]
+    work = ops[~ops["op"].isin(SETUP_OPS)]
     assert summary["ops"] == operations == len(work)
     assert summary["copy_up_bytes"] == work["copy_up_bytes"].sum()
     phases = work[["lookup_s", "copy_up_s", "data_s", "fsync_s", "setup_s"]].sum(axis=1)

@@ -69,16 +69,17 @@ class UnionDriver(Driver):
             probes = 1
         else:
             layers = image.probe_layers(lower)
-            keys = ()
+            layer_keys: list[tuple] = []
             for index in layers:
                 layer_id = image.layer_ids[index]
-                keys += (("meta", layer_id, lower),) + dir_index_keys(
-                    layer_id, parent, name, image.dir_entries[index].get(parent, 0), costs)
-            probes = len(layers)
-        found = keys, probes * self.probe_cpu
+                layer_keys.append(("meta", layer_id, lower))
+                layer_keys.extend(dir_index_keys(layer_id, parent, name, image.dir_entries[index].get(parent, 0), costs))
+            keys, probes = tuple(layer_keys), len(layers)
+        cpu = probes * self.probe_cpu
         if self.fuse and image.merged.get(lower, (None,))[0] == DIR:
             loaded_keys, loaded_cpu = self._load_dir(image, lower)
-            found = keys + loaded_keys, found[1] + loaded_cpu
+            keys, cpu = keys + loaded_keys, cpu + loaded_cpu
+        found = keys, cpu
         if lower in image.merged:  # a name the image lacks (a new file) is rarely probed again
             memo[lower] = found
         return found
@@ -96,20 +97,22 @@ class UnionDriver(Driver):
         bottom = stack[-1]
         seen: set[str] = set()
         read = checked = 0
-        keys: tuple = ()
+        keys: list[tuple] = []
         for index in stack:
             names = image.layer_children[index].get(path, ())
-            whiteouts = image.layers[index].whiteouts
             read += len(names)
             new = [name for name in names if name not in seen]
             seen.update(new)
-            checked += (index - bottom + 1) * sum(1 for name in new if f"{path}/{name}" not in whiteouts)
+            whiteouts = image.layers[index].whiteouts
+            if whiteouts:  # a whiteout becomes a whiteout node: nothing to check below it
+                new = [name for name in new if f"{path}/{name}" not in whiteouts]
+            checked += (index - bottom + 1) * len(new)
             layer_id = image.layer_ids[index]
-            keys += tuple(("meta", layer_id, path, "block", block)
-                          for block in range(-(-len(names) // costs.dir_entries_per_block)))
-            keys += tuple(("meta", layer_id, path, "inodes", block)
-                          for block in range(-(-len(names) // costs.inodes_per_block)))
-        return keys, read * costs.fuse_dir_entry + checked * costs.fuse_entry_layer_check
+            keys.extend(("meta", layer_id, path, "block", block)
+                        for block in range(-(-len(names) // costs.dir_entries_per_block)))
+            keys.extend(("meta", layer_id, path, "inodes", block)
+                        for block in range(-(-len(names) // costs.inodes_per_block)))
+        return tuple(keys), read * costs.fuse_dir_entry + checked * costs.fuse_entry_layer_check
 
     def probe(self, cid, view, prefix, lower, parent_upper):
         """The upper directory (where the parent has one), then each lower layer top-down,
