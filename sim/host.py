@@ -76,9 +76,7 @@ class Host:
             if mount.volume not in self.volumes:
                 seed = image.entries_below(mount.path) if mount.kind == "named" else []
                 relative = [(p[len(mount.path) + 1:], k, s) for p, k, s in seed]
-                volume_image, nbytes = self.volume_fs.create_volume(("vol", mount.volume), relative)
-                self.volumes[mount.volume] = volume_image
-                self.volume_fs._full_copy(plan, nbytes, len(relative))
+                self.volumes[mount.volume] = self.volume_fs.create_volume(("vol", mount.volume), relative, plan)
         yield from self.execute(container.label, 0, "create_container", "", 0, plan)
 
     def remove_container(self, cid: int):
@@ -91,6 +89,15 @@ class Host:
             if is_below(path, mount.path) and path != mount.path:
                 return self.volume_fs, ("vol", mount.volume), path[len(mount.path) + 1:]
         return None
+
+    def stat(self, cid: int, path: str):
+        """What container ``cid`` sees at ``path``, through its volumes too (an ``Entry``, or
+        None): the namespace as it is, at no cost, for a workload to decide what to do."""
+        routed = self.route(self.containers[cid], path)
+        if routed is not None:
+            fs, key, relative = routed
+            return fs.stat(key, relative)
+        return self.driver.stat(cid, path)
 
     def plan(self, cid: int, op: Op) -> Plan:
         container = self.containers[cid]
