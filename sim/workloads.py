@@ -232,15 +232,6 @@ def split_budget(total: int | None, streams: int) -> list[int | None]:
     return [base + (1 if i < extra else 0) for i in range(streams)]
 
 
-def _entry(host: Host, cid: int, path: str):
-    """What container ``cid`` sees at ``path`` (through its volumes too), or None."""
-    routed = host.route(host.containers[cid], path)
-    if routed is not None:
-        fs, key, relative = routed
-        return fs.views[key].stat(relative)
-    return host.driver.views[cid].stat(path)
-
-
 def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: Image):
     """One container replays the trace: each operation after the recorded pause since the
     previous one ended (scaled by ``think_scale``), so the program's own time is kept and only
@@ -261,12 +252,12 @@ def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: I
         path = resolver.resolve(recorded.path, traced.follow)
         kind = recorded.kind
         if kind == "open_create":
-            found = _entry(host, cid, path)
+            found = host.stat(cid, path)
             kind = "create" if found is None else ("write" if traced.writable and found.kind == FILE else "stat")
         target = resolver.resolve(recorded.target, False) if kind == "rename" else ""
         if kind in ("create", "mkdir", "rename"):
             for parent in ancestors(target or path):
-                found = _entry(host, cid, parent)
+                found = host.stat(cid, parent)
                 if found is not None and found.kind != DIR:
                     break
                 if found is None:

@@ -346,6 +346,10 @@ class Driver:
         """The file's last name is gone."""
         return None
 
+    def stat(self, cid, path: str):
+        """What container ``cid`` sees at ``path`` (an ``Entry``, or None), without a lookup's cost."""
+        return self.views[cid].stat(path)
+
     # -- disk usage ----------------------------------------------------------------------------
     def image_real_bytes(self, image: Image) -> int:
         """Bytes the image's layers really occupy under this driver."""
