@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.drivers import Op, get_driver
+from sim.drivers import get_driver
+from sim.operation import Op
 from sim.engine import Engine
 from sim.host import Host
 from sim.image import probe_image

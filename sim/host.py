@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .drivers import Driver, NativeDriver, Op
+from .drivers import Driver, NativeDriver
 from .engine import Engine, OpResult
 from .image import Image, is_below
+from .operation import Op
 from .plan import Plan
 from .records import OpRecords
 

@@ -177,7 +177,7 @@ def fewer_collections():
 
 def warm_up(host: Host, paths: list[str]):
     """Read every candidate file once in each container, then forget what that cost."""
-    from .drivers import Op
+    from .operation import Op
     for cid in list(host.containers):
         for path in paths:
             yield from host.engine.execute(host.plan(cid, Op("read", path, 0, 2**62)), OpResult())  # not recorded

@@ -2,7 +2,7 @@
 
 Every syscall line ends up in exactly one of three counts, by syscall name:
 
-- ``replayed``: it becomes one :class:`TraceOp` (a :class:`sim.drivers.Op` once its path is
+- ``replayed``: it becomes one :class:`TraceOp` (a :class:`sim.operation.Op` once its path is
   resolved in the container): opens, reads, writes, stats, truncates, unlinks, renames,
   mkdir/rmdir, symlinks, metadata changes, fsync, execve (the program's lookup);
 - ``bookkeeping``: it only changes what later calls mean (``close``, ``dup``, ``lseek``,
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .drivers import Op
+from .operation import Op
 from .errors import CowsimError
 
 

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .drivers import Op
 from .host import Host, Mount
 from .image import DIR, FILE, Image, ancestors, parent_of
+from .operation import Op
 from .scenario import CopyupProbe, Mix, Trace
 from .trace import ParsedTrace, Resolver, parse_trace
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import sim
 from benchmarks.device_sharing import at_once, makespan, mean_latency, serve, settled_host
-from sim.drivers import Op
+from sim.operation import Op
 from sim.engine import Engine
 from sim.profile import load_profile
 

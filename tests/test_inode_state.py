@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sim.drivers import Op, get_driver
+from sim.drivers import get_driver
+from sim.operation import Op
 from sim.image import DIR, FILE, Image, Layer
 from sim.plan import READ
 from sim.profile import load_profile

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import sim
-from sim.drivers import Op, get_driver
+from sim.drivers import get_driver
+from sim.operation import Op
 from sim.engine import Engine
 from sim.host import Host, Mount
 from sim.image import synthetic_image

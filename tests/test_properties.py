@@ -6,11 +6,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.drivers import REGISTRY, Op, get_driver
+from sim.drivers import REGISTRY, get_driver
 from sim.drivers.union import UnionDriver
 from sim.engine import Engine, OpResult
 from sim.fsview import FsError
 from sim.image import DIR, FILE, Image, Layer, is_below, parent_of, prefixes
+from sim.operation import Op
 from sim.plan import Plan
 from sim.profile import load_profile
 from sim.records import SETUP_OPS

@@ -1,6 +1,7 @@
 """Storage drivers, one file each, registered by name in :data:`REGISTRY`."""
 from . import aufs, btrfs, devicemapper, fuse_overlayfs, overlay, overlay2, vfs, zfs  # noqa: F401  (registration)
-from .base import DOCKER_IMAGE_LAYER_LIMIT, OPERATIONS, REGISTRY, Driver, LayerLimitError, Op
+from ..operation import OPERATIONS, Op  # noqa: F401  (they live in sim.operation; older code imports them here)
+from .base import DOCKER_IMAGE_LAYER_LIMIT, REGISTRY, Driver, LayerLimitError
 from .native import NativeDriver
 
 
@@ -19,5 +20,5 @@ def get_driver(name: str) -> type[Driver]:
         raise UnknownDriverError(f"unknown driver {name!r}: use one of {', '.join(REGISTRY)}") from None
 
 
-__all__ = ["REGISTRY", "Driver", "NativeDriver", "Op", "OPERATIONS", "LayerLimitError", "UnknownDriverError",
-           "DOCKER_IMAGE_LAYER_LIMIT", "driver_names", "get_driver"]
+__all__ = ["REGISTRY", "Driver", "NativeDriver", "LayerLimitError", "UnknownDriverError", "DOCKER_IMAGE_LAYER_LIMIT",
+           "driver_names", "get_driver"]

@@ -1,4 +1,4 @@
-"""What every storage driver shares: the operations, the registry and the common op flow.
+"""What every storage driver shares: the registry and the common flow of each operation.
 
 A driver is a pure copy-on-write strategy: it turns one logical operation of one container into
 a :class:`~sim.plan.Plan` and updates its own bookkeeping (views, private blocks). It never
@@ -8,36 +8,22 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from ..fsview import TOP, ContainerView, CopyUp, Entry, FsError
 from ..image import DIR, FILE, Image, prefixes
+from ..operation import OPERATIONS, Op
 from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
 from ..profile import Profile
 
 DOCKER_IMAGE_LAYER_LIMIT = 125  # 127 minus the -init and container layers (moby layer_store.go)
 PAGE = 4096
-OPERATIONS = ("stat", "read", "write", "append", "truncate", "open_trunc", "create", "unlink",
-              "rename", "mkdir", "rmdir", "chmod")
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-@dataclass(slots=True)
-class Op:
-    """One logical file operation of a container. Writes are open, pwrite, [fsync], close."""
-
-    kind: str
-    path: str
-    offset: int = 0
-    nbytes: int = 0
-    target: str = ""
-    sync: bool = False
 
 
 class LayerLimitError(ValueError):
@@ -401,5 +387,5 @@ def chunks(nbytes: int, chunk: int) -> int:
     return max(1, math.ceil(nbytes / chunk))
 
 
-__all__ = ["Driver", "Op", "REGISTRY", "register", "LayerLimitError", "OPERATIONS", "PAGE", "FsError", "chunks",
-           "round_up", "DOCKER_IMAGE_LAYER_LIMIT", "dir_index_keys", "name_position"]
+__all__ = ["Driver", "REGISTRY", "register", "LayerLimitError", "PAGE", "FsError", "chunks", "round_up",
+           "DOCKER_IMAGE_LAYER_LIMIT", "dir_index_keys", "name_position"]
