@@ -23,11 +23,12 @@ import pandas as pd
 import yaml
 
 from sim.api import validate
+from sim.drivers import REGISTRY
 from sim.runner import simulate
 from sim.scenario import set_dotted
 
 ROOT = Path(__file__).resolve().parent.parent
-DRIVERS = ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper", "vfs"]
+DRIVERS = list(REGISTRY)
 MIX_OPS = {"read": .35, "write": .2, "append": .1, "create": .1, "delete": .05, "stat": .1, "rename": .04,
            "chmod": .03, "truncate": .03}
 IMAGE = {"layers": 5, "files_per_layer": 300, "dir_depth": 3, "fanout": 4, "file_size": "16KiB", "sigma": 1.2,

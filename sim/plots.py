@@ -16,10 +16,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
+from .drivers import REGISTRY
 from .units import format_duration, format_size
 
-# Union drivers in blues/purples, snapshot drivers in greens/reds, vfs grey. Markers and dashes
-# differ too, so drivers whose numbers coincide (overlay2, overlay and aufs often do) stay visible.
+# The look of the shipped drivers (which drivers exist, and their order, is the registry's): union
+# drivers in blues/purples, snapshot drivers in greens/reds, vfs grey. Markers and dashes differ
+# too, so drivers whose numbers coincide (overlay2, overlay and aufs often do) stay visible.
 DRIVER_STYLE = {
     "overlay2": {"color": "#1f77b4", "marker": "o", "linestyle": "-"},
     "overlay": {"color": "#17becf", "marker": "s", "linestyle": "--"},
@@ -31,6 +33,7 @@ DRIVER_STYLE = {
     "vfs": {"color": "#7f7f7f", "marker": "*", "linestyle": "-"},
 }
 _SPARE = ["#e377c2", "#bcbd22", "#393b79", "#637939", "#843c39", "#7b4173"]
+_SPARE_MARKERS = ["h", "p", "d", "<", ">", "8"]
 
 # What each metric is called on an axis, and how its ticks are written. Units come from the name:
 # ``_s`` seconds, ``_bytes`` bytes, ``_ratio`` a fraction, ``_ops_s`` operations per second.
@@ -59,16 +62,19 @@ METRIC_LABELS = {
 
 
 def driver_style(driver: str) -> dict:
-    """Colour, marker and dash of a driver; drivers added later get a stable spare colour."""
+    """Colour, marker and dash of a driver. A driver registered beyond the shipped ones gets a
+    spare style of its own (by its place in the registry), the same in every figure."""
     if driver in DRIVER_STYLE:
         return DRIVER_STYLE[driver]
-    index = sum(driver.encode()) % len(_SPARE)
-    return {"color": _SPARE[index], "marker": "h", "linestyle": "-"}
+    others = [name for name in REGISTRY if name not in DRIVER_STYLE]
+    index = others.index(driver) if driver in others else sum(driver.encode())
+    return {"color": _SPARE[index % len(_SPARE)], "marker": _SPARE_MARKERS[index % len(_SPARE_MARKERS)],
+            "linestyle": "-"}
 
 
 def driver_order(drivers) -> list[str]:
-    """Drivers in the fixed order of :data:`DRIVER_STYLE`, unknown ones after, so legends match."""
-    known = list(DRIVER_STYLE)
+    """Drivers in the registry's order (:mod:`sim.drivers`), names it lacks after, so legends match."""
+    known = list(REGISTRY)
     return sorted(set(drivers), key=lambda d: (known.index(d) if d in known else len(known), d))
 
 

@@ -3,17 +3,20 @@ import numpy as np
 import pytest
 
 import sim
-from sim.drivers import get_driver
-from sim.operation import Op
+from sim.drivers import REGISTRY, get_driver
+from sim.drivers.snapshot import SnapshotDriver
+from sim.drivers.union import UnionDriver
 from sim.engine import Engine
 from sim.host import Host, Mount
 from sim.image import synthetic_image
+from sim.operation import Op
 from sim.profile import load_profile
 from sim.records import SETUP_OPS
 
-UNION = ["overlay2", "overlay", "aufs", "fuse-overlayfs"]
-SNAPSHOT = ["btrfs", "zfs", "devicemapper"]
-ALL = UNION + SNAPSHOT + ["vfs"]
+# The drivers by the mechanism they share (their base class), from the registry.
+UNION = [name for name, driver in REGISTRY.items() if issubclass(driver, UnionDriver)]
+SNAPSHOT = [name for name, driver in REGISTRY.items() if issubclass(driver, SnapshotDriver)]
+ALL = list(REGISTRY)
 MiB = 2**20
 
 

@@ -1,5 +1,9 @@
-"""Storage drivers, one file each, registered by name in :data:`REGISTRY`."""
-from . import aufs, btrfs, devicemapper, fuse_overlayfs, overlay, overlay2, vfs, zfs  # noqa: F401  (registration)
+"""Storage drivers, one file each, registered by name in :data:`REGISTRY`.
+
+The order of the imports is the registry's: union drivers (Docker's default first), snapshot
+drivers, then full copies. It is the order drivers are listed, swept by ``--driver all`` and
+drawn in figures' legends."""
+from . import overlay2, overlay, aufs, fuse_overlayfs, btrfs, zfs, devicemapper, vfs  # noqa: F401  (registration)
 from ..operation import OPERATIONS, Op  # noqa: F401  (they live in sim.operation; older code imports them here)
 from .base import DOCKER_IMAGE_LAYER_LIMIT, REGISTRY, Driver, LayerLimitError
 from .native import NativeDriver
