@@ -114,7 +114,7 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     workload = workload_for(scenario.workload)
     records = OpRecords(ops_path, keep=scenario.keep_ops, progress=progress, measures=workload.measures)
     host = Host(driver, engine, records)
-    mounts = [Mount(v.name, v.mount, v.kind) for v in scenario.containers.volumes]
+    mounts = [Mount(v.name, v.mount.lstrip("/"), v.kind) for v in scenario.containers.volumes]  # image-relative
     run = PointRun(scenario, Setup(host, image, candidates, scenario.containers.count, mounts,
                                    stream(scenario.seed, replicate, "workload")), workload)
     main = engine.env.process(run.process())

@@ -332,9 +332,11 @@ class ProbeWorkload(Workload):
 
     def processes(self, setup: Setup) -> list:
         env, candidates, out = setup.host.env, setup.candidates, []
+        if self.spec.files > len(candidates):  # a synthetic image whose layers deleted some files
+            raise ValueError(f"workload.files: {self.spec.files} files asked, the image holds {len(candidates)}")
         for cid in range(setup.containers):
             container_rng = np.random.default_rng(setup.rng.integers(2**63))
-            picks = container_rng.choice(len(candidates), size=min(self.spec.files, len(candidates)), replace=False)
+            picks = container_rng.choice(len(candidates), size=self.spec.files, replace=False)
             targets = [candidates[i] for i in sorted(picks)]
             out.append(env.process(copyup_probe(setup.host, cid, self.spec, targets)))
         return out
