@@ -7,19 +7,28 @@ first change made in that container, then writes in place (what vfs pays at crea
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from pydantic import BaseModel, ConfigDict, Field
 
 import sim
 from sim import report
 from sim.cli import main
-from sim.drivers import REGISTRY, Driver
-from sim.plan import COPY_UP
+from sim.drivers import REGISTRY
 from sim.plots import DRIVER_STYLE, driver_style
 
 NAME = "copy-everything"
+ROOT = Path(__file__).resolve().parents[1]
+# The driver's whole file, as a contributor would write it into sim/drivers/copy_everything.py.
+TOY_SOURCE = '''"""copy-everything: a toy driver that copies the whole image up at a container's first change."""
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..plan import COPY_UP
+from .base import Driver, register
 
 
 class CopyEverythingOptions(BaseModel):
@@ -27,8 +36,9 @@ class CopyEverythingOptions(BaseModel):
     files_per_request: int = Field(64, ge=1, description="files the copy reads per disk request [count]")
 
 
+@register
 class CopyEverything(Driver):
-    name = NAME
+    name = "copy-everything"
     summary = "toy: the first change in a container copies its whole image up, then writes in place"
     Options = CopyEverythingOptions
     keeps_image_inodes = False  # the copy makes new inodes
@@ -58,13 +68,23 @@ class CopyEverything(Driver):
 
     def _metadata_changed(self, plan, cid, view, path):
         self._copy_everything(plan, cid, view)
+'''
+
+
+def toy_driver() -> type:
+    """The toy's class, built from its file without the module's @register."""
+    namespace: dict = {}
+    exec(compile(TOY_SOURCE.replace("from ..plan", "from sim.plan").replace("from .base", "from sim.drivers.base")
+                 .replace("@register\n", ""), "copy_everything.py", "exec"), namespace)
+    return namespace["CopyEverything"]
 
 
 @pytest.fixture
 def registered(monkeypatch):
     """The toy in the registry for this test only (as its module's @register would put it)."""
-    monkeypatch.setitem(REGISTRY, NAME, CopyEverything)
-    return CopyEverything
+    driver = toy_driver()
+    monkeypatch.setitem(REGISTRY, NAME, driver)
+    return driver
 
 
 def test_probe_sees_the_whole_image_copied_at_the_first_write(registered):
@@ -94,3 +114,21 @@ def test_a_sweep_with_the_ninth_driver_runs_and_reports(registered, tmp_path):
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["overlay2", NAME]
     assert NAME not in DRIVER_STYLE and driver_style(NAME)["color"] not in {s["color"] for s in DRIVER_STYLE.values()}
     assert [rank.table["driver"].tolist() for rank in report.rankings(run)][0].count(NAME) == 1
+
+
+def test_its_file_alone_makes_it_a_driver(tmp_path):
+    """The toy's file dropped into a copy of sim/drivers/, and nothing else: cowsim lists it and
+    probes it (the package imports every module it holds)."""
+    shutil.copytree(ROOT / "sim", tmp_path / "sim", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "sim" / "drivers" / "copy_everything.py").write_text(TOY_SOURCE)
+
+    def cowsim(*args):
+        return subprocess.run([sys.executable, "-m", "sim", *args], cwd=tmp_path, capture_output=True, text=True,
+                              env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    listed = cowsim("drivers")
+    assert listed.returncode == 0, listed.stderr[-500:]
+    names = [line.split(":")[0] for line in listed.stdout.splitlines() if not line.startswith(" ")]
+    assert names == [*REGISTRY, NAME]  # after the shipped drivers
+    probed = cowsim("probe", "--driver", NAME, "--json")
+    assert probed.returncode == 0, probed.stderr[-500:]
+    assert json.loads(probed.stdout)["copy_up_bytes"] >= 2**20
