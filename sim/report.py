@@ -293,6 +293,12 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
                     f"throughput_vs_{key.short}{tag}",
                     f"Throughput and p99 latency of the workload's operations against {key.label}.",
                     "Throughput and tail latency", rows, key, ["throughput_ops_s", "latency_p99_s"], v, held, band))
+            if not v.probe and key.column == "containers.count":
+                out.append(_sweep_figure(
+                    f"contention_vs_{key.short}{tag}",
+                    "Mean operation latency and makespan against the number of containers running at once: what "
+                    "they share (CPUs, disk, locks) against what running side by side gains.",
+                    "Contention: latency and makespan", rows, key, ["latency_mean_s", "makespan_s"], v, held, band))
             if len(v.space):
                 out.append(_sweep_figure(
                     f"disk_usage_vs_{key.short}{tag}",
