@@ -66,7 +66,19 @@ def cases() -> dict[str, dict]:
 
 
 def _load(path: Path, changes: dict) -> dict:
-    return _changed(yaml.safe_load(path.read_text()), changes)
+    return _changed(_absolute_files(yaml.safe_load(path.read_text()), path.parent), changes)
+
+
+def _absolute_files(node, folder: Path):
+    """The scenario with the files it names relative to its folder made absolute, so that any
+    checkout's ``sim`` (older ones read them from the working directory) finds them."""
+    if isinstance(node, dict):
+        return {key: _absolute_files(value, folder) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_absolute_files(value, folder) for value in node]
+    if isinstance(node, str) and "/" in node and (folder / node).is_file():
+        return str((folder / node).resolve())
+    return node
 
 
 def _changed(data: dict, changes: dict) -> dict:
