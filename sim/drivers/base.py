@@ -57,7 +57,7 @@ class Driver:
     keeps_image_inodes: ClassVar[bool] = True
     # Any directory can be renamed: only a union needs redirect_dir to move an image directory
     # (the view records the move as a redirect, which is the same namespace).
-    renames_lower_dirs: ClassVar[bool] = True
+    renames_lower_dirs: bool = True  # (a union driver's depends on its options: set per instance)
 
     def __init__(self, options: BaseModel | dict | None = None, profile: Profile | None = None):
         from ..profile import load_profile
@@ -98,7 +98,7 @@ class Driver:
     def create_container(self, cid: int, image: Image) -> Plan:
         self.check_layers(len(image.layers))
         self.views[cid] = ContainerView(image, keep_links=self.keeps_image_inodes,
-                                        redirect_dir=self.renames_lower_dirs or getattr(self.options, "redirect_dir", False))
+                                        redirect_dir=self.renames_lower_dirs)
         self.images[cid] = image
         self.mounts[cid] = self.mount_id(cid)
         plan = Plan()
