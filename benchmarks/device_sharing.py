@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.drivers import Op, get_driver
+from sim.drivers import get_driver
+from sim.operation import Op
 from sim.engine import Engine
 from sim.host import Host
 from sim.image import probe_image
@@ -141,7 +142,8 @@ def figure(path: Path) -> None:
     left.legend(fontsize=7)
     counts = sorted(MEASURED_COPY_UPS)
     right.plot(counts, [MEASURED_COPY_UPS[n] for n in counts], "k--s", label="real overlayfs on ext4 (makespan)")
-    for profile, cache, marker in (("host-calibrated", "warm", "o"), ("host-calibrated", "cold", "v"), ("ssd", "cold", "^")):
+    for profile, cache, marker in (("host-calibrated", "warm", "o"), ("host-calibrated", "cold", "v"),
+                                   ("ssd", "cold", "^")):
         rows = [copy_ups(profile, n, cache) for n in counts]
         right.plot(counts, [span for span, _ in rows], marker=marker, color=colours[profile],
                    label=f"cowsim overlay2, {profile}, {cache}: makespan")

@@ -23,11 +23,12 @@ import pandas as pd
 import yaml
 
 from sim.api import validate
+from sim.drivers import REGISTRY
 from sim.runner import simulate
 from sim.scenario import set_dotted
 
 ROOT = Path(__file__).resolve().parent.parent
-DRIVERS = ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper", "vfs"]
+DRIVERS = list(REGISTRY)
 MIX_OPS = {"read": .35, "write": .2, "append": .1, "create": .1, "delete": .05, "stat": .1, "rename": .04,
            "chmod": .03, "truncate": .03}
 IMAGE = {"layers": 5, "files_per_layer": 300, "dir_depth": 3, "fanout": 4, "file_size": "16KiB", "sigma": 1.2,
@@ -65,7 +66,19 @@ def cases() -> dict[str, dict]:
 
 
 def _load(path: Path, changes: dict) -> dict:
-    return _changed(yaml.safe_load(path.read_text()), changes)
+    return _changed(_absolute_files(yaml.safe_load(path.read_text()), path.parent), changes)
+
+
+def _absolute_files(node, folder: Path):
+    """The scenario with the files it names relative to its folder made absolute, so that any
+    checkout's ``sim`` (older ones read them from the working directory) finds them."""
+    if isinstance(node, dict):
+        return {key: _absolute_files(value, folder) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_absolute_files(value, folder) for value in node]
+    if isinstance(node, str) and "/" in node and (folder / node).is_file():
+        return str((folder / node).resolve())
+    return node
 
 
 def _changed(data: dict, changes: dict) -> dict:

@@ -79,7 +79,8 @@ def table(rows: list[dict]) -> str:
 def totals(rows: list[dict]) -> dict:
     cpu, bare = sum(r["cpu_s"] for r in rows), sum(r["bare_cpu_s"] for r in rows)
     events = sum(r["disk_events"] for r in rows)
-    return {"scenario": "all", "points": sum(r["points"] for r in rows), "operations": sum(r["operations"] for r in rows),
+    return {"scenario": "all", "points": sum(r["points"] for r in rows),
+            "operations": sum(r["operations"] for r in rows),
             "disk_events": events, "cpu_s": cpu, "ops_per_s": sum(r["operations"] for r in rows) / cpu,
             "points_per_s": sum(r["points"] for r in rows) / cpu, "bare_cpu_s": bare,
             "bare_events_per_s": events / bare, "sim_events_per_s": events / cpu, "slowdown_vs_bare": cpu / bare}
@@ -93,7 +94,8 @@ def compare_files(old: Path, new: Path) -> str:
              f"{'vs bare new':>12} {'speed-up':>9}"]
     for name in [n for n in after if n in before]:
         a, b = before[name], after[name]
-        lines.append(f"{name:<32} {a['ops_per_s']:>12,.0f} {b['ops_per_s']:>12,.0f} {b['ops_per_s'] / a['ops_per_s']:>8.2f} "
+        lines.append(f"{name:<32} {a['ops_per_s']:>12,.0f} {b['ops_per_s']:>12,.0f} "
+                     f"{b['ops_per_s'] / a['ops_per_s']:>8.2f} "
                      f"{a['slowdown_vs_bare']:>12.1f} {b['slowdown_vs_bare']:>12.1f} "
                      f"{a['slowdown_vs_bare'] / b['slowdown_vs_bare']:>9.2f}")
     return "\n".join(lines)

@@ -32,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -71,8 +73,9 @@ def child(kind: str, data: dict, source: Path | None = None, **options) -> dict:
 def _child_main() -> None:
     request = json.loads(sys.stdin.read())
     kind, data, options = request["kind"], request["data"], request["options"]
-    figures = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate, "run": _run, "points": _points,
-               "idle": _idle}[kind](data, **options)
+    measures: dict[str, Callable[..., dict]] = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate,
+                                                "run": _run, "points": _points, "idle": _idle}
+    figures = measures[kind](data, **options)
     figures["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(figures))
 
@@ -149,7 +152,8 @@ def _simulate(data: dict, stream_ops: bool) -> dict:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"operations": result.summary["ops"], "wall_s": wall, "cpu_s": cpu,
             "ops_per_s": result.summary["ops"] / wall, "ops_parquet_bytes": written,
-            "real_bytes": result.summary["real_bytes"], "containers_size_bytes": result.summary["containers_size_bytes"]}
+            "real_bytes": result.summary["real_bytes"],
+            "containers_size_bytes": result.summary["containers_size_bytes"]}
 
 
 def _run(data: dict) -> dict:
@@ -197,7 +201,8 @@ def sweep(quick: bool) -> dict:
 def memory(quick: bool) -> dict:
     operations = 1_000_000 if quick else 10_000_000
     data = scenario("throughput", **{"workload.operations": operations})
-    measured = [("streamed", "simulate", {"stream_ops": True}), ("run folder", "run", {})]
+    measured: list[tuple[str, str, dict[str, Any]]] = [("streamed", "simulate", {"stream_ops": True}),
+                                                       ("run folder", "run", {})]
     if quick:
         measured.append(("in memory", "simulate", {"stream_ops": False}))
     rows = {}
@@ -226,7 +231,7 @@ def scale(quick: bool) -> dict:
           f"{top['wall_s']:.1f} s wall, peak RSS {top['peak_rss_bytes'] / 2**20:.0f} MiB")
     factors = (1, 2) if quick else (1, 2, 4, 8)
     base = {k: (v // 8 if quick else v) for k, v in SCALE_BASE.items()}
-    curves = {}
+    curves: dict[str, list] = {}
     for axis in ("operations", "containers", "files"):
         curves[axis] = []
         for factor in factors:
@@ -288,8 +293,8 @@ def against(source: Path, quick: bool, repeat: int = 2) -> dict:
         for label, tree in (("before", source), ("after", None)):
             rows[label]["mix"].append(child("throughput", mix, tree, bare_events=operations))
             rows[label]["points"].append(child("points", probes, tree))
-    best = {label: {"mix": min(r["mix"], key=lambda x: x["cpu_s"]), "points": min(r["points"], key=lambda x: x["cpu_s"])}
-            for label, r in rows.items()}
+    best = {label: {"mix": min(r["mix"], key=lambda x: x["cpu_s"]),
+                    "points": min(r["points"], key=lambda x: x["cpu_s"])} for label, r in rows.items()}
     b, a = best["before"], best["after"]
     figures = {"source": str(source), "operations": operations, "runs": a["points"]["runs"], "best": best,
                "mix_speedup_cpu": b["mix"]["cpu_s"] / a["mix"]["cpu_s"],

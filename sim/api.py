@@ -27,8 +27,8 @@ from .sweep import (RecordsProgress, WorkerLost, combine, execute, ops_tables, p
                     progress_bar)
 from .units import UnitError, parse_size
 
-# A sweep writing a run folder keeps its first parts in memory up to this many bytes too (a
-# copy-up sweep's 9,408 parts take about 45 MiB): reading one back costs ~0.3 ms.
+# A sweep writing a run folder keeps its first parts in memory up to this many bytes too, as
+# reading them back from disk at the end costs time (a whole copy-up sweep's parts fit).
 PARTS_HELD_BYTES = 64 * 2**20
 SEEDING = ("numpy SeedSequence(seed, spawn_key=(replicate, stream)) per random stream; the point is not "
            "part of the key, so every point of a sweep draws the same image and workload (common random numbers)")
@@ -61,11 +61,12 @@ class RunResult:
 
     name: str
     summary: pd.DataFrame
-    ops: pd.DataFrame = _LazyOps()
-    space: pd.DataFrame
-    resolved: dict
+    ops: pd.DataFrame = _LazyOps()  # type: ignore[assignment]  # a descriptor, not a default
+    space: pd.DataFrame  # type: ignore[misc]  # (the descriptor above is no default either)
+    resolved: dict  # type: ignore[misc]
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
+    _ops_source: Any = field(init=False, repr=False, compare=False)  # what ``ops`` is read from
 
     @property
     def failed(self) -> int:
@@ -81,13 +82,18 @@ class RunResult:
         return len(source)
 
     def read_ops(self, columns: list[str] | None = None, step: int = 1) -> pd.DataFrame:
-        """The operations' ``columns`` (those the run has; default all), every ``step``-th row.
-        Read from ops.parquet a batch at a time when ``ops`` was not used yet."""
+        """Every ``step``-th operation (the first, the step+1-th, ...; container creation and image
+        preparation included) with the ``columns`` the run has among those named (``None``: all;
+        a name the run lacks is left out, not an error), as a DataFrame numbered from 0.
+
+        When ``ops`` has not been used, only the named columns are read from ops.parquet, and with
+        a ``step`` above 1 a batch at a time, keeping every ``step``-th row, so memory holds only
+        the rows returned; once ``ops`` was used, its rows are sliced in memory."""
         source = self._ops_source
         if not (isinstance(source, Path) and source.exists()):
             frame = self.ops
             frame = frame[[c for c in columns if c in frame]] if columns is not None else frame
-            return frame.iloc[::step].reset_index(drop=True) if step > 1 else frame
+            return frame.iloc[::step].reset_index(drop=True)
         # Neither buffered ahead nor read by threads: either holds a few row groups more, which
         # for 10 columns of a 10,000,000-row file was 200 MiB more peak memory.
         with pq.ParquetFile(source, pre_buffer=False) as ops:
@@ -120,6 +126,7 @@ class Source:
     origin: str = "<scenario>"
     node: Any = None                                      # the YAML node tree, for line numbers
     overrides: dict[tuple, str] = field(default_factory=dict)
+    base: Path | None = None                              # relative file paths in it start here
 
     def line(self, path: tuple) -> int | None:
         """The line of the value at ``path`` (or of the nearest enclosing one that is written)."""
@@ -141,9 +148,14 @@ class Source:
         return line
 
     def error(self, message: str, path: tuple = (), label: str | None = None) -> ScenarioError:
+        """The error, blamed on the ``--set`` that wrote the field (or a field below it), else on
+        the line of the file that did."""
         for length in range(len(path), 0, -1):
             if path[:length] in self.overrides:
                 return ScenarioError(message, file=self.overrides[path[:length]], field=label or _dotted(path))
+        below = [origin for key, origin in self.overrides.items() if path and key[:len(path)] == path]
+        if below:
+            return ScenarioError(message, file=below[0], field=label or _dotted(path))
         return ScenarioError(message, file=self.origin, line=self.line(path), field=label or _dotted(path))
 
 
@@ -171,14 +183,46 @@ def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...
                                 file=path, line=1)
         if not isinstance(data, dict):
             raise ScenarioError(f"the top level must be a mapping of scenario fields, not a {type(data).__name__}",
-                                file=path, line=node.start_mark.line + 1)
-        loaded = Source(data, path, node)
+                                file=path, line=node.start_mark.line + 1 if node else 1)
+        loaded = Source(data, path, node, base=Path(path).resolve().parent)
     if overrides:
         try:
             loaded.data, loaded.overrides = apply_overrides(loaded.data, overrides)
-        except SweepError as error:
-            raise ScenarioError(str(error), file="--set") from None
+        except SweepError as error:  # its message names the --set
+            raise CowsimError(str(error)) from None
+        _files_from_working_directory(loaded)
     return loaded
+
+
+def _files_from_working_directory(loaded: Source) -> None:
+    """File paths given with ``--set`` start at the working directory, as on any command line."""
+    for key in loaded.overrides:
+        if key[0] == "sweep":
+            swept = tuple(key[1].split("."))
+            values = loaded.data["sweep"].get(key[1])
+            if swept in FILE_FIELDS and isinstance(values, list):
+                loaded.data["sweep"][key[1]] = [_absolute(swept, value) for value in values]
+            continue
+        for path in FILE_FIELDS:
+            if path[:len(key)] != key:  # the override wrote neither this field nor a mapping above it
+                continue
+            *parents, name = path
+            node: Any = loaded.data
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and name in node:
+                node[name] = _absolute(path, node[name])
+
+
+def _absolute(path: tuple, value: Any) -> Any:
+    if not isinstance(value, str) or not value or (path == ("profile",) and _profile_name(value)):
+        return value
+    return str(Path(value).resolve())
+
+
+def _profile_name(value: str) -> bool:
+    """``ssd`` names a built-in profile; ``mine.yaml`` or ``profiles/x`` is a file."""
+    return not value.endswith((".yaml", ".yml")) and "/" not in value
 
 
 def load_scenario(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, str]:
@@ -220,7 +264,8 @@ def _explain(error: ValidationError, data: dict) -> tuple[str, tuple]:
     """The first error of a validation as (message, path in the scenario mapping)."""
     errors = error.errors()
     # A misspelt key also makes the real one missing: name the misspelling.
-    first = next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == errors[0]["loc"][:-1]), errors[0])
+    first = next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == errors[0]["loc"][:-1]),
+                 errors[0])
     path = _clean_loc(first["loc"], data)
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, FieldError):
@@ -259,6 +304,28 @@ def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
     raise source.error(message, path)
 
 
+# The fields that name files, read relative to the scenario file that names them.
+FILE_FIELDS = (("image", "path"), ("image", "from"), ("workload", "path"), ("profile",))
+
+
+def resolve_files(data: dict, base: Path | None) -> None:
+    """Make the relative paths of ``data``'s file fields start at ``base`` (the scenario
+    file's directory), as paths in every configuration file do; a profile name (``ssd``) stays."""
+    if base is None:
+        return
+    for path in FILE_FIELDS:
+        *parents, name = path
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(name) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        if path == ("profile",) and _profile_name(value):
+            continue
+        node[name] = str(base / value)
+
+
 def _replicates(data: dict) -> int:
     """A point's replicates as written (its validation checks the value itself)."""
     value = data.get("replicates", Scenario.model_fields["replicates"].default)
@@ -275,6 +342,8 @@ def validate_source(source: Source) -> list[tuple[Point, Scenario]]:
     if runs > MAX_RUNS:
         raise source.error(f"{len(points):,} points x replicates = {runs:,} runs, more than {MAX_RUNS:,}; "
                            f"split the sweep into several scenarios", ("replicates",))
+    for point in points:
+        resolve_files(point.data, source.base)
     swept = len(points) > 1 or bool(points[0].values)
     return [(point, _validate_point(point, source, swept)) for point in points]
 
@@ -333,9 +402,11 @@ def _sha256(resolved: dict) -> str:
 def _manifest(source: Source, resolved: dict, specs: list[dict], points: int) -> dict:
     seeds = sorted({(spec["keys"]["seed"], spec["replicate"]) for spec in specs})
     return {"status": "running", "scenario": resolved["name"], "source": source.origin,
+            "base_dir": str(source.base) if source.base else None,
             "overrides": sorted(source.overrides.values()), "scenario_sha256": _sha256(resolved), "resolved": resolved,
             "points": points, "runs": len(specs), "seeding": SEEDING, "streams": STREAMS,
-            "seeds": [{"seed": s, "replicate": r, "spawn_keys": {n: [r, i] for n, i in STREAMS.items()}} for s, r in seeds],
+            "seeds": [{"seed": s, "replicate": r, "spawn_keys": {n: [r, i] for n, i in STREAMS.items()}}
+                      for s, r in seeds],
             "sessions": [], **results.environment()}
 
 
@@ -401,6 +472,8 @@ def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1,
     if manifest.get("status") == "complete":
         return load_run(directory)
     loaded = read_source(directory / results.RESOLVED)
+    # Relative paths of the sweep start where the scenario file was, not in the run folder.
+    loaded.base = Path(manifest["base_dir"]) if manifest.get("base_dir") else None
     if _sha256(loaded.data) != manifest.get("scenario_sha256"):
         raise results.RunFolderError(f"{directory / results.RESOLVED} changed since the run started; not resuming")
     points = validate_source(loaded)
@@ -478,7 +551,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         session["runs_done"] = len(finished) - len(done)
         manifest["status"] = "interrupted"
         results.write_manifest(directory, manifest)
-        lock.close()
+        _release(lock)
         why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
         kept = len(results.part_paths(directory))  # on disk: the signal may fall between storing and counting
         failure = RunInterrupted(f"{why}: {kept} of {len(specs)} runs are kept in {directory}; "
@@ -489,7 +562,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     records_bar.close()
     bar.close()
     keys = sorted(finished)
-    parts = [(in_memory.get(key) or results.part_path(directory, *key), finished[key]) for key in keys]
+    parts = [(in_memory.get(key) or results.part_path(directory, *key), finished[key])  # type: ignore[arg-type]
+             for key in keys]  # (a part not in memory was written into the run folder)
     summary, space, status = combine(finished[key] for key in keys)
     session["wall_time_s"] = time.perf_counter() - started
     session["runs_done"] = len(todo)
@@ -512,12 +586,21 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
             results.write_manifest(directory, manifest)
             raise
         finally:
-            lock.close()
+            _release(lock)
         ops = directory / results.OPS
     else:
         tables = list(ops_tables(parts))
         ops = pa.concat_tables(tables, promote_options="default") if tables else pd.DataFrame()
     return RunResult(resolved["name"], summary, ops, space, resolved, manifest, directory)
+
+
+def _release(lock) -> None:
+    """Unlock a run folder and leave no empty lock file in it (removed while still held, so no
+    other process can take the old file in between). ``None``: there was no folder to lock."""
+    if lock is None:
+        return
+    Path(lock.name).unlink(missing_ok=True)
+    lock.close()
 
 
 def load_run(directory: str | Path) -> RunResult:
@@ -533,7 +616,8 @@ def probe(driver: str, file_size: int | str = 2**20, layers: int = 1, dir_depth:
           profile: str | None = None, dir_entries: int = PROBE_DIR_ENTRIES, **driver_options: Any) -> dict:
     """First and second write of one file ``dir_depth`` directories deep in the bottom of
     ``layers`` layers, each holding ``dir_entries`` files in the file's directory, in one
-    container: the cost of copy_up, in seconds and bytes."""
+    container: the cost of copy_up, in seconds and bytes, and what creating the container cost
+    before it (``create_container_s``)."""
     try:
         size = parse_size(file_size)
     except UnitError as error:
@@ -551,11 +635,14 @@ def probe(driver: str, file_size: int | str = 2**20, layers: int = 1, dir_depth:
     ops = simulate(scenario).ops
     first = ops[ops["op"] == "first_write"].iloc[0]
     second = ops[ops["op"] == "second_write"].iloc[0]
+    # Some drivers pay before the first write: vfs copies the image, devicemapper makes a thin device.
+    create = ops[ops["op"] == "create_container"].iloc[0]
     return {"driver": driver, "file_size": size, "layers": layers, "dir_depth": dir_depth, "dir_entries": dir_entries,
             "cache": cache,
             "lookup_s": float(first["lookup_s"]), "copy_up_s": float(first["copy_up_s"]),
             "first_write_s": float(first["latency_s"]), "second_write_s": float(second["latency_s"]),
-            "copy_up_bytes": int(first["copy_up_bytes"]), "second_copy_up_bytes": int(second["copy_up_bytes"])}
+            "copy_up_bytes": int(first["copy_up_bytes"]), "second_copy_up_bytes": int(second["copy_up_bytes"]),
+            "create_container_s": float(create["latency_s"])}
 
 
 def inspect_image(path: str | Path, top: int = 10) -> dict:

@@ -20,20 +20,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .api import RunResult, load_run, run_scenario
+from .api import RunResult, run_scenario
 from .compare import Comparison, compare
-from .errors import CowsimError
+from .stored import BASELINE_ROOT, MANIFEST, SCENARIO, SUMMARY, BaselineError, load, resolve
 
-BASELINE_ROOT = Path("benchmarks/baselines")
+__all__ = ["BASELINE_ROOT", "SCENARIO_ROOT", "SUMMARY", "MANIFEST", "SCENARIO", "CHECK_RTOL", "BaselineError",
+           "summary_json", "save", "load", "resolve", "scenario_files", "refresh", "check_scenario", "check"]
+
 SCENARIO_ROOT = Path("benchmarks/scenarios")
-SUMMARY, MANIFEST, SCENARIO = "summary.json", "manifest.json", "scenario.yaml"
 # The simulator is deterministic: a committed baseline must match to the last digits that
 # floating point can change between platforms and library versions.
 CHECK_RTOL = 1e-9
-
-
-class BaselineError(CowsimError):
-    """A baseline that cannot be saved or found (exit code 2)."""
 
 
 def summary_json(summary: pd.DataFrame) -> str:
@@ -80,38 +77,6 @@ def save(run: RunResult, name: str, root: str | Path = BASELINE_ROOT, force: boo
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return target
-
-
-def load(directory: str | Path) -> RunResult:
-    """A saved baseline as a RunResult (summary, manifest and resolved scenario; no ops)."""
-    directory = Path(directory)
-    try:
-        rows = json.loads((directory / SUMMARY).read_text())
-        manifest = json.loads((directory / MANIFEST).read_text())
-        resolved = yaml.safe_load((directory / SCENARIO).read_text())
-    except FileNotFoundError as error:
-        raise BaselineError(f"{directory}: not a whole baseline (no {Path(error.filename).name})") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise BaselineError(f"{directory}: damaged baseline: {error}") from None
-    summary = pd.DataFrame(rows, columns=list(rows[0]) if rows else None).assign(status="ok", failure="")
-    return RunResult(manifest.get("scenario", directory.name), summary, pd.DataFrame(), pd.DataFrame(), resolved,
-                     manifest, directory)
-
-
-def resolve(source: str | Path, root: str | Path = BASELINE_ROOT) -> RunResult:
-    """A run folder, a baseline folder, or the name of a baseline under ``root``."""
-    path = Path(source)
-    if path.is_dir() and (path / SUMMARY).exists():
-        return load(path)
-    if path.is_dir():
-        try:
-            return load_run(path)
-        except FileNotFoundError:
-            raise BaselineError(f"{path}: neither a run folder nor a baseline") from None
-    named = Path(root) / str(source)
-    if not path.exists() and (named / SUMMARY).exists():
-        return load(named)
-    raise BaselineError(f"{source}: no such run folder, baseline folder, or baseline under {root}")
 
 
 def scenario_files(scenarios: str | Path = SCENARIO_ROOT) -> list[Path]:

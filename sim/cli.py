@@ -50,6 +50,11 @@ def user_errors(function):
     return wrapper
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{number} {noun}{'s' * (number != 1)}"
+
+
 def _terminate_as_interrupt():
     """SIGTERM raises KeyboardInterrupt, as Ctrl-C does; returns the handler it replaces."""
     def interrupt(signum, frame):
@@ -86,15 +91,18 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False), required=False)
-@click.option("-o", "--out", type=click.Path(file_okay=False), help="run folder (default results/<scenario>/<UTC time>/); never overwritten")
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="run folder (default results/<scenario>/<UTC time>/); never overwritten")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="override a field (value read as YAML), e.g. --set image.layers=8 or --set 'sweep.driver.name=[overlay2,btrfs]'")
+              help="override a field (value read as YAML), e.g. --set image.layers=8 or "
+                   "--set 'sweep.driver.name=[overlay2,btrfs]'")
 @click.option("--resume", "resume", type=click.Path(file_okay=False, exists=True),
               help="finish an interrupted run folder: run only the runs it lacks")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="worker processes (default: all cores)")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local processes, or dask.distributed")
-@click.option("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (default: a local cluster of --jobs workers)")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="dask scheduler, e.g. tcp://host:8786 (default: a local cluster of --jobs workers)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar (there is none when stderr is not a terminal)")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="write the HTML/Markdown report into <run folder>/report/")
@@ -115,11 +123,10 @@ def run(scenario, out, overrides, resume, jobs, executor, scheduler, quiet, repo
     else:
         result = api.run_scenario(scenario, out, save=True, overrides=overrides, **execution)
     summary = result.summary
-    if len(summary) <= MAX_TABLE_ROWS:
-        swept = [key for key in swept_fields(result.resolved.get("sweep")) if key != "driver.name"]
-        click.echo(format_table(summary, list(dict.fromkeys(["point", "replicate", "driver", *swept]))))
+    swept = [key for key in swept_fields(result.resolved.get("sweep")) if key != "driver.name"]
+    click.echo(summary_text(summary, swept, result.path))
     points = result.manifest.get("points", summary["point"].nunique() if "point" in summary else 0)
-    click.echo(f"{len(summary)} runs ({points} points), {result.failed} failed, "
+    click.echo(f"{counted(len(summary), 'run')} ({counted(points, 'point')}), {result.failed} failed, "
                f"{result.manifest.get('wall_time_s', 0.0):.1f} s; results: {result.path}")
     if result.failed:
         click.echo(f"cowsim: error: {result.failed} of {len(summary)} runs failed: see the status and failure "
@@ -131,6 +138,29 @@ def run(scenario, out, overrides, resume, jobs, executor, scheduler, quiet, repo
 
 
 MAX_TABLE_ROWS = 60
+FIRST_ROWS = 20
+
+
+def summary_text(summary, swept: list[str], path: Path | None) -> str:
+    """The run's table when it is short; else its headline metric per driver (rows: the swept
+    values, replicates averaged) when that fits, or else its first rows; and where the rest is."""
+    keys = list(dict.fromkeys(["point", "replicate", "driver", *swept]))
+    if len(summary) <= MAX_TABLE_ROWS:
+        return format_table(summary, keys)
+    where = f"; the full table: {path / 'summary.csv'}" if path else ""
+    metric = next((m for m in ("first_write_s", "throughput_ops_s") if m in summary and summary[m].notna().any()), None)
+    if metric and swept and "driver" in summary:
+        pivot = summary.pivot_table(index=swept, columns="driver", values=metric, aggfunc="mean", sort=False)
+        if len(pivot) <= MAX_TABLE_ROWS and len(pivot.columns) <= 10:
+            pivot = pivot.reset_index()
+            shown = pivot.astype(object)
+            for driver in pivot.columns[len(swept):]:
+                shown[driver] = [METRICS[metric].format(v) if v == v else "-" for v in pivot[driver]]
+            mean = " (mean of replicates)" if summary.duplicated(["point"]).any() else ""
+            title = f"{SUMMARY_COLUMNS[metric]} per driver{mean}, {counted(len(summary), 'run')} in all"
+            return f"{title}{where}\n" + format_table(shown, list(shown.columns))
+    return (format_table(summary.head(FIRST_ROWS), keys)
+            + f"\n... the first {FIRST_ROWS} of {counted(len(summary), 'run')}{where}")
 
 
 @main.command()
@@ -140,7 +170,7 @@ MAX_TABLE_ROWS = 60
 def validate(scenario, overrides) -> None:
     """Check a scenario file without running it; print the points and runs it expands to."""
     points, runs = api.count_runs(scenario, overrides)
-    click.echo(f"{scenario}: valid: {points} points, {runs} runs")
+    click.echo(f"{scenario}: valid: {counted(points, 'point')}, {counted(runs, 'run')}")
 
 
 @main.command()
@@ -161,8 +191,14 @@ def report_command(run_dir: str, out: str | None) -> None:
     click.echo(f"report: {reports.write_report(run_dir, out)}")
 
 
+PROBE_COLUMNS = {"driver": "driver", "create_container_s": "create container", "first_write_s": "1st write",
+                 "create_and_first_s": "create + 1st write", "second_write_s": "2nd write",
+                 "copy_up_bytes": "copied up", "lookup_s": "lookup", "copy_up_s": "copy-up"}
+
+
 @main.command()
-@click.option("--driver", required=True, help="storage driver (see `cowsim drivers`)")
+@click.option("--driver", "driver_names", required=True, multiple=True,
+              help="storage driver, several (overlay2,btrfs or repeated), or all (see `cowsim drivers`)")
 @click.option("--file-size", default="1MiB", show_default=True, help="size of the file written, e.g. 64MiB")
 @click.option("--layers", default=1, show_default=True, type=int, help="image layers; the file is in the bottom one")
 @click.option("--dir-depth", default=1, show_default=True, type=int, help="directories between / and the file")
@@ -170,27 +206,44 @@ def report_command(run_dir: str, out: str | None) -> None:
               help="files each layer holds in the file's directory")
 @click.option("--cache", type=click.Choice(["cold", "warm"]), default="cold", show_default=True)
 @click.option("--profile", default=None, help="host profile name or YAML path (default ssd)")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="driver option, e.g. metacopy=true")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="driver option, e.g. metacopy=true; with several drivers, given to those that have it")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (a list with several drivers)")
 @user_errors
-def probe(driver, file_size, layers, dir_depth, dir_entries, cache, profile, options, as_json) -> None:
-    """The cost of one file's first write (with its copy-up) and of its second write."""
+def probe(driver_names, file_size, layers, dir_depth, dir_entries, cache, profile, options, as_json) -> None:
+    """The cost of one file's first write (with its copy-up) and of its second write, and what
+    creating the container cost before them; one row per driver."""
+    from .drivers import REGISTRY
+    drivers = list(dict.fromkeys(name.strip() for value in driver_names for name in value.split(",") if name.strip()))
+    if "all" in drivers:
+        drivers = list(REGISTRY)
     parsed = {}
     for item in options:
         key, sep, value = item.partition("=")
         if not sep:
             raise CowsimError(f"--option {item!r}: use KEY=VALUE")
         parsed[key] = {"true": True, "false": False}.get(value.lower(), value)
-    result = api.probe(driver, file_size, layers, dir_depth, cache, profile, dir_entries, **parsed)
+    if len(drivers) > 1:
+        for key in parsed:
+            if not any(key in REGISTRY[d].Options.model_fields for d in drivers if d in REGISTRY):
+                raise CowsimError(f"--option {key}: none of {', '.join(drivers)} has it (see `cowsim drivers`)")
+    results = []
+    for driver in drivers:
+        own = parsed if len(drivers) == 1 else \
+            {k: v for k, v in parsed.items() if driver in REGISTRY and k in REGISTRY[driver].Options.model_fields}
+        results.append(api.probe(driver, file_size, layers, dir_depth, cache, profile, dir_entries, **own))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return
-    for key, value in result.items():
-        if key.endswith("_s"):
-            value = format_duration(value)
-        elif key.endswith("bytes") or key == "file_size":
-            value = format_size(value)
-        click.echo(f"{key:>20}  {value}")
+    import pandas as pd
+    first = results[0]
+    click.echo(f"{format_size(first['file_size'])} file, {counted(first['layers'], 'layer')}, dir depth "
+               f"{first['dir_depth']}, {first['cache']} cache, {profile or 'ssd'} profile")
+    table = pd.DataFrame([{**r, "create_and_first_s": r["create_container_s"] + r["first_write_s"]} for r in results])
+    shown = pd.DataFrame({label: [format_duration(v) if key.endswith("_s") else format_size(v)
+                                  if key.endswith("bytes") else v for v in table[key]]
+                          for key, label in PROBE_COLUMNS.items()})
+    click.echo(format_table(shown, list(shown.columns)))
 
 
 @main.command()
@@ -213,7 +266,8 @@ def drivers(as_json: bool) -> None:
 @main.command()
 @click.argument("run_dir")
 @click.argument("baseline")
-@click.option("--rtol", default=0.05, show_default=True, type=click.FloatRange(min=0), help="relative change that counts (0.05 = 5%)")
+@click.option("--rtol", default=0.05, show_default=True, type=click.FloatRange(min=0),
+              help="relative change that counts (0.05 = 5%)")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME", help="compare only these metrics (repeatable)")
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="where comparison .md and .json go (default RUN_DIR/comparisons/)")
@@ -233,7 +287,7 @@ def compare(run_dir, baseline, rtol, metrics, output_dir, verbose, anyway) -> No
         raise CowsimError(f"{run_dir} is a baseline: give --output-dir for the comparison files")
     comparison = compare_runs(run, base, rtol=rtol, metrics=list(metrics) or None, anyway=anyway)
     click.echo(comparison.markdown(unchanged=verbose))
-    directory = Path(output_dir) if output_dir else run.path / "comparisons"
+    directory = Path(output_dir) if output_dir or run.path is None else run.path / "comparisons"
     markdown, as_json = comparison.write(directory, f"vs-{Path(str(base.path or base.name)).name}")
     click.echo(f"written: {markdown} {as_json}")
     sys.exit(comparison.exit_code)
@@ -258,7 +312,8 @@ def baseline_save(run_dir, name, root, force) -> None:
 
 def standard_scenarios(command):
     """The --scenarios and --root options of the commands that run every regression scenario."""
-    command = click.option("--root", default="benchmarks/baselines", show_default=True, help="folder of baselines")(command)
+    command = click.option("--root", default="benchmarks/baselines", show_default=True,
+                           help="folder of baselines")(command)
     return click.option("--scenarios", default="benchmarks/scenarios", show_default=True,
                         help="folder of scenario files")(command)
 

@@ -30,6 +30,7 @@ from scipy import stats
 from .api import RunResult
 from .errors import CowsimError
 from .metrics import HIGHER_IS_WORSE, METRICS, NEITHER
+from .stored import resolve
 
 ALPHA = 0.002  # asv's threshold for Mann-Whitney U
 STATUS_ORDER = ("regression", "improvement", "changed", "unchanged")
@@ -302,7 +303,6 @@ def compare(run: RunResult | str | Path, baseline: RunResult | str | Path, rtol:
     Two runs whose scenarios differ besides the swept fields (another profile, seed, image...)
     are different experiments: refused, unless ``anyway``, which compares them with a note.
     """
-    from .baseline import resolve  # baselines are compared too: imported here, not at the top, to avoid a cycle
     run = run if isinstance(run, RunResult) else resolve(run)
     baseline = baseline if isinstance(baseline, RunResult) else resolve(baseline)
     if not rtol >= 0:

@@ -6,11 +6,14 @@ records it. It also answers ``docker ps -s``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from .drivers import Driver, NativeDriver, Op
+from .drivers import Driver, NativeDriver
 from .engine import Engine, OpResult
 from .image import Image, is_below
+from .operation import Op
 from .plan import Plan
 from .records import OpRecords
 
@@ -66,7 +69,7 @@ class Host:
         yield from self.engine.settle(result)
         self.records.add("host", 0, "settle", "", 0, start, self.env.now, Plan(), result)
 
-    def create_container(self, cid: int, image: Image, mounts: list[Mount] = ()):
+    def create_container(self, cid: int, image: Image, mounts: Sequence[Mount] = ()):
         container = Container(cid, image, list(mounts))
         self.containers[cid] = container
         plan = self.driver.create_container(cid, image)
@@ -74,9 +77,7 @@ class Host:
             if mount.volume not in self.volumes:
                 seed = image.entries_below(mount.path) if mount.kind == "named" else []
                 relative = [(p[len(mount.path) + 1:], k, s) for p, k, s in seed]
-                volume_image, nbytes = self.volume_fs.create_volume(("vol", mount.volume), relative)
-                self.volumes[mount.volume] = volume_image
-                self.volume_fs._full_copy(plan, nbytes, len(relative))
+                self.volumes[mount.volume] = self.volume_fs.create_volume(("vol", mount.volume), relative, plan)
         yield from self.execute(container.label, 0, "create_container", "", 0, plan)
 
     def remove_container(self, cid: int):
@@ -84,23 +85,33 @@ class Host:
         container = self.containers.pop(cid)
         yield from self.execute(container.label, 0, "remove_container", "", 0, plan)
 
-    def route(self, container: Container, path: str) -> tuple[Driver, object, str] | None:
+    def route(self, container: Container, path: str) -> tuple[Driver, Any, str] | None:
         for mount in container.mounts:
             if is_below(path, mount.path) and path != mount.path:
                 return self.volume_fs, ("vol", mount.volume), path[len(mount.path) + 1:]
         return None
 
+    def stat(self, cid: int, path: str):
+        """What container ``cid`` sees at ``path``, through its volumes too (an ``Entry``, or
+        None): the namespace as it is, at no cost, for a workload to decide what to do."""
+        routed = self.route(self.containers[cid], path)
+        if routed is not None:
+            fs, key, relative = routed
+            return fs.stat(key, relative)
+        return self.driver.stat(cid, path)
+
     def plan(self, cid: int, op: Op) -> Plan:
         container = self.containers[cid]
         routed = self.route(container, op.path)
-        if op.kind == "rename" and (routed is None) != (self.route(container, op.target) is None):
+        routed_target = self.route(container, op.target) if op.kind == "rename" else None
+        if op.kind == "rename" and (routed is None) != (routed_target is None):
             plan = Plan()
             plan.error = "EXDEV"  # across a mount boundary
             return plan
         if routed is None:
             return self.driver.apply(cid, op)
         fs, key, relative = routed
-        target = self.route(container, op.target)[2] if op.kind == "rename" else ""
+        target = routed_target[2] if routed_target is not None else ""
         return fs.apply(key, Op(op.kind, relative, op.offset, op.nbytes, target, op.sync))
 
     def run_op(self, cid: int, worker: int, op: Op, name: str | None = None):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -227,9 +228,19 @@ class Image:
         """Bytes of all layers, as Docker counts an image's size (shadowed files included)."""
         return sum(layer.size for layer in self.layers)
 
-    @property
+    @cached_property
     def merged_size(self) -> int:
-        return sum(size for kind, size, _ in self.merged.values() if kind == FILE)
+        """File bytes of the merged view, a hard link's data once when its target is the file the
+        view shows from the same layer (as ``du`` counts it, and a copy that keeps links holds it)."""
+        merged, total = self.merged, 0
+        for path, (kind, size, index) in merged.items():
+            if kind != FILE:
+                continue
+            target = self.layers[index].hardlinks.get(path)
+            if target is not None and merged.get(target, (None, 0, -1))[::2] == (FILE, index):
+                continue
+            total += size
+        return total
 
     def entries_below(self, top: str) -> list[tuple[str, str, int]]:
         """Merged entries inside directory ``top`` as (path, kind, size)."""
@@ -342,8 +353,10 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
     for index in range(layers):
         layer = Layer(name=f"layer{index}")
         if index and existing:
-            changed = rng.choice(len(existing), size=min(len(existing), int(len(existing) * overwrite_fraction)), replace=False)
-            deleted = rng.choice(len(existing), size=min(len(existing), int(len(existing) * delete_fraction)), replace=False)
+            changed = rng.choice(len(existing), size=min(len(existing), int(len(existing) * overwrite_fraction)),
+                                 replace=False)
+            deleted = rng.choice(len(existing), size=min(len(existing), int(len(existing) * delete_fraction)),
+                                 replace=False)
             for i in sorted(set(deleted.tolist())):
                 layer.whiteouts.add(existing[i])
             for i in sorted(set(changed.tolist()) - set(deleted.tolist())):

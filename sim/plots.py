@@ -16,10 +16,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
+from .drivers import REGISTRY
 from .units import format_duration, format_size
 
-# Union drivers in blues/purples, snapshot drivers in greens/reds, vfs grey. Markers and dashes
-# differ too, so drivers whose numbers coincide (overlay2, overlay and aufs often do) stay visible.
+# The look of the shipped drivers (which drivers exist, and their order, is the registry's): union
+# drivers in blues/purples, snapshot drivers in greens/reds, vfs grey. Markers and dashes differ
+# too, so drivers whose numbers coincide (overlay2, overlay and aufs often do) stay visible.
 DRIVER_STYLE = {
     "overlay2": {"color": "#1f77b4", "marker": "o", "linestyle": "-"},
     "overlay": {"color": "#17becf", "marker": "s", "linestyle": "--"},
@@ -31,6 +33,7 @@ DRIVER_STYLE = {
     "vfs": {"color": "#7f7f7f", "marker": "*", "linestyle": "-"},
 }
 _SPARE = ["#e377c2", "#bcbd22", "#393b79", "#637939", "#843c39", "#7b4173"]
+_SPARE_MARKERS = ["h", "p", "d", "<", ">", "8"]
 
 # What each metric is called on an axis, and how its ticks are written. Units come from the name:
 # ``_s`` seconds, ``_bytes`` bytes, ``_ratio`` a fraction, ``_ops_s`` operations per second.
@@ -60,16 +63,19 @@ METRIC_LABELS = {
 
 
 def driver_style(driver: str) -> dict:
-    """Colour, marker and dash of a driver; drivers added later get a stable spare colour."""
+    """Colour, marker and dash of a driver. A driver registered beyond the shipped ones gets a
+    spare style of its own (by its place in the registry), the same in every figure."""
     if driver in DRIVER_STYLE:
         return DRIVER_STYLE[driver]
-    index = sum(driver.encode()) % len(_SPARE)
-    return {"color": _SPARE[index], "marker": "h", "linestyle": "-"}
+    others = [name for name in REGISTRY if name not in DRIVER_STYLE]
+    index = others.index(driver) if driver in others else sum(driver.encode())
+    return {"color": _SPARE[index % len(_SPARE)], "marker": _SPARE_MARKERS[index % len(_SPARE_MARKERS)],
+            "linestyle": "-"}
 
 
 def driver_order(drivers) -> list[str]:
-    """Drivers in the fixed order of :data:`DRIVER_STYLE`, unknown ones after, so legends match."""
-    known = list(DRIVER_STYLE)
+    """Drivers in the registry's order (:mod:`sim.drivers`), names it lacks after, so legends match."""
+    known = list(REGISTRY)
     return sorted(set(drivers), key=lambda d: (known.index(d) if d in known else len(known), d))
 
 
@@ -96,23 +102,28 @@ def _tick_text(unit: str):
 
 
 class BinaryLocator(MaxNLocator):
-    """Linear byte ticks at round numbers of KiB, MiB or GiB rather than of 10^n bytes."""
+    """Linear byte ticks a power of two apart (256 KiB, 512 KiB, 768 KiB, 1 MiB), so that each
+    reads as a round size, never 410 KiB or 819 KiB."""
 
     def tick_values(self, vmin, vmax):
-        scale = 1024.0 ** max(0, math.floor(math.log(max(abs(vmin), abs(vmax), 1), 1024)))
-        return super().tick_values(vmin / scale, vmax / scale) * scale
+        nbins = self._nbins if isinstance(self._nbins, int) else 6
+        span = vmax - vmin
+        if not span > 0:
+            return super().tick_values(vmin, vmax)
+        step = 2.0 ** math.ceil(math.log2(span / nbins))
+        return np.arange(math.floor(vmin / step), math.ceil(vmax / step) + 1) * step
 
 
 def label_axis(axis, unit: str, label: str) -> None:
     """Label an axis and write its ticks in human units (``10 ms``, ``64 MiB``, ``50%``).
     Call it after choosing the axis scale."""
-    if unit == "fraction":
-        axis.set_label_text(f"{label} [%]")
+    if unit == "fraction":  # the ticks say "50%"
+        axis.set_label_text(label)
         axis.set_major_formatter(PercentFormatter(1.0))
     else:
         # Seconds, bytes and rates carry their unit on every tick ("10 ms", "64 MiB"); a bare
-        # count says so in the label.
-        axis.set_label_text(label if unit in ("s", "bytes", "ops/s", "") else f"{label} [{unit}]")
+        # count says so in the label; names (programs, cache modes) have none.
+        axis.set_label_text(label if unit in ("s", "bytes", "ops/s", "name", "") else f"{label} [{unit}]")
         axis.set_major_formatter(FuncFormatter(_tick_text(unit)))
         low, high = axis.get_view_interval()
         if unit != "bytes" and axis.get_scale() == "log" and 0 < low < high < 100 * low:
@@ -123,6 +134,63 @@ def label_axis(axis, unit: str, label: str) -> None:
             axis.set_major_locator(LogLocator(base=2 if narrow else 4) if axis.get_scale() == "log"
                                    else BinaryLocator(nbins=6, steps=[1, 2, 4, 5, 8, 10]))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _renderer(figure: Figure):
+    """A renderer that measures text as the saved PNG draws it (Agg, at the figure's dpi)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+    return canvas.get_renderer()
+
+
+def _clashes(figure: Figure, pad: float) -> list[tuple]:
+    """(axis, first label, second label) for each pair of tick labels that touch once laid out."""
+    figure.draw_without_rendering()
+    renderer = _renderer(figure)
+    found = []
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [label for label in axis.get_majorticklabels()
+                      if label.get_visible() and label.get_text().strip()]
+            boxes = [label.get_window_extent(renderer).padded(pad / 2) for label in labels]
+            found += [(axis, labels[i], labels[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                      if boxes[i].overlaps(boxes[j])]
+    return found
+
+
+def overlapping_tick_labels(figure: Figure, pad: float = 2.0) -> list[tuple[str, str, str]]:
+    """Pairs of tick labels that touch or overlap once the figure is laid out, as (axis label,
+    first text, second text); empty when every label reads on its own."""
+    return [(axis.get_label_text(), first.get_text(), second.get_text())
+            for axis, first, second in _clashes(figure, pad)]
+
+
+def fit_tick_labels(figure: Figure, pad: float = 2.0) -> None:
+    """Make every tick label readable: x labels that run into each other are turned first; then
+    (and for y labels at once) a label that touches the last one kept is left out, its tick kept."""
+    for _ in range(4):
+        crowded = list(dict.fromkeys(axis for axis, _, _ in _clashes(figure, pad)))
+        if not crowded:
+            return
+        renderer = _renderer(figure)
+        for axis in crowded:
+            labels = axis.get_majorticklabels()
+            if axis.axis_name == "x" and not labels[0].get_rotation():
+                axis.axes.tick_params(axis="x", labelrotation=30)
+                for label in labels:
+                    label.set_horizontalalignment("right")
+                    label.set_rotation_mode("anchor")
+                continue
+            texts, kept = [], None
+            for label in labels:
+                box = label.get_window_extent(renderer).padded(pad / 2)
+                readable = label.get_text().strip() and (kept is None or not box.overlaps(kept))
+                texts.append(label.get_text() if readable else "")
+                kept = box if readable else kept
+            axis.set_ticks(axis.get_majorticklocs(), texts)
+            for label in axis.get_majorticklabels():  # set_ticks keeps the rotation, not the alignment
+                label.set_horizontalalignment(labels[0].get_horizontalalignment())
+                label.set_rotation_mode(labels[0].get_rotation_mode())
 
 
 def _wants_log(values) -> bool:
@@ -150,43 +218,113 @@ def replicate_stats(frame: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
     return grouped.agg(["mean", "min", "max", "count"]).reset_index()
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def coinciding_drivers(stats: pd.DataFrame, x: str, rtol: float = 1e-3) -> list[list[str]]:
+    """Groups of two or more drivers whose means agree at every ``x`` (within ``rtol``): drawn
+    over one another they look like one line, so the caption says so."""
+    series = {driver: rows.set_index(x)["mean"] for driver, rows in stats.groupby("driver")}
+    groups: list[list[str]] = []
+    for driver in driver_order(series):
+        for group in groups:
+            first = series[group[0]]
+            if first.index.equals(series[driver].index) and np.allclose(first, series[driver], rtol=rtol, atol=0):
+                group.append(driver)
+                break
+        else:
+            groups.append([driver])
+    return [group for group in groups if len(group) > 1]
+
+
+def bunched_drivers(stats: pd.DataFrame, log: bool, share: float = 0.05) -> list[str]:
+    """Three or more drivers whose lines, apart from each other, crowd into a sliver of the axis (under
+    ``share`` of its span) while another driver stretches it: a second panel shows them apart."""
+    means = stats.groupby("driver")["mean"].agg(lambda v: float(np.exp(np.log(v).mean())) if log else float(v.mean()))
+    values = stats["mean"][stats["mean"] > 0] if log else stats["mean"]
+    if len(means) < 4 or not len(values):
+        return []
+    scale = np.log10 if log else (lambda v: v)
+    span = scale(values.max()) - scale(values.min())
+    if not span > 0:
+        return []
+    ordered = means.sort_values()
+    best: list[str] = []
+    for start in range(len(ordered)):
+        for end in range(len(ordered), start + 1, -1):
+            names = list(ordered.index[start:end])
+            rows = stats[stats["driver"].isin(names)]["mean"]
+            rows = rows[rows > 0] if log else rows
+            if len(rows) and scale(rows.max()) - scale(rows.min()) <= share * span and len(names) > len(best):
+                best = names
+    if len(best) < 3 or len(best) == len(means):
+        return []
+    # Only worth a panel when the crowded drivers really differ from one another.
+    rows = stats[stats["driver"].isin(best)]["mean"]
+    return best if rows.max() > rows.min() * 1.02 else []
+
+
 def plot_vs(frame: pd.DataFrame, x: str, metrics: list[str], *, title: str, x_label: str, x_unit: str,
-            logx: bool | None = None, logy: bool | None = None) -> Figure:
-    """One panel per metric against the swept ``x``, one line per driver, replicates as a band."""
-    figure, axes = new_figure(len(metrics), title)
+            logx: bool | None = None, logy: bool | None = None, text=str) -> Figure:
+    """One panel per metric against the swept ``x``, one line per driver, replicates as a band.
+
+    Names (programs, profiles, cache modes) are categories, not a scale: each driver is a point
+    per category, side by side, with a whisker for the replicates, and ``text`` writes the tick
+    labels (wrapped). Where some drivers' lines crowd into a sliver of a panel that others
+    stretch, a second panel draws just them on their own linear scale."""
     xs = list(dict.fromkeys(frame[x].dropna()))
-    # Names (profiles, cache modes) and flags sit at evenly spaced positions, in sweep order.
-    categories = [] if all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
-                           for v in xs) else xs
+    categories = [] if all(_is_number(v) for v in xs) else xs
     if categories:
         frame = frame.assign(**{x: frame[x].map({v: i for i, v in enumerate(categories)})})
         xs, logx = list(range(len(categories))), False
     xs = sorted(xs)
     logx = _wants_log(xs) if logx is None else logx
     replicated = frame.groupby(["driver", x]).size().max() > 1
-    for ax, metric in zip(axes, metrics):
+    panels: list[tuple[str, pd.DataFrame, bool, list[str] | None]] = []
+    for metric in metrics:
         stats = replicate_stats(frame, x, metric)
+        use_logy = _wants_log(stats["mean"]) if logy is None else logy
+        panels.append((metric, stats, use_logy, None))
+        bunched = [] if categories else bunched_drivers(stats, use_logy)
+        if bunched:
+            panels.append((metric, stats[stats["driver"].isin(bunched)], False, bunched))
+    figure, axes = new_figure(len(panels), title)
+    all_drivers = driver_order(frame["driver"])
+    for ax, (metric, stats, use_logy, zoom) in zip(axes, panels):
         for driver in driver_order(stats["driver"]):
             rows = stats[stats["driver"] == driver].sort_values(x)
             style = driver_style(driver)
+            if categories:  # points side by side within each category, never joined across them
+                offset = (all_drivers.index(driver) - (len(all_drivers) - 1) / 2) * 0.6 / max(len(all_drivers), 1)
+                whisker = [rows["mean"] - rows["min"], rows["max"] - rows["mean"]]
+                ax.errorbar(rows[x] + offset, rows["mean"], yerr=whisker, label=driver, color=style["color"],
+                            marker=style["marker"], linestyle="none", markersize=7, markerfacecolor="none", capsize=2)
+                continue
             ax.plot(rows[x], rows["mean"], label=driver, markersize=6, markerfacecolor="none", **style)
             if replicated:
                 ax.fill_between(rows[x], rows["min"], rows["max"], color=style["color"], alpha=0.15, linewidth=0)
         ax.set_xscale("log" if logx else "linear")
-        use_logy = _wants_log(stats["mean"]) if logy is None else logy
         ax.set_yscale("log" if use_logy else "linear")
-        if not use_logy and unit_of(metric) != "fraction":
+        if zoom:
+            low, high = stats["min"].min(), stats["max"].max()
+            ax.set_ylim(low - (high - low) * 0.15, high + (high - low) * 0.15)
+            ax.set_title("close-up: " + ", ".join(zoom), fontsize=9)
+        elif not use_logy and unit_of(metric) != "fraction":
             ax.set_ylim(bottom=0)
         label_axis(ax.xaxis, x_unit, x_label)
         label_axis(ax.yaxis, unit_of(metric), METRIC_LABELS.get(metric, metric))
         if categories:
-            ax.set_xticks(xs, [str(v) for v in categories])
+            ax.set_xticks(xs, [textwrap.fill(text(v), 18) for v in categories])
             ax.set_xlim(-0.5, len(xs) - 0.5)
-        elif len(xs) <= 12:
+            ax.grid(True, axis="y", which="major", alpha=0.3)
+            continue
+        if len(xs) <= 12:
             ax.xaxis.set_major_locator(FixedLocator(xs))
         ax.grid(True, which="major", alpha=0.3)
-    axes[0].legend(title="driver" + (" (band: min-max of replicates)" if replicated else ""), fontsize=8,
-                   title_fontsize=8)
+    legend_title = "driver" + (" (band: min-max of replicates)" if replicated and not categories else "")
+    axes[0].legend(title=legend_title, fontsize=8, title_fontsize=8)
+    fit_tick_labels(figure)
     return figure
 
 
@@ -205,6 +343,7 @@ def plot_bars(frame: pd.DataFrame, metrics: list[str], *, title: str) -> Figure:
         ax.set_yscale("log" if _wants_log(stats["mean"]) else "linear")
         label_axis(ax.yaxis, unit_of(metric), METRIC_LABELS.get(metric, metric))
         ax.grid(True, axis="y", alpha=0.3)
+    fit_tick_labels(figure)
     return figure
 
 
@@ -242,4 +381,5 @@ def plot_latency_cdf(ops: pd.DataFrame, *, title: str, max_panels: int = 6) -> F
         label_axis(ax.yaxis, "fraction", "operations at or below")
         ax.grid(True, which="major", alpha=0.3)
     axes[0].legend(title="driver", fontsize=8, title_fontsize=8)
+    fit_tick_labels(figure)
     return figure

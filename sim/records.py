@@ -42,17 +42,21 @@ class OpTotals:
     """What a run's summary needs from its records, folded in a batch at a time: exact integer
     counts of the workload's operations (setup excluded), the latest end time, and the float
     columns whose means and exact quantiles the summary reports, kept as float64 arrays
-    (8 bytes per operation, no strings)."""
+    (8 bytes per operation, no strings).
+
+    ``measures`` adds values the workload asks for: name -> (operation label, record column),
+    e.g. ``{"first_write_s": ("first_write", "latency_s")}``: that column of the operations with
+    that label."""
 
     COUNTS = ("ops", "errors", "copy_ups", "copy_up_bytes", "cache_hit_bytes", "cache_miss_bytes",
               "dentry_hits", "dentry_misses")
-    VALUES = ("latency_s", "copied_copy_up_s", "setup_latency_s", "first_write_s", "second_write_s",
-              "first_write_lookup_s")
+    VALUES = ("latency_s", "copied_copy_up_s", "setup_latency_s")
 
-    def __init__(self) -> None:
+    def __init__(self, measures: dict[str, tuple[str, str]] | None = None) -> None:
         self.counts = dict.fromkeys(self.COUNTS, 0)
         self.end: float | None = None
-        self._values: dict[str, list[np.ndarray]] = {name: [] for name in self.VALUES}
+        self.measures = dict(measures or {})
+        self._values: dict[str, list[np.ndarray]] = {name: [] for name in (*self.VALUES, *self.measures)}
 
     def fold(self, batch: pa.RecordBatch) -> None:
         column = batch.column
@@ -73,11 +77,11 @@ class OpTotals:
         copy_ups = column("copy_ups").to_numpy()
         values["latency_s"].append(latency[work])
         values["copied_copy_up_s"].append(column("copy_up_s").to_numpy()[work & (copy_ups > 0)])
-        for name in ("first_write", "second_write"):
-            rows = pc.equal(column("op"), name).to_numpy(zero_copy_only=False)
-            values[f"{name}_s"].append(latency[rows])
-            if name == "first_write":
-                values["first_write_lookup_s"].append(column("lookup_s").to_numpy()[rows])
+        labels: dict[str, np.ndarray] = {}
+        for name, (label, source) in self.measures.items():
+            if label not in labels:
+                labels[label] = pc.equal(column("op"), label).to_numpy(zero_copy_only=False)
+            values[name].append(column(source).to_numpy()[labels[label]])
 
     def values(self, name: str) -> np.ndarray:
         """Every folded value of one float column, in record order."""
@@ -91,15 +95,17 @@ class OpRecords:
     Batches are Arrow record batches, kept in memory or, with ``path``, written to that parquet
     file (call :meth:`close` at the end). ``keep=False`` keeps only the totals. ``progress``, if
     given, is called with the number of records of each batch as it is made (a progress bar).
+    ``measures``: what the totals keep besides (see :class:`OpTotals`).
     """
 
     def __init__(self, path: str | Path | None = None, *, keep: bool = True, batch_rows: int | None = None,
-                 progress: Callable[[int], object] | None = None) -> None:
+                 progress: Callable[[int], object] | None = None,
+                 measures: dict[str, tuple[str, str]] | None = None) -> None:
         self.progress = progress
         self.batch_rows = batch_rows or BATCH_ROWS
         self.keep = keep
         self.path = Path(path) if path is not None else None
-        self.totals = OpTotals()
+        self.totals = OpTotals(measures)
         self.count = 0
         self._batches: list[pa.RecordBatch] = []  # kept in memory when there is no path
         self._writer: pq.ParquetWriter | None = None

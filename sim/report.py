@@ -14,9 +14,10 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .api import RunResult, load_run
 from .errors import CowsimError
-from .plots import METRIC_LABELS, plot_bars, plot_latency_cdf, plot_vs, unit_of
+from .plots import (METRIC_LABELS, coinciding_drivers, driver_order, plot_bars, plot_latency_cdf, plot_vs,
+                    replicate_stats, unit_of)
 from .records import SETUP_OPS
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
@@ -40,6 +42,12 @@ VIEW_COLUMNS = ["point", "replicate", "driver", "op", "error", "latency_s", "loo
 MAX_VIEW_OPS = 1_000_000
 
 
+# Axis labels of fields whose description does not make one (a path, a choice of names).
+AXIS_LABELS = {"workload.path": "traced program", "image.path": "image", "profile": "host profile",
+               "cache": "cache at start", "driver.name": "driver"}
+PATH_FIELDS = ("workload.path", "image.path")
+
+
 @dataclass
 class SweptKey:
     """A swept scenario field other than the driver: its summary column, axis label and unit."""
@@ -52,11 +60,19 @@ class SweptKey:
     def short(self) -> str:
         return self.column.rsplit(".", 1)[-1]
 
+    @property
+    def categorical(self) -> bool:
+        return self.unit == "name"
+
     def text(self, value) -> str:
         if self.unit == "bytes":
             return format_size(value)
         if self.unit == "s":
             return format_duration(value)
+        if self.unit == "fraction" and isinstance(value, (int, float, np.number)):
+            return f"{value:.0%}"
+        if self.column in PATH_FIELDS:  # the file's name says which program or image it is
+            return Path(str(value)).name
         return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
 
 
@@ -92,32 +108,48 @@ def _field(base: Scenario | None, dotted: str):
     return type(node).model_fields.get(name)
 
 
-def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, callable]:
-    """Axis label and unit from the field (its declared unit, or ``... [bytes]`` in its description), and its parser."""
+def axis_label(column: str, description: str, numeric: bool) -> str:
+    """What an axis of ``column`` is called: the first clause of the field's description when it
+    names a quantity briefly, else a fixed label or the field's own name in words."""
+    text = re.sub(r"\s*\[[^\]]+\]\s*$", "", description).split(";")[0]
+    text = re.sub(r"\s*\([^)]*\)", "", text.split(": ", 1)[-1]).strip()
+    if column in AXIS_LABELS:
+        return AXIS_LABELS[column]
+    if numeric and text and len(text) <= 45 and "`" not in text:
+        return text
+    return column.rsplit(".", 1)[-1].replace("_", " ")
+
+
+def swept_key(base: Scenario | None, column: str) -> tuple[SweptKey, Callable[[Any], Any]]:
+    """Axis label and unit from the field (its declared unit, or ``... [bytes]`` in its
+    description), and its parser. Fields that are not numbers (names, paths) have unit ``name``."""
     info = _field(base, column)
     description = (info.description or "") if info else ""
     match = re.search(r"\[([^\]]+)\]\s*$", description)
     # Scenario fields declare their unit in the schema (sim.scenario.field); driver options end
-    # their description with it. A quantity has a unit; others ("cold: empty caches...") name choices.
+    # their description with it.
     declared = info.json_schema_extra.get("unit") if info and isinstance(info.json_schema_extra, dict) else None
     unit = declared if declared not in (None, "-") else (match.group(1) if match else "")
-    label = (description[:match.start()] if match else description) if unit else ""
-    label = label.split(";")[0].split(":")[0].strip() or column
+    types = (info.annotation, *getattr(info.annotation, "__args__", ())) if info else ()
+    numeric = any(t in (int, float) for t in types)
     if column.endswith("fraction"):
         unit = "fraction"
-    elif unit == "1":
+    elif unit == "1" or (not unit and numeric):
         unit = ""
+    elif not unit:
+        unit = "name"
 
     # The field's own type with its validators parses "64MiB" to bytes, "2ms" to seconds.
-    adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info and info.metadata
-                          else info.annotation) if info else None
+    kind: Any = (Annotated[tuple([info.annotation, *info.metadata])]  # type: ignore[valid-type]
+                 if info and info.metadata else info.annotation if info else None)
+    adapter = TypeAdapter(kind) if kind is not None else None
 
     def parse(value):
         try:
             return adapter.validate_python(value) if adapter else value
         except ValidationError:
             return value
-    return SweptKey(column, label, unit), parse
+    return SweptKey(column, axis_label(column, description, numeric), unit), parse
 
 
 def held_fixed(base: Scenario | None, swept: set[str]) -> str:
@@ -143,10 +175,12 @@ def held_fixed(base: Scenario | None, swept: set[str]) -> str:
     if isinstance(work, CopyupProbe):
         parts.append(("workload.write_size", f"{format_size(work.write_size)} write{' + fsync' * work.fsync}"))
     elif isinstance(work, Mix):
-        loop = f"{work.workers} workers/container" if work.mode == "closed" else f"{work.arrival_rate:g} ops/s/container"
+        loop = (f"{work.workers} workers/container" if work.mode == "closed"
+                else f"{work.arrival_rate:g} ops/s/container")
         parts += [("workload.mode", loop), ("workload.operations", f"{work.operations} ops" if work.operations else ""),
                   ("workload.fsync", "fsync" if work.fsync else ""),
-                  ("workload.volume_fraction", f"{work.volume_fraction:.0%} on volumes" if work.volume_fraction else "")]
+                  ("workload.volume_fraction",
+                   f"{work.volume_fraction:.0%} on volumes" if work.volume_fraction else "")]
     options = base.driver.options
     if options and "driver.name" not in swept:  # options belong to one driver, not to a driver sweep
         parts.append(("driver.options", ", ".join(f"{k}={v}" for k, v in options.items())))
@@ -182,7 +216,7 @@ def view(run: RunResult | str | Path) -> RunView:
 
 def _slices(frame: pd.DataFrame, keys: list[SweptKey]) -> list[dict]:
     """Combinations of the given swept keys to hold fixed: each key's first and last value."""
-    combos = [{}]
+    combos: list[dict] = [{}]
     for key in keys:
         values = sorted(frame[key.column].dropna().unique())
         ends = list(dict.fromkeys([values[0], values[-1]])) if values else []
@@ -218,6 +252,25 @@ class ReportFigure:
     figure: object  # matplotlib.figure.Figure
 
 
+def coincidence_note(frame: pd.DataFrame, x: str, metrics: list[str]) -> str:
+    """A caption sentence naming the drivers drawn over one another in each panel."""
+    notes = []
+    for metric in metrics:
+        for group in coinciding_drivers(replicate_stats(frame, x, metric), x):
+            everyone = len(group) == frame["driver"].nunique()
+            who = f"all {len(group)} drivers" if everyone else ", ".join(group[:-1]) + f" and {group[-1]}"
+            notes.append(f"{METRIC_LABELS.get(metric, metric)}: {who} give the same values, drawn as one line")
+    return (" Lines on top of each other: " + "; ".join(notes) + ".") if notes else ""
+
+
+def _sweep_figure(name: str, caption: str, what: str, frame: pd.DataFrame, key: SweptKey, metrics: list[str],
+                  v: RunView, held: dict, band: str, **scales) -> ReportFigure:
+    figure = plot_vs(frame, key.column, metrics, x_label=key.label, x_unit=key.unit, text=key.text,
+                     title=_title(f"{what} vs {key.label}", v.fixed, held, v.keys), **scales)
+    note = "" if key.categorical else coincidence_note(frame, key.column, metrics)
+    return ReportFigure(name, caption + (band if not key.categorical else "") + note, figure)
+
+
 def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
     """The figures that fit the run's sweep (see the module docstring of :mod:`sim.plots`)."""
     v = run if isinstance(run, RunView) else view(run)
@@ -228,44 +281,36 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
         others = [k for k in v.keys if k is not key]
         for held in _slices(v.summary, others):
             rows, tag = _select(v.summary, held), _slug(held, v.keys)
-            against = f"{key.label}"
             if v.probe:
                 log = True if key.unit == "bytes" else None
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"copyup_vs_{key.short}{tag}",
-                    f"Latency of the first write to a file (lookup, copy-up, write, fsync) against {against}, "
-                    f"one line per driver.{band}",
-                    plot_vs(rows, key.column, ["first_write_s"], logx=log, logy=log, x_label=key.label,
-                            x_unit=key.unit, title=_title(f"First write (with copy-up) vs {against}", v.fixed, held,
-                                                          v.keys))))
+                    "Latency of the first write to a file (lookup, copy-up, write, fsync) against "
+                    f"{key.label}, one line per driver.", "First write (with copy-up)", rows, key,
+                    ["first_write_s"], v, held, band, logx=log, logy=log))
             else:
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"throughput_vs_{key.short}{tag}",
-                    f"Throughput and p99 latency of the workload's operations against {against}.{band}",
-                    plot_vs(rows, key.column, ["throughput_ops_s", "latency_p99_s"], x_label=key.label,
-                            x_unit=key.unit, title=_title(f"Throughput and tail latency vs {against}", v.fixed,
-                                                          held, v.keys))))
+                    f"Throughput and p99 latency of the workload's operations against {key.label}.",
+                    "Throughput and tail latency", rows, key, ["throughput_ops_s", "latency_p99_s"], v, held, band))
             if not v.probe and key.column == "containers.count":
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"contention_vs_{key.short}{tag}",
                     "Mean operation latency and makespan against the number of containers running at once: what "
-                    f"they share (CPUs, disk, locks) against what running side by side gains.{band}",
-                    plot_vs(rows, key.column, ["latency_mean_s", "makespan_s"], x_label=key.label, x_unit=key.unit,
-                            title=_title(f"Contention: latency and makespan vs {against}", v.fixed, held, v.keys))))
+                    "they share (CPUs, disk, locks) against what running side by side gains.",
+                    "Contention: latency and makespan", rows, key, ["latency_mean_s", "makespan_s"], v, held, band))
             if len(v.space):
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"disk_usage_vs_{key.short}{tag}",
                     "docker ps -s style disk usage at the end of the workload: SIZE (all writable layers), "
                     "virtual size (SIZE plus each image once) and the bytes the driver really holds "
-                    f"(image, layers, metadata, volumes).{band}",
-                    plot_vs(_select(v.space, held), key.column, DISK, x_label=key.label, x_unit=key.unit,
-                            title=_title(f"Disk usage vs {against}", v.fixed, held, v.keys))))
+                    "(image, layers, metadata, volumes).", "Disk usage", _select(v.space, held), key, DISK, v,
+                    held, band))
             if _varies(rows, RATIOS):
-                out.append(ReportFigure(
+                out.append(_sweep_figure(
                     f"cache_vs_{key.short}{tag}",
-                    f"Page-cache hit ratio (bytes served from memory) and dentry-cache hit ratio.{band}",
-                    plot_vs(rows, key.column, RATIOS, x_label=key.label, x_unit=key.unit,
-                            title=_title(f"Cache hit ratios vs {against}", v.fixed, held, v.keys))))
+                    "Page-cache hit ratio (bytes served from memory) and dentry-cache hit ratio.",
+                    "Cache hit ratios", rows, key, RATIOS, v, held, band))
     if not v.keys:
         headline = ["first_write_s", "second_write_s"] if v.probe else ["throughput_ops_s", "latency_p99_s"]
         out.append(ReportFigure("headline", "The run's headline figures per driver (whiskers: replicate range).",
@@ -309,16 +354,31 @@ class Ranking:
     higher_is_better: bool
     points: int  # points every driver ran, over which the figures are aggregated
     criterion: str
+    held: str = ""  # the value of a swept name (program, profile) this ranking is for
 
 
-def ranking(run: RunResult | str | Path | RunView) -> Ranking:
+def rankings(run: RunResult | str | Path | RunView) -> list[Ranking]:
+    """The drivers ranked once per value of each swept name (two traced programs are two
+    different workloads, not points of one to average), else once for the whole run."""
+    v = run if isinstance(run, RunView) else view(run)
+    names = [k for k in v.keys if k.categorical]
+    combos: list[dict] = [{}]
+    for key in names:
+        combos = [{**c, key.column: value} for c in combos for value in dict.fromkeys(v.summary[key.column].dropna())]
+    return [ranking(v, held) for held in combos]
+
+
+def ranking(run: RunResult | str | Path | RunView, held: dict | None = None) -> Ranking:
     """Per driver the headline figures over the points every driver ran, and the drivers ranked
     for the run's workload: by first-write latency for copy-up probes, by throughput for a closed
     loop, by p99 latency for an open loop (where throughput is set by the arrival rate).
+    ``held`` keeps only the runs with these swept values (see :func:`rankings`).
 
     Times and rates are geometric means over points (so a 1 GiB point does not drown a 4 KiB
     one), bytes and counts arithmetic means; replicates are averaged first."""
     v = run if isinstance(run, RunView) else view(run)
+    held = held or {}
+    summary = _select(v.summary, held)
     mode = (v.run.resolved.get("workload") or {}).get("mode", "closed")
     if v.probe:
         metrics, metric, higher = PROBE_HEADLINE, "first_write_s", False
@@ -326,9 +386,9 @@ def ranking(run: RunResult | str | Path | RunView) -> Ranking:
         metrics, metric, higher = MIX_HEADLINE, "latency_p99_s", False
     else:
         metrics, metric, higher = MIX_HEADLINE, "throughput_ops_s", True
-    metrics = [m for m in metrics if m in v.summary]
-    keys = [k.column for k in v.keys]
-    per_point = v.summary.groupby(["driver", *keys])[metrics].mean().reset_index()
+    metrics = [m for m in metrics if m in summary]
+    keys = [k.column for k in v.keys if k.column not in held]
+    per_point = summary.groupby(["driver", *keys])[metrics].mean().reset_index()
     # Only the points every driver ran, so that each driver is judged on the same work.
     if keys:
         drivers = per_point["driver"].nunique()
@@ -354,7 +414,54 @@ def ranking(run: RunResult | str | Path | RunView) -> Ranking:
     criterion = (f"ranked by {METRIC_LABELS.get(metric, metric)} ({'higher' if higher else 'lower'} is better), "
                  f"{how} over the {points} point{'s' * (points != 1)} every driver ran; in the other columns times "
                  "and rates are geometric means, bytes and counts arithmetic means")
-    return Ranking(table, metric, higher, points, criterion)
+    named = {k.column: k for k in v.keys}
+    where = "; ".join(f"{named[c].label} = {named[c].text(value)}" for c, value in held.items())
+    return Ranking(table, metric, higher, points, criterion, where)
+
+
+# What an errno means for a replayed or simulated operation.
+ERRNO_MEANING = {
+    "ENOENT": "the path does not exist: a program probing for optional files (it failed the same way when "
+              "recorded), or a file removed earlier in the run",
+    "EXDEV": "renaming a directory that lies in a lower layer: aufs, and overlayfs without redirect_dir, refuse "
+             "it (programs then copy and delete)",
+    "ENOTEMPTY": "removing a directory that still holds entries",
+    "EEXIST": "creating a path that already exists",
+    "ENOTDIR": "a path component is a file, not a directory",
+    "EISDIR": "a file operation on a directory",
+    "ELOOP": "too many symbolic links on the way",
+}
+
+
+def failed_operations(v: RunView, examples: int = 3) -> pd.DataFrame:
+    """Operations that failed: per swept name (a program), operation and errno, how many failed
+    per run under each driver, some of their paths, and what the errno means."""
+    if not len(v.ops) or not (v.ops["error"] != "").any():
+        return pd.DataFrame()
+    names = [k.column for k in v.keys if k.categorical]
+    if v.ops_step == 1:  # the view leaves the paths out: read them, for the failed operations only
+        failed = v.run.read_ops(["point", "replicate", "driver", "op", "error", "path"])
+        tags = v.summary[["point", "replicate", *names]].drop_duplicates(["point", "replicate"])
+        failed = failed[(failed["error"] != "") & ~failed["op"].isin(SETUP_OPS)].merge(tags, on=["point", "replicate"])
+    else:
+        failed = v.ops[v.ops["error"] != ""].assign(path="")
+    runs = v.summary.groupby(["driver", *names]).size().rename("runs").reset_index()
+    counts = failed.groupby(["driver", *names, "op", "error"]).size().rename("failed").reset_index()
+    counts = counts.merge(runs, on=["driver", *names])
+    counts["per_run"] = counts["failed"] / counts["runs"] * v.ops_step
+    table = counts.pivot_table(index=[*names, "op", "error"], columns="driver", values="per_run", fill_value=0,
+                               sort=False)
+    table = table[[d for d in driver_order(counts["driver"]) if d in table.columns]]
+    if v.ops_step == 1:
+        table["for example"] = failed.groupby([*names, "op", "error"])["path"].agg(
+            lambda paths: ", ".join("/" + p for p in list(dict.fromkeys(paths))[:examples]))
+    table["why"] = [ERRNO_MEANING.get(error, "") for error in table.index.get_level_values("error")]
+    table = table.reset_index()
+    table.columns.name = None
+    named = {k.column: k for k in v.keys}
+    for column in names:
+        table[column] = table[column].map(named[column].text)
+    return table.rename(columns={c: named[c].label for c in names})
 
 
 def _cell(column: str, value) -> str:
@@ -392,6 +499,7 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
 th { background: #f2f2f2; } table.facts td { text-align: left; }
 table.ranking td:nth-child(2) { text-align: left; font-weight: 600; }
 table.ranking tr:nth-child(2) td { background: #eef7ee; }
+table.failed td:nth-child(-n+3), table.failed td:nth-last-child(-n+2) { text-align: left; }
 figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92em; margin-top: 0.4em; }
 code { background: #f5f5f5; padding: 0 0.2em; }
@@ -401,11 +509,12 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 def _facts(v: RunView) -> list[tuple[str, str]]:
     m, resolved = v.run.manifest, v.run.resolved or {}
     sweep = resolved.get("sweep") or {}
+    replicates = resolved.get("replicates", 1)
     facts = [("scenario", v.run.name), ("run folder", str(v.run.path or "(not saved)")),
              ("held fixed", v.fixed or "-"),
              ("swept", "; ".join(f"{k}: {', '.join(map(str, vals))}" for k, vals in sweep.items()) or "nothing"),
              ("runs", f"{m.get('runs', len(v.summary))} ({m.get('points', '?')} points x "
-                      f"{resolved.get('replicates', 1)} replicate{'s' * (resolved.get('replicates', 1) != 1)}), seed {resolved.get('seed', '?')}"),
+                      f"{replicates} replicate{'s' * (replicates != 1)}), seed {resolved.get('seed', '?')}"),
              ("wall time", format_duration(m["wall_time_s"]) if "wall_time_s" in m else "-"),
              ("cowsim", f"{m.get('cowsim', '?')}" + (f", commit {m['git_commit'][:10]}" if m.get("git_commit") else "")
               + (" (dirty tree)" if m.get("git_dirty") else ""))]
@@ -418,17 +527,61 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def render_html(v: RunView, rank: Ranking, figs: list[ReportFigure], pngs: dict[str, bytes]) -> str:
+@dataclass
+class Table:
+    """A table of the report, written the same way into HTML and Markdown."""
+
+    title: str
+    text: str
+    header: list[str]
+    rows: list[list[str]]
+    css: str = ""
+
+
+def tables(v: RunView, ranks: list[Ranking]) -> list[Table]:
+    """The rankings (one per swept name), then what failed and why."""
+    out = []
+    for rank in ranks:
+        header, rows = table_rows(rank)
+        title = "Drivers ranked for this workload" + (f": {rank.held}" if rank.held else "")
+        out.append(Table(title, f"{rank.criterion}.", header, rows, "ranking"))
+    failed = failed_operations(v)
+    if len(failed):
+        drivers = [c for c in failed.columns if c in set(v.summary["driver"])]
+        rows = [[f"{row[c]:,.4g}" if c in drivers else str(row[c]) for c in failed.columns]
+                for _, row in failed.iterrows()]
+        out.append(Table("Failed operations",
+                         "Operations that returned an error, per run, under each driver; a replayed program "
+                         "mostly fails where it failed when it was recorded" + _recorded_failures(v) + ". Failed "
+                         "operations are counted in the tables but left out of the latency distributions.",
+                         [str(c) for c in failed.columns], rows, "failed"))
+    return out
+
+
+def _recorded_failures(v: RunView) -> str:
+    """``(when recorded: 172 syscalls failed per run for python3-startup...)`` for trace runs."""
+    if "trace_recorded_failures" not in v.summary or not v.summary["trace_recorded_failures"].notna().any():
+        return ""
+    names = [k for k in v.keys if k.categorical]
+    recorded = v.summary.groupby([k.column for k in names])["trace_recorded_failures"].mean() if names else \
+        pd.Series([v.summary["trace_recorded_failures"].mean()], index=[""])
+    parts = [f"{count:,.0f}" + (f" for {names[0].text(key)}" if names else "") for key, count in recorded.items()]
+    return f" (when recorded, the syscalls that failed per run: {', '.join(parts)})"
+
+
+def render_html(v: RunView, sections: list[Table], figs: list[ReportFigure], pngs: dict[str, bytes]) -> str:
     e = html.escape
-    header, rows = table_rows(rank)
-    table = "<table class='ranking'><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>"
     facts = "".join(f"<tr><th>{e(k)}</th><td>{e(val)}</td></tr>" for k, val in _facts(v))
     body = [f"<h1>cowsim report: {e(v.run.name)}</h1>",
             f"<p class='meta'>written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}</p>",
             f"<p>{e((v.run.resolved or {}).get('description', '').strip())}</p>",
-            f"<table class='facts'>{facts}</table>", "<h2>Drivers ranked for this workload</h2>",
-            f"<p>{e(rank.criterion)}.</p>", table, "<h2>Figures</h2>"]
+            f"<table class='facts'>{facts}</table>"]
+    for section in sections:
+        body += [f"<h2>{e(section.title)}</h2>", f"<p>{e(section.text)}</p>",
+                 f"<table class='{section.css}'><tr>" + "".join(f"<th>{e(h)}</th>" for h in section.header) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in section.rows)
+                 + "</table>"]
+    body.append("<h2>Figures</h2>")
     for fig in figs:
         data = base64.b64encode(pngs[fig.name]).decode()
         body.append(f"<figure id='{e(fig.name)}'><img src='data:image/png;base64,{data}' alt='{e(fig.name)}'>"
@@ -438,13 +591,13 @@ def render_html(v: RunView, rank: Ranking, figs: list[ReportFigure], pngs: dict[
             f"<body>{''.join(body)}</body></html>\n")
 
 
-def render_markdown(v: RunView, rank: Ranking, figs: list[ReportFigure]) -> str:
-    header, rows = table_rows(rank)
+def render_markdown(v: RunView, sections: list[Table], figs: list[ReportFigure]) -> str:
     lines = [f"# cowsim report: {v.run.name}", "", (v.run.resolved or {}).get("description", "").strip(), ""]
     lines += [f"- **{k}**: {val}" for k, val in _facts(v)]
-    lines += ["", "## Drivers ranked for this workload", "", f"{rank.criterion}.", "",
-              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    for section in sections:
+        lines += ["", f"## {section.title}", "", section.text, "",
+                  "| " + " | ".join(section.header) + " |", "|" + "---|" * len(section.header)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in section.rows]
     lines += ["", "## Figures", ""]
     for fig in figs:
         lines += [f"![{fig.name}]({fig.name}.png)", "", fig.caption, ""]
@@ -474,7 +627,7 @@ def write_report(run: RunResult | str | Path, out: str | Path | None = None) -> 
         first = v.summary["failure"].iloc[0] if "failure" in v.summary else "?"
         raise CowsimError(f"{v.run.path}: all {len(v.summary)} runs failed (the first: {first}): nothing to report")
     figs = figures(v)
-    rank = ranking(v)
+    sections = tables(v, rankings(v))
     pngs = {}
     for fig in figs:
         pngs[fig.name] = _png(fig.figure)
@@ -485,8 +638,8 @@ def write_report(run: RunResult | str | Path, out: str | Path | None = None) -> 
     try:
         for name, data in pngs.items():
             (partial / f"{name}.png").write_bytes(data)
-        (partial / "report.md").write_text(render_markdown(v, rank, figs))
-        (partial / "report.html").write_text(render_html(v, rank, figs, pngs))
+        (partial / "report.md").write_text(render_markdown(v, sections, figs))
+        (partial / "report.html").write_text(render_html(v, sections, figs, pngs))
         if out.exists():
             shutil.rmtree(out)
         partial.rename(out)

@@ -22,9 +22,8 @@ from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
 from .profile import load_profile
 from .records import OP_SCHEMA, OpRecords, OpTotals
-from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, Trace
-from .trace import parse_trace
-from .workloads import MixState, MixStream, copyup_probe, mix_arrivals, mix_worker, split_budget, trace_replay
+from .scenario import FileImage, ProbeImage, Scenario, SyntheticImage
+from .workloads import Setup, Workload, measured_columns, workload_for
 
 # Named random streams. Seeds depend on the replicate and the component only, not on the point,
 # so every driver of a sweep sees the same image and the same workload (common random numbers).
@@ -112,73 +111,52 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     driver = get_driver(scenario.driver.name)(scenario.driver.options, profile)
     image, candidates = build_image(scenario.image, scenario.seed, replicate)
     ops_path = Path(ops_path) if ops_path is not None and scenario.keep_ops else None
-    host = Host(driver, engine, OpRecords(ops_path, keep=scenario.keep_ops, progress=progress))
-    workload_rng = stream(scenario.seed, replicate, "workload")
-    workload = scenario.workload
-    count = scenario.containers.count
+    workload = workload_for(scenario.workload)
+    records = OpRecords(ops_path, keep=scenario.keep_ops, progress=progress, measures=workload.measures)
+    host = Host(driver, engine, records)
     mounts = [Mount(v.name, v.mount.lstrip("/"), v.kind) for v in scenario.containers.volumes]  # image-relative
-    trace = parse_trace(workload.path, workload.cwd) if isinstance(workload, Trace) else None
-    env = engine.env
-    measured_from = [0.0]
-    space_before_removal: list[dict] = []
+    run = PointRun(scenario, Setup(host, image, candidates, scenario.containers.count, mounts,
+                                   stream(scenario.seed, replicate, "workload")), workload)
+    main = engine.env.process(run.process())
+    with fewer_collections():
+        engine.env.run()
+    if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
+        raise RuntimeError(f"simulation stalled at t={engine.env.now} s with operations still waiting")
+    host.records.close()
+    space = run.space_before_removal or host.space()
+    summary = summarize(host.records.totals, engine, run.measured_from, space)
+    summary.update(workload.summary(scenario.containers.count))
+    ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
+    return PointResult(summary, ops, space, ops_path)
 
-    def run():
-        yield from host.prepare_image(image)
-        for cid in range(count):
-            yield from host.create_container(cid, image, mounts)
+
+class PointRun:
+    """The life of one run in simulated time: image, containers, caches, the workload, and
+    removal; it notes when the measured part began and the space before removal."""
+
+    def __init__(self, scenario: Scenario, setup: Setup, workload: Workload) -> None:
+        self.scenario, self.setup, self.workload = scenario, setup, workload
+        self.measured_from = 0.0
+        self.space_before_removal: list[dict] = []
+
+    def process(self):
+        scenario, setup = self.scenario, self.setup
+        host, engine = setup.host, setup.host.engine
+        yield from host.prepare_image(setup.image)
+        for cid in range(setup.containers):
+            yield from host.create_container(cid, setup.image, setup.mounts)
         if scenario.settle:
             yield from host.settle()
         if scenario.cache == "warm":
-            yield from warm_up(host, candidates)
+            yield from warm_up(host, setup.candidates)
         else:
             engine.drop_caches()
-        measured_from[0] = env.now
-        processes = []
-        if isinstance(workload, CopyupProbe):
-            if workload.files > len(candidates):  # a synthetic image whose layers deleted some files
-                raise ValueError(f"workload.files: {workload.files} files asked, the image holds {len(candidates)}")
-            for cid in range(count):
-                container_rng = np.random.default_rng(workload_rng.integers(2**63))
-                picks = container_rng.choice(len(candidates), size=workload.files, replace=False)
-                targets = [candidates[i] for i in sorted(picks)]
-                processes.append(env.process(copyup_probe(host, cid, workload, targets)))
-        elif isinstance(workload, Mix):
-            state = MixState(workload, candidates, workload_rng)
-            per_container = workload.workers if workload.mode == "closed" else 1
-            budgets = iter(split_budget(workload.operations, count * per_container))
-            volume_dirs = [m.path for m in mounts]
-            volume_files = sorted(f"{m.path}/{p}" for m in mounts for p in host.volumes[m.volume].files)
-            for cid in range(count):
-                for worker in range(per_container):
-                    # each stream changes its own list of volume files as it creates and deletes
-                    stream = MixStream(state, cid, worker, np.random.default_rng(workload_rng.integers(2**63)),
-                                       next(budgets), list(volume_files), volume_dirs)
-                    body = mix_worker(host, stream) if workload.mode == "closed" else mix_arrivals(host, stream)
-                    processes.append(env.process(body))
-        elif isinstance(workload, Trace):
-            for cid in range(count):
-                processes.append(env.process(trace_replay(host, cid, trace, workload, image)))
-        yield env.all_of(processes)
+        self.measured_from = host.env.now
+        yield host.env.all_of(self.workload.processes(setup))
         if scenario.containers.remove_at_end:
-            space_before_removal.extend(host.space())
-            for cid in range(count):
+            self.space_before_removal.extend(host.space())
+            for cid in range(setup.containers):
                 yield from host.remove_container(cid)
-
-    main = env.process(run())
-    with fewer_collections():
-        env.run()
-    if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
-        raise RuntimeError(f"simulation stalled at t={env.now} s with operations still waiting")
-    host.records.close()
-    space = space_before_removal or host.space()
-    summary = summarize(host.records.totals, engine, measured_from[0], space)
-    ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
-    if trace is not None:
-        # Every syscall line is replayed, bookkeeping or unusable (see `cowsim trace inspect`).
-        summary.update(trace_syscalls=trace.syscalls, trace_replayed=sum(trace.replayed.values()),
-                       trace_unusable=sum(trace.unusable.values()), trace_recorded_s=trace.recorded_s,
-                       trace_recorded_failures=trace.recorded_failures * scenario.containers.count)
-    return PointResult(summary, ops, space, ops_path)
 
 
 @contextmanager
@@ -186,8 +164,8 @@ def fewer_collections():
     """Python's cyclic garbage collector, made to run less often while simulating.
 
     A run allocates millions of small containers (steps, cache keys, records) that are not
-    garbage, and with the default thresholds (700, 10, 10) the collector spent about 10% of the
-    throughput benchmark walking them again and again; with these, about 3%. Restored after.
+    garbage, and with the default thresholds (700, 10, 10) the collector walks them again and
+    again (what that costs: docs/performance.md). Restored after.
     """
     before = gc.get_threshold()
     gc.set_threshold(50_000, 20, 10)
@@ -199,7 +177,7 @@ def fewer_collections():
 
 def warm_up(host: Host, paths: list[str]):
     """Read every candidate file once in each container, then forget what that cost."""
-    from .drivers import Op
+    from .operation import Op
     for cid in list(host.containers):
         for path in paths:
             yield from host.engine.execute(host.plan(cid, Op("read", path, 0, 2**62)), OpResult())  # not recorded
@@ -251,7 +229,6 @@ def summarize(totals: OpTotals, engine: Engine, measured_from: float, space: lis
         "docker_total_bytes": int(total["virtual_bytes"]),
         "real_bytes": int(total["real_bytes"]),
     }
-    for name in ("first_write", "second_write"):
-        row[f"{name}_s"] = _mean(totals.values(f"{name}_s"))
-    row["lookup_s"] = _mean(totals.values("first_write_lookup_s"))
+    for name in measured_columns():
+        row[name] = _mean(totals.values(name)) if name in totals.measures else math.nan
     return row

@@ -37,8 +37,8 @@ PART_KEY = b"cowsim.part"
 EXECUTORS = ("local", "dask")
 TAGS = (("point", pa.int64()), ("replicate", pa.int64()), ("driver", pa.string()))  # added to every run's ops
 # Runs that record at most this many operations send them inside their part even when they could
-# stream them to a file: writing and reading back a parquet file per run costs about 2 ms, as
-# much as a whole copy-up probe run.
+# stream them to a file: writing and reading back a parquet file per run costs as much as a
+# whole copy-up probe run (docs/performance.md).
 INLINE_ROWS = 1 << 16
 
 

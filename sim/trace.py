@@ -2,7 +2,7 @@
 
 Every syscall line ends up in exactly one of three counts, by syscall name:
 
-- ``replayed``: it becomes one :class:`TraceOp` (a :class:`sim.drivers.Op` once its path is
+- ``replayed``: it becomes one :class:`TraceOp` (a :class:`sim.operation.Op` once its path is
   resolved in the container): opens, reads, writes, stats, truncates, unlinks, renames,
   mkdir/rmdir, symlinks, metadata changes, fsync, execve (the program's lookup);
 - ``bookkeeping``: it only changes what later calls mean (``close``, ``dup``, ``lseek``,
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .drivers import Op
+from .operation import Op
 from .errors import CowsimError
 from .files import ReadError, check_regular
 from .scenario import path_problem
@@ -374,167 +374,190 @@ class TraceParser:
 
     # -- one syscall ---------------------------------------------------------------------------
     def call(self, pid: int, name: str, args: list[str], result: int | None, failed: bool, context) -> None:
-        proc = self.process(pid)
-        arg = lambda i: args[i] if i < len(args) else ""  # noqa: E731
-        keep = self.trace.bookkeeping
-        if name in ("open", "openat", "openat2", "creat"):
-            return self._open(proc, name, args, result, failed, context)
-        if name in _STATS:
-            index = _STATS[name]
-            text = unquote(arg(index))
-            if index == 1 and text == "" and "AT_EMPTY_PATH" in ",".join(args):
-                return self._unusable(name, "fstat of an open file: no lookup")
-            path = self.resolve(proc, arg(0) if index else None, text) if text is not None else None
-            if path is None:
-                return self._unusable(name, "path relative to an unknown descriptor")
-            follow = name not in _NO_FOLLOW and "AT_SYMLINK_NOFOLLOW" not in ",".join(args)
-            return self._op(context, name, "stat", "stat", path, follow=follow)
-        if name in ("fstat", "fstat64", "fstatfs", "flock", "fadvise64", "fallocate", "sync_file_range",
-                    "readahead", "getdents", "getdents64", "fgetxattr", "flistxattr"):
-            return self._unusable(name, "no operation of the storage model")
-        if name in _READS or name in _WRITES:
-            return self._io(proc, name, args, result, failed, context)
-        if name in ("mmap", "mmap2") and self._file(proc, arg(4)) is not None:
-            return self._unusable(name, "a mapped file: its pages come by page faults strace does not show")
-        if name in ("lseek", "llseek", "_llseek"):
-            description = self._file(proc, arg(0))
-            if description is None or failed or result is None:
-                return self._unusable(name, "descriptor not a file")
-            description.offset = result
-            keep[name] += 1
-            return None
-        if name in ("fsync", "fdatasync"):
-            description = self._file(proc, arg(0))
-            if description is None or not description.writable:
-                return self._unusable(name, "fsync of a directory or a read-only descriptor")
-            return self._op(context, name, "fsync", "write", description.path, offset=description.offset,
-                            sync=True, follow=False)
-        if name in ("truncate", "truncate64"):
-            path = unquote(arg(0))
-            length = _int(arg(1))
-            if path is None or length is None:
-                return self._unusable(name, "cut short")
-            return self._op(context, name, "truncate", "truncate", self.resolve(proc, None, path), nbytes=length)
-        if name in ("ftruncate", "ftruncate64"):
-            description = self._file(proc, arg(0))
-            if description is None:
-                return self._unusable(name, "descriptor not a file")
-            return self._op(context, name, "truncate", "truncate", description.path, nbytes=_int(arg(1)) or 0,
-                            follow=False)
-        if name in ("unlink", "unlinkat", "rmdir", "mkdir", "mkdirat"):
-            at = name.endswith("at")
-            text = unquote(arg(1 if at else 0))
-            path = self.resolve(proc, arg(0) if at else None, text) if text is not None else None
-            if path is None:
-                return self._unusable(name, "path relative to an unknown descriptor")
-            kind = {"unlink": "unlink", "rmdir": "rmdir", "mkdir": "mkdir", "mkdirat": "mkdir"}.get(name)
-            if name == "unlinkat":
-                kind = "rmdir" if "AT_REMOVEDIR" in arg(2) else "unlink"
-            return self._op(context, name, kind, kind, path, follow=False)
-        if name in ("rename", "renameat", "renameat2"):
-            at = name != "rename"
-            old, new = unquote(arg(1 if at else 0)), unquote(arg(3 if at else 1))
-            source = self.resolve(proc, arg(0) if at else None, old) if old is not None else None
-            target = self.resolve(proc, arg(2) if at else None, new) if new is not None else None
-            if source is None or target is None:
-                return self._unusable(name, "path relative to an unknown descriptor")
-            if "RENAME_EXCHANGE" in arg(4):
-                return self._unusable(name, "RENAME_EXCHANGE has no operation in the storage model")
-            if not failed:  # open descriptors follow the file (or directory) to its new name
-                for description in {id(slot.description): slot.description for proc_ in self.processes.values()
-                                    for slot in proc_.fds.values()}.values():
-                    if description.path == source or (description.path or "").startswith(source.rstrip("/") + "/"):
-                        description.path = target + description.path[len(source):]
-            return self._op(context, name, "rename", "rename", source, target=target, follow=False)
-        if name in ("symlink", "symlinkat"):
-            target = unquote(arg(0))
-            text = unquote(arg(2 if name == "symlinkat" else 1))
-            path = self.resolve(proc, arg(1) if name == "symlinkat" else None, text) if text is not None else None
-            if path is None or target is None:
-                return self._unusable(name, "path relative to an unknown descriptor")
-            return self._op(context, name, "symlink", "create", path, nbytes=len(target.encode()), target=target,
-                            follow=False)
-        if name in _META_PATH:
-            index = _META_PATH[name]
-            text = unquote(arg(index))
-            if text is None and name == "utimensat":  # utimensat(fd, NULL, ...): futimens
-                description = self._file(proc, arg(0))
-                path = description.path if description is not None else None
-            else:
-                path = self.resolve(proc, arg(0) if index else None, text) if text is not None else None
-            if path is None:
-                return self._unusable(name, "path relative to an unknown descriptor")
-            follow = name not in ("lchown", "lsetxattr", "lremovexattr") and "AT_SYMLINK_NOFOLLOW" not in ",".join(args)
-            return self._op(context, name, "chmod", "chmod", path, follow=follow)
-        if name in _META_FD:
-            description = self._file(proc, arg(0))
-            if description is None:
-                return self._unusable(name, "descriptor not a file")
-            return self._op(context, name, "chmod", "chmod", description.path, follow=False)
-        if name == "close":
-            fd = _int(arg(0))
-            proc.fds.pop(fd, None)
-            keep[name] += 1
-            return None
-        if name in ("dup", "dup2", "dup3") or (name == "fcntl" and "F_DUPFD" in arg(1)):
-            slot = proc.fds.get(_int(arg(0)))
-            if not failed and result is not None:
-                if slot is None:
-                    proc.fds.pop(result, None)
-                else:
-                    cloexec = "O_CLOEXEC" in arg(2) or "F_DUPFD_CLOEXEC" in arg(1)
-                    proc.fds[result] = Slot(slot.description, cloexec)
-            keep[name] += 1
-            return None
-        if name == "fcntl":
-            slot = proc.fds.get(_int(arg(0)))
-            if slot is not None and "F_SETFD" in arg(1):
-                slot.cloexec = "FD_CLOEXEC" in arg(2)
-            if slot is not None and "F_SETFL" in arg(1):
-                slot.description.append = "O_APPEND" in arg(2)
-            keep[name] += 1
-            return None
-        if name in ("chdir", "fchdir"):
-            if not failed:
-                if name == "chdir":
-                    text = unquote(arg(0))
-                    if text is not None:
-                        proc.cwd[0] = self.resolve(proc, None, text)
-                else:
-                    description = self._file(proc, arg(0))
-                    if description is not None:
-                        proc.cwd[0] = description.path
-            keep[name] += 1
-            return None
-        if name in _FORKS:
+        """One finished syscall, handed to the handler of its name (see :data:`_SYSCALLS`)."""
+        if name in _FORKS:  # the fork finished: a child that shows up now is not this call's
             self.pending_forks.pop(pid, None)
-            if not failed and result is not None and result > 0 and result not in self.processes:
-                self.processes[result] = self._child(proc, ",".join(args))
-            keep[name] += 1
-            return None
-        if name in ("execve", "execveat"):
-            if failed:
-                text = unquote(arg(0))
-                if text is None:
-                    return self._unusable(name, "cut short")
-                return self._op(context, name, "execve", "stat", self.resolve(proc, None, text))
-            for fd in [fd for fd, slot in proc.fds.items() if slot.cloexec]:
-                del proc.fds[fd]
-            text = unquote(arg(0))
-            path = self.resolve(proc, None, text) if text is not None else None
-            if path is None:
-                keep[name] += 1
-                return None
-            # The lookup of the program (its pages come by page faults, which strace does not show).
-            return self._op(context, name, "execve", "stat", path)
-        if name in ("pipe", "pipe2", "socketpair"):
-            for fd in re.findall(r"\d+", args[-1] if name == "socketpair" and args else arg(0)):
-                proc.fds.pop(int(fd), None)
-            return self._unusable(name, "not file I/O")
+        handler = _SYSCALLS.get(name, TraceParser._not_file_io)
+        return handler(self, self.process(pid), name, args, result, failed, context)
+
+    # Every handler takes (process, syscall name, arguments, result, failed, context), adds an
+    # operation, keeps its bookkeeping (descriptors, offsets, working directory, forks) or says
+    # why the call cannot be replayed.
+    def _not_file_io(self, proc: Process, name: str, args, result, failed, context) -> None:
         if name in _NEW_NON_FILE_FD and result is not None and not failed:
             proc.fds.pop(result, None)
-        if name in ("link", "linkat"):
-            return self._unusable(name, "hard links have no operation in the storage model")
+        return self._unusable(name, "not file I/O")
+
+    def _no_model(self, proc: Process, name: str, args, result, failed, context) -> None:
+        return self._unusable(name, "no operation of the storage model")
+
+    def _hard_link(self, proc: Process, name: str, args, result, failed, context) -> None:
+        return self._unusable(name, "hard links have no operation in the storage model")
+
+    def _stat(self, proc: Process, name: str, args, result, failed, context) -> None:
+        index = _STATS[name]
+        text = unquote(_arg(args, index))
+        if index == 1 and text == "" and "AT_EMPTY_PATH" in ",".join(args):
+            return self._unusable(name, "fstat of an open file: no lookup")
+        path = self.resolve(proc, _arg(args, 0) if index else None, text) if text is not None else None
+        if path is None:
+            return self._unusable(name, "path relative to an unknown descriptor")
+        follow = name not in _NO_FOLLOW and "AT_SYMLINK_NOFOLLOW" not in ",".join(args)
+        return self._op(context, name, "stat", "stat", path, follow=follow)
+
+    def _mmap(self, proc: Process, name: str, args, result, failed, context) -> None:
+        if self._file(proc, _arg(args, 4)) is not None:
+            return self._unusable(name, "a mapped file: its pages come by page faults strace does not show")
+        return self._not_file_io(proc, name, args, result, failed, context)
+
+    def _seek(self, proc: Process, name: str, args, result, failed, context) -> None:
+        description = self._file(proc, _arg(args, 0))
+        if description is None or failed or result is None:
+            return self._unusable(name, "descriptor not a file")
+        description.offset = result
+        self.trace.bookkeeping[name] += 1
+        return None
+
+    def _fsync(self, proc: Process, name: str, args, result, failed, context) -> None:
+        description = self._file(proc, _arg(args, 0))
+        if description is None or not description.writable:
+            return self._unusable(name, "fsync of a directory or a read-only descriptor")
+        return self._op(context, name, "fsync", "write", description.path, offset=description.offset,
+                        sync=True, follow=False)
+
+    def _truncate(self, proc: Process, name: str, args, result, failed, context) -> None:
+        path, length = unquote(_arg(args, 0)), _int(_arg(args, 1))
+        if path is None or length is None:
+            return self._unusable(name, "cut short")
+        return self._op(context, name, "truncate", "truncate", self.resolve(proc, None, path), nbytes=length)
+
+    def _ftruncate(self, proc: Process, name: str, args, result, failed, context) -> None:
+        description = self._file(proc, _arg(args, 0))
+        if description is None:
+            return self._unusable(name, "descriptor not a file")
+        return self._op(context, name, "truncate", "truncate", description.path, nbytes=_int(_arg(args, 1)) or 0,
+                        follow=False)
+
+    def _unlink_or_dir(self, proc: Process, name: str, args, result, failed, context) -> None:
+        at = name.endswith("at")
+        text = unquote(_arg(args, 1 if at else 0))
+        path = self.resolve(proc, _arg(args, 0) if at else None, text) if text is not None else None
+        if path is None:
+            return self._unusable(name, "path relative to an unknown descriptor")
+        kind = {"unlink": "unlink", "rmdir": "rmdir", "mkdir": "mkdir", "mkdirat": "mkdir"}.get(name)
+        if name == "unlinkat":
+            kind = "rmdir" if "AT_REMOVEDIR" in _arg(args, 2) else "unlink"
+        return self._op(context, name, kind, kind, path, follow=False)
+
+    def _rename(self, proc: Process, name: str, args, result, failed, context) -> None:
+        at = name != "rename"
+        old, new = unquote(_arg(args, 1 if at else 0)), unquote(_arg(args, 3 if at else 1))
+        source = self.resolve(proc, _arg(args, 0) if at else None, old) if old is not None else None
+        target = self.resolve(proc, _arg(args, 2) if at else None, new) if new is not None else None
+        if source is None or target is None:
+            return self._unusable(name, "path relative to an unknown descriptor")
+        if "RENAME_EXCHANGE" in _arg(args, 4):
+            return self._unusable(name, "RENAME_EXCHANGE has no operation in the storage model")
+        if not failed:  # open descriptors follow the file (or directory) to its new name
+            for description in {id(slot.description): slot.description for proc_ in self.processes.values()
+                                for slot in proc_.fds.values()}.values():
+                if description.path == source or (description.path or "").startswith(source.rstrip("/") + "/"):
+                    description.path = target + description.path[len(source):]
+        return self._op(context, name, "rename", "rename", source, target=target, follow=False)
+
+    def _symlink(self, proc: Process, name: str, args, result, failed, context) -> None:
+        at = name == "symlinkat"
+        target = unquote(_arg(args, 0))
+        text = unquote(_arg(args, 2 if at else 1))
+        path = self.resolve(proc, _arg(args, 1) if at else None, text) if text is not None else None
+        if path is None or target is None:
+            return self._unusable(name, "path relative to an unknown descriptor")
+        return self._op(context, name, "symlink", "create", path, nbytes=len(target.encode()), target=target,
+                        follow=False)
+
+    def _meta_path(self, proc: Process, name: str, args, result, failed, context) -> None:
+        index = _META_PATH[name]
+        text = unquote(_arg(args, index))
+        if text is None and name == "utimensat":  # utimensat(fd, NULL, ...): futimens
+            description = self._file(proc, _arg(args, 0))
+            path = description.path if description is not None else None
+        else:
+            path = self.resolve(proc, _arg(args, 0) if index else None, text) if text is not None else None
+        if path is None:
+            return self._unusable(name, "path relative to an unknown descriptor")
+        follow = name not in ("lchown", "lsetxattr", "lremovexattr") and "AT_SYMLINK_NOFOLLOW" not in ",".join(args)
+        return self._op(context, name, "chmod", "chmod", path, follow=follow)
+
+    def _meta_fd(self, proc: Process, name: str, args, result, failed, context) -> None:
+        description = self._file(proc, _arg(args, 0))
+        if description is None:
+            return self._unusable(name, "descriptor not a file")
+        return self._op(context, name, "chmod", "chmod", description.path, follow=False)
+
+    def _close(self, proc: Process, name: str, args, result, failed, context) -> None:
+        proc.fds.pop(_int(_arg(args, 0)), None)
+        self.trace.bookkeeping[name] += 1
+        return None
+
+    def _dup(self, proc: Process, name: str, args, result, failed, context) -> None:
+        slot = proc.fds.get(_int(_arg(args, 0)))
+        if not failed and result is not None:
+            if slot is None:
+                proc.fds.pop(result, None)
+            else:
+                cloexec = "O_CLOEXEC" in _arg(args, 2) or "F_DUPFD_CLOEXEC" in _arg(args, 1)
+                proc.fds[result] = Slot(slot.description, cloexec)
+        self.trace.bookkeeping[name] += 1
+        return None
+
+    def _fcntl(self, proc: Process, name: str, args, result, failed, context) -> None:
+        if "F_DUPFD" in _arg(args, 1):
+            return self._dup(proc, name, args, result, failed, context)
+        slot = proc.fds.get(_int(_arg(args, 0)))
+        if slot is not None and "F_SETFD" in _arg(args, 1):
+            slot.cloexec = "FD_CLOEXEC" in _arg(args, 2)
+        if slot is not None and "F_SETFL" in _arg(args, 1):
+            slot.description.append = "O_APPEND" in _arg(args, 2)
+        self.trace.bookkeeping[name] += 1
+        return None
+
+    def _chdir(self, proc: Process, name: str, args, result, failed, context) -> None:
+        if not failed:
+            if name == "chdir":
+                text = unquote(_arg(args, 0))
+                if text is not None:
+                    proc.cwd[0] = self.resolve(proc, None, text)
+            else:
+                description = self._file(proc, _arg(args, 0))
+                if description is not None:
+                    proc.cwd[0] = description.path
+        self.trace.bookkeeping[name] += 1
+        return None
+
+    def _fork(self, proc: Process, name: str, args, result, failed, context) -> None:
+        if not failed and result is not None and result > 0 and result not in self.processes:
+            self.processes[result] = self._child(proc, ",".join(args))
+        self.trace.bookkeeping[name] += 1
+        return None
+
+    def _execve(self, proc: Process, name: str, args, result, failed, context) -> None:
+        text = unquote(_arg(args, 0))
+        if failed:
+            if text is None:
+                return self._unusable(name, "cut short")
+            return self._op(context, name, "execve", "stat", self.resolve(proc, None, text))
+        for fd in [fd for fd, slot in proc.fds.items() if slot.cloexec]:
+            del proc.fds[fd]
+        path = self.resolve(proc, None, text) if text is not None else None
+        if path is None:
+            self.trace.bookkeeping[name] += 1
+            return None
+        # The lookup of the program (its pages come by page faults, which strace does not show).
+        return self._op(context, name, "execve", "stat", path)
+
+    def _pipe(self, proc: Process, name: str, args, result, failed, context) -> None:
+        for fd in re.findall(r"\d+", args[-1] if name == "socketpair" and args else _arg(args, 0)):
+            proc.fds.pop(int(fd), None)
         return self._unusable(name, "not file I/O")
 
     def _open(self, proc: Process, name: str, args: list[str], result, failed, context) -> None:
@@ -646,6 +669,40 @@ class Resolver:
     def moved(self, source: str, target: str) -> None:
         self.changed[target] = self.link(source)
         self.changed[source] = None
+
+
+
+def _arg(args: list[str], index: int) -> str:
+    """The ``index``-th argument of a call, or "" where strace printed fewer."""
+    return args[index] if index < len(args) else ""
+
+
+# Syscall name -> handler. A name not here is not file I/O (sockets, signals, memory, time).
+_SYSCALLS = {
+    **dict.fromkeys(("open", "openat", "openat2", "creat"), TraceParser._open),
+    **dict.fromkeys(_STATS, TraceParser._stat),
+    **dict.fromkeys(("fstat", "fstat64", "fstatfs", "flock", "fadvise64", "fallocate", "sync_file_range",
+                     "readahead", "getdents", "getdents64", "fgetxattr", "flistxattr"), TraceParser._no_model),
+    **dict.fromkeys(_READS + _WRITES, TraceParser._io),
+    **dict.fromkeys(("mmap", "mmap2"), TraceParser._mmap),
+    **dict.fromkeys(("lseek", "llseek", "_llseek"), TraceParser._seek),
+    **dict.fromkeys(("fsync", "fdatasync"), TraceParser._fsync),
+    **dict.fromkeys(("truncate", "truncate64"), TraceParser._truncate),
+    **dict.fromkeys(("ftruncate", "ftruncate64"), TraceParser._ftruncate),
+    **dict.fromkeys(("unlink", "unlinkat", "rmdir", "mkdir", "mkdirat"), TraceParser._unlink_or_dir),
+    **dict.fromkeys(("rename", "renameat", "renameat2"), TraceParser._rename),
+    **dict.fromkeys(("symlink", "symlinkat"), TraceParser._symlink),
+    **dict.fromkeys(_META_PATH, TraceParser._meta_path),
+    **dict.fromkeys(_META_FD, TraceParser._meta_fd),
+    "close": TraceParser._close,
+    **dict.fromkeys(("dup", "dup2", "dup3"), TraceParser._dup),
+    "fcntl": TraceParser._fcntl,
+    **dict.fromkeys(("chdir", "fchdir"), TraceParser._chdir),
+    **dict.fromkeys(_FORKS, TraceParser._fork),
+    **dict.fromkeys(("execve", "execveat"), TraceParser._execve),
+    **dict.fromkeys(("pipe", "pipe2", "socketpair"), TraceParser._pipe),
+    **dict.fromkeys(("link", "linkat"), TraceParser._hard_link),
+}
 
 
 def parse_trace(path: str | Path, cwd: str = "/") -> ParsedTrace:

@@ -12,15 +12,18 @@ recorded time between them.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import Any, ClassVar
 
 import numpy as np
 
-from .drivers import Op
-from .host import Host
+from .host import Host, Mount
 from .image import DIR, FILE, Image, ancestors, parent_of
+from .operation import Op
 from .scenario import CopyupProbe, Mix, Trace
-from .trace import ParsedTrace, Resolver
+from .trace import ParsedTrace, Resolver, parse_trace
 
 
 def copyup_probe(host: Host, cid: int, spec: CopyupProbe, targets: list[str]):
@@ -32,9 +35,9 @@ def copyup_probe(host: Host, cid: int, spec: CopyupProbe, targets: list[str]):
 def uniform_draws(rng: np.random.Generator):
     """A function returning what ``rng.random()`` would: the same C function (the bit generator's
     ``next_double``) on the same state, called through NumPy's ctypes interface to the bit
-    generator, so draws interleave with ``rng``'s other methods as before. 2,470 instructions a
-    draw instead of 3,520: ``random()`` parses its arguments and takes the generator's lock on
-    every call (a stream is never used from two threads)."""
+    generator, so draws interleave with ``rng``'s other methods as before. Cheaper, because
+    ``random()`` parses its arguments and takes the generator's lock on every call, and a stream
+    is never used from two threads (what it saves: docs/performance.md)."""
     bits = rng.bit_generator.ctypes
     return partial(bits.next_double, bits.state)
 
@@ -167,6 +170,7 @@ class MixStream:
         # Where the operation goes is drawn only when there are volumes.
         on_volume = bool(self.volume_dirs) and self.random() < spec.volume_fraction
         self.counter += 1
+        path: str | None
         if kind == "create":
             dirs = self.volume_dirs if on_volume else state.dirs
             parent = dirs[int(rng.integers(len(dirs)))]
@@ -242,15 +246,6 @@ def split_budget(total: int | None, streams: int) -> list[int | None]:
     return [base + (1 if i < extra else 0) for i in range(streams)]
 
 
-def _entry(host: Host, cid: int, path: str):
-    """What container ``cid`` sees at ``path`` (through its volumes too), or None."""
-    routed = host.route(host.containers[cid], path)
-    if routed is not None:
-        fs, key, relative = routed
-        return fs.views[key].stat(relative)
-    return host.driver.views[cid].stat(path)
-
-
 def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: Image):
     """One container replays the trace: each operation after the recorded pause since the
     previous one ended (scaled by ``think_scale``), so the program's own time is kept and only
@@ -271,12 +266,12 @@ def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: I
         path = resolver.resolve(recorded.path, traced.follow)
         kind = recorded.kind
         if kind == "open_create":
-            found = _entry(host, cid, path)
+            found = host.stat(cid, path)
             kind = "create" if found is None else ("write" if traced.writable and found.kind == FILE else "stat")
         target = resolver.resolve(recorded.target, False) if kind == "rename" else ""
         if kind in ("create", "mkdir", "rename"):
             for parent in ancestors(target or path):
-                found = _entry(host, cid, parent)
+                found = host.stat(cid, parent)
                 if found is not None and found.kind != DIR:
                     break
                 if found is None:
@@ -289,3 +284,111 @@ def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: I
             resolver.created(path, None)
         elif kind == "rename":
             resolver.moved(path, target)
+
+
+# -- the kinds of workload, found by their scenario class --------------------------------------
+@dataclass
+class Setup:
+    """What a workload's processes start from: the host with its containers made, the image,
+    the files a probe or a mix may pick, the volumes each container mounts and the workload's
+    random stream."""
+
+    host: Host
+    image: Image
+    candidates: list[str]
+    containers: int
+    mounts: list[Mount]
+    rng: np.random.Generator
+
+
+class Workload:
+    """A kind of workload: the SimPy processes its containers run, and what it adds to a run's
+    summary. ``measures`` name the means the summary takes of the workload's own operations:
+    column -> (operation label, record column)."""
+
+    measures: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    def processes(self, setup: Setup) -> list:
+        raise NotImplementedError
+
+    def summary(self, containers: int) -> dict:
+        return {}
+
+
+WORKLOADS: dict[type, type[Workload]] = {}
+
+
+def register(spec_class: type) -> Callable[[type[Workload]], type[Workload]]:
+    """Make a Workload class the one that runs scenarios whose workload is ``spec_class``."""
+    def add(workload: type[Workload]) -> type[Workload]:
+        WORKLOADS[spec_class] = workload
+        return workload
+    return add
+
+
+def workload_for(spec: Any) -> Workload:
+    return WORKLOADS[type(spec)](spec)
+
+
+def measured_columns() -> list[str]:
+    """Every workload's measures, in registration order: summary columns every run has (a
+    workload that does not measure one leaves it empty), so tables of any workload line up."""
+    return list(dict.fromkeys(name for workload in WORKLOADS.values() for name in workload.measures))
+
+
+@register(CopyupProbe)
+class ProbeWorkload(Workload):
+    measures = {"first_write_s": ("first_write", "latency_s"), "second_write_s": ("second_write", "latency_s"),
+                "lookup_s": ("first_write", "lookup_s")}
+
+    def processes(self, setup: Setup) -> list:
+        env, candidates, out = setup.host.env, setup.candidates, []
+        if self.spec.files > len(candidates):  # a synthetic image whose layers deleted some files
+            raise ValueError(f"workload.files: {self.spec.files} files asked, the image holds {len(candidates)}")
+        for cid in range(setup.containers):
+            container_rng = np.random.default_rng(setup.rng.integers(2**63))
+            picks = container_rng.choice(len(candidates), size=self.spec.files, replace=False)
+            targets = [candidates[i] for i in sorted(picks)]
+            out.append(env.process(copyup_probe(setup.host, cid, self.spec, targets)))
+        return out
+
+
+@register(Mix)
+class MixWorkload(Workload):
+    def processes(self, setup: Setup) -> list:
+        spec, host = self.spec, setup.host
+        state = MixState(spec, setup.candidates, setup.rng)
+        per_container = spec.workers if spec.mode == "closed" else 1
+        budgets = iter(split_budget(spec.operations, setup.containers * per_container))
+        volume_dirs = [m.path for m in setup.mounts]
+        volume_files = sorted(f"{m.path}/{p}" for m in setup.mounts for p in host.volumes[m.volume].files)
+        out = []
+        for cid in range(setup.containers):
+            for worker in range(per_container):
+                # each stream changes its own list of volume files as it creates and deletes
+                stream = MixStream(state, cid, worker, np.random.default_rng(setup.rng.integers(2**63)),
+                                   next(budgets), list(volume_files), volume_dirs)
+                body = mix_worker(host, stream) if spec.mode == "closed" else mix_arrivals(host, stream)
+                out.append(host.env.process(body))
+        return out
+
+
+@register(Trace)
+class TraceWorkload(Workload):
+    def __init__(self, spec: Trace) -> None:
+        super().__init__(spec)
+        self.trace = parse_trace(spec.path, spec.cwd)
+
+    def processes(self, setup: Setup) -> list:
+        return [setup.host.env.process(trace_replay(setup.host, cid, self.trace, self.spec, setup.image))
+                for cid in range(setup.containers)]
+
+    def summary(self, containers: int) -> dict:
+        # Every syscall line is replayed, bookkeeping or unusable (see `cowsim trace inspect`).
+        trace = self.trace
+        return {"trace_syscalls": trace.syscalls, "trace_replayed": sum(trace.replayed.values()),
+                "trace_unusable": sum(trace.unusable.values()), "trace_recorded_s": trace.recorded_s,
+                "trace_recorded_failures": trace.recorded_failures * containers}

@@ -30,7 +30,7 @@ def probe_table(driver: str) -> pd.DataFrame:
 
 
 def mix_table() -> pd.DataFrame:
-    spec = {**MIX, "sweep": {"driver.name": list(REGISTRY)}}
+    spec = {**MIX, "sweep": {"driver.name": sorted(REGISTRY)}}  # the rows in the order the table was written
     return sim.run_scenario(spec).summary[["driver", *MIX_COLUMNS]]
 
 

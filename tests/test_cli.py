@@ -17,7 +17,8 @@ def cowsim(*args, cwd=ROOT):
 
 
 def test_probe_prints_json():
-    result = cowsim("probe", "--driver", "overlay2", "--file-size", "64MiB", "--layers", "8", "--dir-depth", "4", "--json")
+    result = cowsim("probe", "--driver", "overlay2", "--file-size", "64MiB", "--layers", "8", "--dir-depth", "4",
+                    "--json")
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout)
     assert probe["copy_up_bytes"] == 64 * 2**20

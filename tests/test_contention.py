@@ -6,10 +6,11 @@ import pytest
 import simpy
 
 from sim.api import run_scenario
-from sim.drivers import Op, get_driver
+from sim.drivers import get_driver
 from sim.engine import Cores, Engine, Locks, OpResult
 from sim.host import Host
 from sim.image import probe_image
+from sim.operation import Op
 from sim.plan import DATA, Plan
 from sim.profile import load_profile
 
@@ -21,7 +22,8 @@ KERNEL_4_9 = {"overlay2": {"tmpfile": False}}  # copy-ups under lock_rename, as 
 
 def test_cores_serve_bursts_first_come_first_served():
     cores = Cores(2)
-    assert [cores.run(0.0, 1.0), cores.run(0.0, 1.0), cores.run(0.0, 1.0), cores.run(0.5, 0.25)] == [1.0, 1.0, 2.0, 1.25]
+    assert [cores.run(0.0, 1.0), cores.run(0.0, 1.0), cores.run(0.0, 1.0), cores.run(0.5, 0.25)] == \
+        [1.0, 1.0, 2.0, 1.25]
     assert cores.run(5.0, 1.0) == 6.0  # an idle core starts the burst when it is ready
 
 
@@ -117,7 +119,8 @@ def test_a_second_writer_of_one_file_waits_for_the_first_ones_copy_up():
     assert second > 0.9 * alone  # it waited for the copy-up (and then wrote); before: no wait
 
 
-@pytest.mark.parametrize("driver, options, serialized", [("overlay2", {}, False), ("overlay2", {"tmpfile": False}, True),
+@pytest.mark.parametrize("driver, options, serialized", [("overlay2", {}, False),
+                                                         ("overlay2", {"tmpfile": False}, True),
                                                          ("aufs", {}, True), ("devicemapper", {}, False)])
 def test_first_writes_of_one_image_file_in_many_containers(driver, options, serialized):
     """Kernel 4.9's overlayfs copies up under the upper filesystem's one rename lock, aufs under

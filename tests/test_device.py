@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import sim
 from benchmarks.device_sharing import at_once, makespan, mean_latency, serve, settled_host
-from sim.drivers import Op
+from sim.operation import Op
 from sim.engine import Engine
 from sim.profile import load_profile
 
@@ -23,7 +23,8 @@ def device(queue_depth: int = 32, latency: float = 50e-6, bandwidth: float = 1e9
 
 def solo(engine: Engine, nbytes: int, write: bool, requests: int) -> float:
     disk = engine.profile.disk
-    latency, bandwidth = (disk.write_latency, disk.write_bandwidth) if write else (disk.read_latency, disk.read_bandwidth)
+    latency, bandwidth = ((disk.write_latency, disk.write_bandwidth) if write
+                          else (disk.read_latency, disk.read_bandwidth))
     return requests * latency + nbytes / bandwidth
 
 
@@ -111,7 +112,8 @@ def test_the_second_reader_of_a_cold_file_waits_for_its_pages():
     """Under overlay2 the page cache is shared: the second reader finds the first one's pages in
     flight and cannot finish before they arrive."""
     host, target = settled_host("overlay2", "ssd", 2, 64 * MiB)
-    first, second = at_once(host, [(0, 0.0, Op("read", target, 0, 64 * MiB)), (1, 1e-4, Op("read", target, 0, 64 * MiB))])
+    first, second = at_once(host, [(0, 0.0, Op("read", target, 0, 64 * MiB)),
+                                   (1, 1e-4, Op("read", target, 0, 64 * MiB))])
     assert second[1] >= first[1]
     disk = host.engine.profile.disk
     assert second[1] - second[0] >= 0.9 * (64 * MiB / disk.read_bandwidth - 1e-4)

@@ -80,7 +80,8 @@ def test_kernel_cold_lookup_grows_slowly_with_entries(driver):
 def test_directory_size_changes_no_bytes_and_no_warm_lookup(driver):
     """Directory size and layout are read costs: copy-ups, the bytes they copy and a lookup
     served by the dentry cache do not depend on them."""
-    small, big = (sim.probe(driver, file_size=2**20, layers=3, dir_depth=3, dir_entries=entries) for entries in (1, 500))
+    small, big = (sim.probe(driver, file_size=2**20, layers=3, dir_depth=3, dir_entries=entries)
+                  for entries in (1, 500))
     for key in ("copy_up_bytes", "second_copy_up_bytes"):
         assert small[key] == big[key]
     warm = [sim.probe(driver, file_size=2**20, layers=3, dir_depth=3, dir_entries=entries, cache="warm")["lookup_s"]

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sim.drivers import Op, get_driver
+from sim.drivers import get_driver
+from sim.operation import Op
 from sim.image import DIR, FILE, Image, Layer
 from sim.plan import READ
 from sim.profile import load_profile
@@ -308,7 +309,7 @@ def test_image_hard_links(driver):
     model = get_driver(driver)({}, load_profile("ssd"))
     model.create_container(0, image)
     view = model.views[0]
-    first = model.apply(0, Op("append", "a/c/g", 0, 10))
+    model.apply(0, Op("append", "a/c/g", 0, 10))
     second = model.apply(0, Op("write", "b/g2", 0, 10))
     union = driver in ("overlay2", "overlay", "aufs", "fuse-overlayfs")
     assert view.stat("b/g2").size == (300_000 if union else 300_010)

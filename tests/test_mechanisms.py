@@ -3,16 +3,20 @@ import numpy as np
 import pytest
 
 import sim
-from sim.drivers import Op, get_driver
+from sim.drivers import REGISTRY, get_driver
+from sim.drivers.snapshot import SnapshotDriver
+from sim.drivers.union import UnionDriver
 from sim.engine import Engine
 from sim.host import Host, Mount
 from sim.image import synthetic_image
+from sim.operation import Op
 from sim.profile import load_profile
 from sim.records import SETUP_OPS
 
-UNION = ["overlay2", "overlay", "aufs", "fuse-overlayfs"]
-SNAPSHOT = ["btrfs", "zfs", "devicemapper"]
-ALL = UNION + SNAPSHOT + ["vfs"]
+# The drivers by the mechanism they share (their base class), from the registry.
+UNION = [name for name, driver in REGISTRY.items() if issubclass(driver, UnionDriver)]
+SNAPSHOT = [name for name, driver in REGISTRY.items() if issubclass(driver, SnapshotDriver)]
+ALL = list(REGISTRY)
 MiB = 2**20
 
 
@@ -115,15 +119,29 @@ def _run(host, generator):
     host.env.run()
 
 
-@pytest.mark.parametrize("driver", ["overlay2", "btrfs", "vfs"])
-def test_metacopy_chmod_copies_no_data(driver):
-    host, image = _host("overlay2", metacopy=True)
+# chmod copies no data: overlay2 with metacopy copies the inode up and the data at the first data
+# write; a snapshot driver writes metadata in place; vfs holds its own full copy already.
+@pytest.mark.parametrize("driver, options, chmod_copy_ups, data_at_first_write", [
+    ("overlay2", {"metacopy": True}, 1, "file"),
+    ("btrfs", {}, 0, "block"),
+    ("vfs", {}, 0, "nothing"),
+])
+def test_chmod_copies_no_data(driver, options, chmod_copy_ups, data_at_first_write):
+    host, image = _host(driver, **options)
     _run(host, host.create_container(0, image))
     path = max(image.files, key=lambda p: image.merged[p][1])
     plan = host.plan(0, Op("chmod", path))
-    assert plan.copy_ups == 1 and plan.copy_up_bytes == 0
-    plan = host.plan(0, Op("write", path, 0, 1))
-    assert plan.copy_up_bytes == image.merged[path][1]  # the data follows at the first data write
+    assert plan.copy_ups == chmod_copy_ups and plan.copy_up_bytes == 0
+    copied = host.plan(0, Op("write", path, 0, 1)).copy_up_bytes
+    size = image.merged[path][1]
+    assert {"file": copied == size, "block": 0 < copied < size, "nothing": copied == 0}[data_at_first_write]
+
+
+def test_chmod_without_metacopy_copies_the_whole_file():
+    host, image = _host("overlay2")
+    _run(host, host.create_container(0, image))
+    path = max(image.files, key=lambda p: image.merged[p][1])
+    assert host.plan(0, Op("chmod", path)).copy_up_bytes == image.merged[path][1]
 
 
 def test_vfs_container_creation_grows_with_image_size():

@@ -206,7 +206,8 @@ def model_merged(view: ContainerView) -> dict:
 def describe(image: Image, ops: list[tuple], options: str) -> str:
     lines = [f"mount options: {options or '(defaults)'}"]
     for layer in image.layers:
-        lines.append(f"  {layer.name}: files={layer.files} dirs={sorted(layer.dirs)} whiteouts={sorted(layer.whiteouts)}"
+        lines.append(f"  {layer.name}: files={layer.files} dirs={sorted(layer.dirs)}"
+                     f" whiteouts={sorted(layer.whiteouts)}"
                      f" opaque={sorted(layer.opaque_dirs)}")
     lines += [f"  op {i}: {op}" for i, op in enumerate(ops)]
     return "\n".join(lines)
@@ -236,12 +237,14 @@ def run_sequences(options: str, redirect_dir: bool, seed: int, count: int) -> in
                     done.append(op)
                     real_errno, model_errno = real_op(merged, op), model_op(view, op)
                     context = describe(image, done, options)
-                    assert real_errno == model_errno, f"errno: kernel {real_errno or 'ok'}, model {model_errno or 'ok'}\n{context}"
+                    assert real_errno == model_errno, \
+                        f"errno: kernel {real_errno or 'ok'}, model {model_errno or 'ok'}\n{context}"
                     assert real_merged(merged) == model_merged(view), f"merged view differs\n{context}"
                     paths, opaque = real_upper(upper)
                     model_paths = view.upper_paths()
                     assert paths == model_paths, (
-                        f"upper directory differs\n{context}\nkernel only: {sorted(paths.items() - model_paths.items())}"
+                        f"upper directory differs\n{context}\n"
+                        f"kernel only: {sorted(paths.items() - model_paths.items())}"
                         f"\nmodel only: {sorted(model_paths.items() - paths.items())}")
                     assert opaque == view.opaque_dirs, f"opaque directories differ\n{context}"
                     compared += 1

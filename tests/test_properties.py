@@ -6,11 +6,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.drivers import REGISTRY, Op, get_driver
+from sim.drivers import REGISTRY, get_driver
 from sim.drivers.union import UnionDriver
 from sim.engine import Engine, OpResult
 from sim.fsview import FsError
 from sim.image import DIR, FILE, Image, Layer, is_below, parent_of, prefixes
+from sim.operation import Op
 from sim.plan import Plan
 from sim.profile import load_profile
 from sim.records import SETUP_OPS
@@ -46,7 +47,7 @@ class Reference:
         return DIR if path == "" else self.entries.get(path, (None,))[0]
 
     def _parent(self, path):
-        for i, part in enumerate(path.split("/")[:-1]):
+        for i in range(path.count("/")):
             prefix = "/".join(path.split("/")[: i + 1])
             if self.kind(prefix) is None:
                 return "ENOENT"
@@ -255,8 +256,9 @@ def test_memoised_lookups_equal_fresh_ones(driver, options, ops):
 LEAF_NAMES = ["a/f", "a/b/g", "c/h", "i"]
 DIR_NAMES = ["a", "a/b", "c"]
 ABSENT_NAMES = ["n", "a/n", "a/b/n", "c/n", "x/n"]  # in no layer: new files, the common negative lookup
-LAYER_ROLES = st.fixed_dictionaries({**{name: st.sampled_from([None, FILE, "whiteout"]) for name in LEAF_NAMES},
-                                     **{name: st.sampled_from([None, DIR, "opaque", "whiteout"]) for name in DIR_NAMES}})
+LAYER_ROLES = st.fixed_dictionaries({
+    **{name: st.sampled_from([None, FILE, "whiteout"]) for name in LEAF_NAMES},
+    **{name: st.sampled_from([None, DIR, "opaque", "whiteout"]) for name in DIR_NAMES}})
 
 
 def layer_of(index, roles):
@@ -264,7 +266,8 @@ def layer_of(index, roles):
     gone = [name for name, role in roles.items() if role == "whiteout" and name in DIR_NAMES]
     roles = {name: role for name, role in roles.items() if not any(name != g and is_below(name, g) for g in gone)}
     return Layer(f"l{index}", files={n: 1 for n, r in roles.items() if r == FILE},
-                 dirs={n for n, r in roles.items() if r == DIR}, whiteouts={n for n, r in roles.items() if r == "whiteout"},
+                 dirs={n for n, r in roles.items() if r == DIR},
+                 whiteouts={n for n, r in roles.items() if r == "whiteout"},
                  opaque_dirs={n for n, r in roles.items() if r == "opaque"})
 
 
@@ -277,14 +280,16 @@ def walked_layers(layers, path):
         if parent and parent not in layer.dirs:
             continue
         probed.append(index)
-        kind = FILE if path in layer.files else DIR if path in layer.dirs else "whiteout" if path in layer.whiteouts else None
+        kind = (FILE if path in layer.files else DIR if path in layer.dirs
+                else "whiteout" if path in layer.whiteouts else None)
         if kind in (FILE, "whiteout") or path in layer.opaque_dirs or parent in layer.opaque_dirs:
             break
     return tuple(probed)
 
 
 @settings(max_examples=300, deadline=None)
-@given(roles=st.lists(LAYER_ROLES, min_size=1, max_size=4), order=st.permutations(LEAF_NAMES + DIR_NAMES + ABSENT_NAMES))
+@given(roles=st.lists(LAYER_ROLES, min_size=1, max_size=4),
+       order=st.permutations(LEAF_NAMES + DIR_NAMES + ABSENT_NAMES))
 def test_probe_layers_are_the_layer_walk(roles, order):
     """``probe_layers`` memoises a merged name's layers, and a name no layer holds by its
     parent (the same for every such name there); in any order of lookups, each answer is

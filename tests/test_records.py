@@ -54,3 +54,18 @@ def test_records_without_rows_keep_totals(tmp_path):
     result = simulate(scenario, ops_path=tmp_path / "ops.parquet")
     assert len(result.ops) == 0 and result.ops_path is None and not (tmp_path / "ops.parquet").exists()
     assert_same_summary(result.summary, simulate(Scenario.model_validate(MIX)).summary)
+
+
+def test_a_workload_declares_what_its_summary_measures(monkeypatch):
+    """Records know no workload: a workload's measures (here a probe's, renamed) become summary
+    columns through the registry, and every run has every registered column."""
+    from sim import workloads
+    from sim.scenario import CopyupProbe
+
+    class Renamed(workloads.ProbeWorkload):
+        measures = {"first_touch_s": ("first_write", "latency_s")}
+    monkeypatch.setitem(workloads.WORKLOADS, CopyupProbe, Renamed)
+    summary = simulate(Scenario.model_validate(PROBE)).summary
+    assert summary["first_touch_s"] > 0 and "first_write_s" not in summary  # no workload measures it now
+    mix = simulate(Scenario.model_validate(MIX)).summary
+    assert mix["first_touch_s"] != mix["first_touch_s"] and "trace_syscalls" not in mix

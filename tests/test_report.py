@@ -230,7 +230,7 @@ def test_a_sweep_over_names_puts_them_in_sweep_order_and_out_of_the_title(tmp_pa
                            tmp_path / "run")
     figure = by_name(report.figures(run))["copyup_vs_cache"]
     ax = figure.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["warm", "cold"] and ax.get_xlabel() == "cache"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["warm", "cold"] and ax.get_xlabel() == "cache at start"
     assert "cache" not in figure.get_suptitle().split("held fixed:")[1]
     overlay2 = ax.get_lines()[0].get_ydata()
     assert overlay2[0] < overlay2[1]  # a warm cache makes the first write cheaper
@@ -243,3 +243,102 @@ def test_reports_render_with_agg_and_never_import_pyplot(main_job, tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(main_job), str(tmp_path / "rep")], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "TkAgg"})
     assert done.returncode == 0, done.stderr[-1000:]
+
+
+# -- figures that read at a glance ----------------------------------------------------------------
+def test_the_overlap_check_catches_a_deliberately_broken_figure():
+    """The check the figure tests rely on can fail: labels written on top of each other are found,
+    and fit_tick_labels makes them readable."""
+    from matplotlib.figure import Figure
+
+    from sim.plots import fit_tick_labels, overlapping_tick_labels
+    figure = Figure(figsize=(4, 3))
+    ax = figure.subplots()
+    ax.set_xticks([1, 1.05, 1.1, 2, 3], ["16 MiB", "64 MiB", "256 MiB", "1 GiB", "4 GiB"])
+    assert ("", "16 MiB", "64 MiB") in overlapping_tick_labels(figure)
+    fit_tick_labels(figure)
+    assert overlapping_tick_labels(figure) == []
+    assert {label.get_text() for label in ax.get_xticklabels()} >= {"16 MiB", "1 GiB"}
+
+
+def test_no_figure_has_overlapping_tick_labels(main_job, tmp_path):
+    from sim.plots import overlapping_tick_labels
+    run = sim.run_scenario(ROOT / "scenarios/debian_trace.yaml", tmp_path / "trace")
+    for fig in [*report.figures(main_job), *report.figures(run)]:
+        assert overlapping_tick_labels(fig.figure) == [], fig.name
+
+
+def test_axes_carry_human_labels_never_field_names(tmp_path):
+    run = sim.run_scenario(mix_scenario(sweep={"driver.name": ["overlay2", "btrfs"],
+                                               "workload.volume_fraction": [0.0, 0.5]},
+                                        containers={"count": 1, "volumes": [{"name": "v", "mount": "/data"}]}),
+                           tmp_path / "run")
+    for fig in report.figures(run):
+        for ax in fig.figure.axes:
+            for label in (ax.get_xlabel(), ax.get_ylabel()):
+                assert "." not in label and "_" not in label, (fig.name, label)
+    ax = by_name(report.figures(run))["throughput_vs_volume_fraction"].axes[0]
+    assert ax.get_xlabel() == "share of operations on files in the volumes"
+    assert {"0%", "50%"} <= set(tick_texts(ax.xaxis))
+
+
+def test_programs_are_categories_drawn_as_points_with_short_names(tmp_path):
+    """Two traced programs are not a scale: no line joins them, and the ticks name the files."""
+    run = sim.run_scenario(ROOT / "scenarios/debian_trace.yaml", tmp_path / "trace",
+                           overrides=["sweep.driver.name=[overlay2, btrfs]"])
+    ax = by_name(report.figures(run))["throughput_vs_path"].axes[0]
+    assert ax.get_xlabel() == "traced program"
+    assert all(line.get_linestyle() == "None" for line in ax.get_lines())
+    ticks = [t.replace("\n", "") for t in tick_texts(ax.xaxis)]
+    assert ticks == ["python3-startup.strace.gz", "dpkg-install-hello.strace.gz"]
+
+
+def test_bunched_snapshot_drivers_get_a_close_up_and_the_caption_names_coinciding_lines(main_job):
+    figs = {f.name: f for f in report.figures(main_job)}
+    copyup = figs["copyup_vs_file_size"]
+    assert len(copyup.figure.axes) == 2
+    close_up = copyup.figure.axes[1]
+    assert close_up.get_title().startswith("close-up:") and close_up.get_yscale() == "linear"
+    shown = {line.get_label() for line in close_up.get_lines()}
+    assert {"btrfs", "zfs", "devicemapper"} <= shown and not shown & {"overlay2", "fuse-overlayfs"}
+    low, high = close_up.get_ylim()
+    assert high / low < 2  # the close-up spans a narrow band, where they differ
+    # the union drivers that copy up alike are named together (overlay2 and overlay at least)
+    assert re.search(r"overlay2(, [a-z-]+)* and [a-z-]+ give the same values, drawn as one line", copyup.caption)
+    assert "SIZE (writable layers): all 8 drivers give the same values" in figs["disk_usage_vs_file_size"].caption
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def test_two_programs_are_ranked_apart_and_their_failures_explained(tmp_path):
+    run = sim.run_scenario(ROOT / "scenarios/debian_trace.yaml", tmp_path / "trace",
+                           overrides=["sweep.driver.name=[overlay2, aufs, btrfs]"])
+    ranks = report.rankings(run)
+    assert [rank.held for rank in ranks] == ["traced program = python3-startup.strace.gz",
+                                             "traced program = dpkg-install-hello.strace.gz"]
+    assert all(rank.points == 1 and len(rank.table) == 3 for rank in ranks)
+    failed = report.failed_operations(report.view(run))
+    aufs_exdev = failed[(failed["error"] == "EXDEV") & (failed["op"] == "rename")]
+    assert len(aufs_exdev) == 1 and aufs_exdev["aufs"].iloc[0] > 0 and aufs_exdev["overlay2"].iloc[0] == 0
+    assert "redirect_dir" in aufs_exdev["why"].iloc[0] and aufs_exdev["for example"].iloc[0].startswith("/")
+    markdown = Path(report.write_report(run)).with_name("report.md").read_text()
+    assert markdown.count("## Drivers ranked for this workload: traced program = ") == 2
+    assert "## Failed operations" in markdown and "when recorded" in markdown
+
+
+def test_a_long_run_prints_a_pivot_and_where_the_full_table_is(tmp_path):
+    sizes = "[4KiB, 8KiB, 16KiB, 32KiB, 64KiB, 128KiB, 256KiB, 512KiB, 1MiB]"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/copyup_file_size.yaml"), "-o",
+                                       str(tmp_path / "run"), "--no-report", "--set", f"sweep.image.file_size={sizes}"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"1st write per driver, 72 runs in all; the full table: {tmp_path / 'run' / 'summary.csv'}"
+    assert lines[1].split() == ["image.file_size", *MAIN_DRIVERS] and len(lines) == 2 + 9 + 1
+    assert lines[-1].startswith("72 runs (72 points), 0 failed")
+
+
+def test_one_run_is_said_in_the_singular(tmp_path):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: tiny\nimage: {kind: probe, file_size: 4KiB}\nworkload: {kind: copyup_probe}\n")
+    assert CliRunner().invoke(main, ["validate", str(scenario)]).output.endswith("valid: 1 point, 1 run\n")
+    result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "run"), "--no-report"])
+    assert "\n1 run (1 point), 0 failed" in result.output

@@ -25,7 +25,7 @@ CASES = {
     "zero request": ("name: x\nworkload:\n  request_size: 0B\n", 3, "workload.request_size", "greater than 0"),
     "unknown unit": ("name: x\nimage:\n  kind: probe\n  file_size: 5XB\n", 4, "image.file_size", "unknown size unit 'XB'"),
     "unparseable unit": ("name: x\nworkload:\n  think_time: soon\n", 3, "workload.think_time", "cannot read 'soon'"),
-    "unknown driver": ("name: x\ndriver:\n  name: overlay3\n", 3, "driver.name", "use one of aufs, btrfs"),
+    "unknown driver": ("name: x\ndriver:\n  name: overlay3\n", 3, "driver.name", "use one of overlay2, overlay, aufs"),
     "foreign option": ("name: x\ndriver:\n  name: btrfs\n  options:\n    metacopy: true\n", 5,
                        "driver.options.metacopy", "btrfs has no option 'metacopy'"),
     "too many layers": ("name: x\ndriver: {name: aufs}\nimage:\n  kind: probe\n  layers: 200\n", 5, "image.layers",
@@ -116,7 +116,7 @@ def test_unreadable_profile_file(tmp_path):
     ("image.layers=many", "--set image.layers=many: image.layers: "),
     ("image.layrs=3", "--set image.layrs=3: image.layrs: unknown field 'layrs' (did you mean 'layers'?)"),
     ("sweep.driver.name=[]", "--set sweep.driver.name=[]: sweep.driver.name: an empty list"),
-    ("nonsense", "--set: --set nonsense: use --set KEY=VALUE"),
+    ("nonsense", "--set nonsense: use --set KEY=VALUE"),
 ])
 def test_bad_override(tmp_path, override, expected):
     (tmp_path / "s.yaml").write_text(BASE)

@@ -83,7 +83,8 @@ def test_open_loop_operations_are_planned_when_their_process_starts(monkeypatch)
 @settings(max_examples=30, deadline=None)
 @given(rows=st.lists(st.tuples(
     st.text(max_size=4), st.integers(-2**63, 2**63 - 1), st.text(max_size=6), st.text(max_size=12),
-    st.integers(0, 2**62), st.floats(allow_nan=False, allow_infinity=False), st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(0, 2**62), st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=5, max_size=5),
     st.lists(st.integers(0, 2**62), min_size=6, max_size=6), st.sampled_from(["", "ENOENT", "EXDEV"])),
     max_size=40), batch_rows=st.integers(1, 9))

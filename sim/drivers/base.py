@@ -1,4 +1,4 @@
-"""What every storage driver shares: the operations, the registry and the common op flow.
+"""What every storage driver shares: the registry and the common flow of each operation.
 
 A driver is a pure copy-on-write strategy: it turns one logical operation of one container into
 a :class:`~sim.plan.Plan` and updates its own bookkeeping (views, private blocks). It never
@@ -8,36 +8,22 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from ..fsview import TOP, ContainerView, CopyUp, Entry, FsError
 from ..image import DIR, FILE, Image, parent_of, prefixes
+from ..operation import OPERATIONS, Op
 from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
 from ..profile import Profile
 
 DOCKER_IMAGE_LAYER_LIMIT = 125  # 127 minus the -init and container layers (moby layer_store.go)
 PAGE = 4096
-OPERATIONS = ("stat", "read", "write", "append", "truncate", "open_trunc", "create", "unlink",
-              "rename", "mkdir", "rmdir", "chmod")
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-@dataclass(slots=True)
-class Op:
-    """One logical file operation of a container. Writes are open, pwrite, [fsync], close."""
-
-    kind: str
-    path: str
-    offset: int = 0
-    nbytes: int = 0
-    target: str = ""
-    sync: bool = False
 
 
 class LayerLimitError(ValueError):
@@ -71,7 +57,7 @@ class Driver:
     keeps_image_inodes: ClassVar[bool] = True
     # Any directory can be renamed: only a union needs redirect_dir to move an image directory
     # (the view records the move as a redirect, which is the same namespace).
-    renames_lower_dirs: ClassVar[bool] = True
+    renames_lower_dirs: bool = True  # (a union driver's depends on its options: set per instance)
 
     def __init__(self, options: BaseModel | dict | None = None, profile: Profile | None = None):
         from ..profile import load_profile
@@ -112,7 +98,7 @@ class Driver:
     def create_container(self, cid: int, image: Image) -> Plan:
         self.check_layers(len(image.layers))
         self.views[cid] = ContainerView(image, keep_links=self.keeps_image_inodes,
-                                        redirect_dir=self.renames_lower_dirs or getattr(self.options, "redirect_dir", False))
+                                        redirect_dir=self.renames_lower_dirs)
         self.images[cid] = image
         self.mounts[cid] = self.mount_id(cid)
         plan = Plan()
@@ -404,6 +390,10 @@ class Driver:
         """The file's last name is gone."""
         return None
 
+    def stat(self, cid, path: str):
+        """What container ``cid`` sees at ``path`` (an ``Entry``, or None), without a lookup's cost."""
+        return self.views[cid].stat(path)
+
     # -- disk usage ----------------------------------------------------------------------------
     def image_real_bytes(self, image: Image) -> int:
         """Bytes the image's layers really occupy under this driver."""
@@ -455,5 +445,5 @@ def chunks(nbytes: int, chunk: int) -> int:
     return max(1, math.ceil(nbytes / chunk))
 
 
-__all__ = ["Driver", "Op", "REGISTRY", "register", "LayerLimitError", "OPERATIONS", "PAGE", "FsError", "chunks",
-           "round_up", "DOCKER_IMAGE_LAYER_LIMIT", "dir_index_keys", "name_position"]
+__all__ = ["Driver", "REGISTRY", "register", "LayerLimitError", "PAGE", "FsError", "chunks", "round_up",
+           "DOCKER_IMAGE_LAYER_LIMIT", "dir_index_keys", "name_position"]

@@ -112,8 +112,12 @@ class Btrfs(SnapshotDriver):
     name = "btrfs"
     summary = "btrfs subvolume snapshots; 4 KiB copy-on-write sectors; private page cache"
     Options = BtrfsOptions
-    snapshot_cost = "btrfs_snapshot"
-    remove_cost = "btrfs_snapshot"
+
+    def snapshot_s(self) -> float:
+        return self.costs.btrfs_snapshot
+
+    def remove_s(self) -> float:
+        return self.costs.btrfs_snapshot
 
     @property
     def block_size(self) -> int:

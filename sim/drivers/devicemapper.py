@@ -31,8 +31,12 @@ class Devicemapper(SnapshotDriver):
     name = "devicemapper"
     summary = "dm-thin snapshots; whole 64 KiB block copied on a partial first write; slow device creation"
     Options = DevicemapperOptions
-    snapshot_cost = "dm_thin_create"
-    remove_cost = "dm_remove"
+
+    def snapshot_s(self) -> float:
+        return self.costs.dm_thin_create
+
+    def remove_s(self) -> float:
+        return self.costs.dm_remove
 
     @property
     def block_size(self) -> int:

@@ -17,13 +17,15 @@ class NativeDriver(Driver):
     summary = "the host filesystem (volumes and bind mounts)"
     shares_page_cache = False
 
-    def create_volume(self, key, entries: list[tuple[str, str, int]]) -> tuple[Image, int]:
-        """A volume; a named volume mounted over an image directory starts as a copy of it."""
+    def create_volume(self, key, entries: list[tuple[str, str, int]], plan: Plan) -> Image:
+        """A volume; a named volume mounted over an image directory starts as a copy of it,
+        whose cost goes into ``plan`` (the creation of the container that mounts it first)."""
         files = {path: size for path, kind, size in entries if kind == "file"}
         dirs = {path for path, kind, _ in entries if kind == "dir"}
         image = Image(f"volume-{key}", [Layer(name=f"volume-{key}", files=files, dirs=dirs)])
         self.create_container(key, image)
-        return image, sum(files.values())
+        self._full_copy(plan, sum(files.values()), len(entries))
+        return image
 
     def _full_copy(self, plan: Plan, nbytes: int, entries: int) -> None:
         """Copy a tree (an image directory into a volume, a layer for vfs): read, write, write back."""

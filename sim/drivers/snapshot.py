@@ -14,8 +14,14 @@ from .native import NativeDriver
 
 
 class SnapshotDriver(NativeDriver):
-    snapshot_cost = "btrfs_snapshot"  # field of KernelCosts: one snapshot of a layer/container
-    remove_cost = "btrfs_snapshot"    # field of KernelCosts: deleting one snapshot
+    def snapshot_s(self) -> float:
+        """Seconds to make one snapshot (of a layer, the -init layer or a container): a cost of
+        the profile's, which each driver names."""
+        raise NotImplementedError
+
+    def remove_s(self) -> float:
+        """Seconds to delete one snapshot."""
+        raise NotImplementedError
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
@@ -34,15 +40,15 @@ class SnapshotDriver(NativeDriver):
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _layer_created(self, plan, image, layer):
-        plan.cpu(SETUP, getattr(self.costs, self.snapshot_cost))
+        plan.cpu(SETUP, self.snapshot_s())
 
     def _container_created(self, plan, cid, image):
-        plan.cpu(SETUP, 2 * getattr(self.costs, self.snapshot_cost))  # -init and the container
+        plan.cpu(SETUP, 2 * self.snapshot_s())  # -init and the container
         self._private[cid] = {}
         self._new[cid] = set()
 
     def _container_removed(self, plan, cid, view):
-        plan.cpu(SETUP, 2 * getattr(self.costs, self.remove_cost))
+        plan.cpu(SETUP, 2 * self.remove_s())
         del self._private[cid], self._new[cid]
 
     # -- copy-on-write of blocks ---------------------------------------------------------------

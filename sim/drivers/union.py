@@ -7,6 +7,8 @@ class attributes and options, each set in its own file.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..image import DIR, FILE, Image
@@ -27,6 +29,23 @@ class UnionOptions(BaseModel):
     tmpfile: bool = Field(True, description="files are copied up through an O_TMPFILE outside the upper filesystem's rename lock (ovl_copy_up_tmpfile); false: in the work directory under that lock, data and fsync included (ovl_copy_up_workdir: upper filesystems without O_TMPFILE, and kernels before the O_TMPFILE copy-up such as 4.9)")
 
 
+@dataclass(frozen=True)
+class UnionSettings:
+    """What the union code reads from a driver's options, with the value a driver whose options
+    lack one has (aufs has no metacopy: its copy-ups are never metadata only)."""
+
+    metacopy: bool = False
+    volatile: bool = False
+    redirect_dir: bool = False
+    reflink: bool = False
+    tmpfile: bool = True
+
+    @classmethod
+    def of(cls, options: BaseModel) -> UnionSettings:
+        given = options.model_dump()
+        return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
+
+
 class UnionDriver(Driver):
     Options = UnionOptions
     fuse = False            # every request crosses to a user-space daemon
@@ -36,10 +55,12 @@ class UnionDriver(Driver):
     # Docker mounts overlayfs with index=off (moby overlay2 ``Init``): a copy-up makes a new upper
     # inode and breaks a lower file's hard links (xfstests overlay/018; docs/model.md).
     keeps_image_inodes = False
-    renames_lower_dirs = False  # EXDEV, unless the redirect_dir option is on
+    renames_lower_dirs = False  # EXDEV, unless the redirect_dir option is on (see __init__)
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
+        self.settings = UnionSettings.of(self.options)
+        self.renames_lower_dirs = self.settings.redirect_dir
         self.per_op_cpu = self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
         self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
         # per image (the object: an id could be reused by a later image): lower path -> (probe
@@ -184,7 +205,7 @@ class UnionDriver(Driver):
         self._dirs_created(plan, cid, copy.created_dirs)
         # ovl_copy_up_workdir holds lock_rename(workdir, upperdir) through the whole copy, data
         # and fsync included; ovl_copy_up_tmpfile copies into an O_TMPFILE without it.
-        whole = self.rename_lock(cid) if not self.fuse and not getattr(self.options, "tmpfile", True) else None
+        whole = self.rename_lock(cid) if not self.fuse and not self.settings.tmpfile else None
         if whole is not None:
             plan.lock(COPY_UP, whole)
         if self._upper_metadata:
@@ -203,7 +224,7 @@ class UnionDriver(Driver):
         plan.cpu(COPY_UP, self.costs.copy_up_setup)
 
     def _copy_data(self, plan, cid, view, copy) -> None:
-        if getattr(self.options, "reflink", False):
+        if self.settings.reflink:
             plan.cpu(COPY_UP, self.costs.clone_base + self.costs.clone_per_gib * copy.size / GIB)
             self._cloned.setdefault(cid, {})[copy.inode] = 0
             return
@@ -220,11 +241,10 @@ class UnionDriver(Driver):
         if view.stat(path).kind != FILE:
             self._dirs_created(plan, cid, view.copy_up_dir(path))
             return
-        metadata_only = getattr(self.options, "metacopy", False)
-        self._copied_up(plan, cid, view, view.copy_up(path, metadata_only=metadata_only))
+        self._copied_up(plan, cid, view, view.copy_up(path, metadata_only=self.settings.metacopy))
 
     def _volatile(self) -> bool:
-        return getattr(self.options, "volatile", False)
+        return self.settings.volatile
 
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         cloned = self._cloned.get(cid)

@@ -22,8 +22,12 @@ class Zfs(SnapshotDriver):
     summary = "zfs snapshots and clones; 128 KiB records with read-modify-write; ARC shared between clones"
     Options = ZfsOptions
     shares_page_cache = True
-    snapshot_cost = "zfs_clone"
-    remove_cost = "zfs_clone"
+
+    def snapshot_s(self) -> float:
+        return self.costs.zfs_clone
+
+    def remove_s(self) -> float:
+        return self.costs.zfs_clone
 
     @property
     def block_size(self) -> int:
