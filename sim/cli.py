@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from functools import wraps
@@ -37,6 +38,11 @@ def user_errors(function):
         except CowsimError as error:
             click.echo(f"cowsim: error: {error}", err=True)
             sys.exit(error.exit_code)
+        except BrokenPipeError:
+            # The reader stopped reading (`cowsim image inspect X | head`): nothing to say. Stdout
+            # goes to /dev/null so that Python's flush at exit does not complain again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             click.echo(f"cowsim: error: {where}{error.strerror or error}", err=True)

@@ -100,3 +100,13 @@ def test_same_seed_same_numbers():
     pd.testing.assert_frame_equal(first.ops, second.ops)
     other = sim.run_scenario({**spec, "seed": 12})
     assert not first.ops["path"].equals(other.ops["path"])
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`cowsim image inspect X | head -1`: the pipe closes, cowsim ends quietly with 0."""
+    inspect = subprocess.Popen([sys.executable, "-m", "sim", "image", "inspect",
+                                str(ROOT / "scenarios/data/debian-bookworm.csv.gz")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    assert inspect.stdout.readline().startswith("image debian-bookworm:")
+    inspect.stdout.close()
+    assert inspect.wait(timeout=60) == 0 and inspect.stderr.read() == ""
