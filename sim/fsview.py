@@ -193,14 +193,21 @@ class ContainerView:
         """The whole merged view: path -> (kind, size)."""
         view: dict[str, tuple[str, int]] = {}
         for lower, (kind, size, _) in self.image.merged.items():
-            for path in self._names_of(lower):
-                if self.lower_path(path) == lower:
-                    view[path] = (kind, size)
+            for path in self._shown_names(lower):
+                view[path] = (kind, size)
         for path in self.upper_dirs:
             view[path] = (DIR, 0)
         sizes = self.sizes
         view.update({path: (FILE, sizes[inode]) for path, inode in self.upper_files.items()})
         return view
+
+    def _shown_names(self, lower: str) -> list[str]:
+        """Names under which the container sees a lower entry. An upper directory hides what
+        the layers hold at its name, as an upper file does: ``lower_path`` ignores it, since
+        the layers below it still count where it is a merged directory (ovl_lookup stops at
+        a lower entry that is not a directory under an upper one)."""
+        return [name for name in self._names_of(lower)
+                if name not in self.upper_dirs and self.lower_path(name) == lower]
 
     def _names_of(self, lower: str) -> list[str]:
         """Names under which a lower entry may show: its own, and through redirected dirs."""
@@ -291,10 +298,9 @@ class ContainerView:
         for other in self.image.linked_names.get(lower, ()):
             if other == lower:
                 continue
-            for name in self._names_of(other):
-                if name not in self.upper_files and self.lower_path(name) == other:
-                    created += self._make_upper_dirs(name)
-                    self._link(name, inode)
+            for name in self._shown_names(other):
+                created += self._make_upper_dirs(name)
+                self._link(name, inode)
         return created
 
     def copy_up_dir(self, path: str) -> list[str]:
@@ -504,7 +510,7 @@ class ContainerView:
         the tree that keeps hard links holds)."""
         image, inodes = self.image, {}
         for lower, (kind, size, layer) in image.merged.items():
-            if kind == FILE and any(self.lower_path(name) == lower for name in self._names_of(lower)):
+            if kind == FILE and self._shown_names(lower):
                 inodes[image.lower_inode(layer, lower)] = size
         inodes.update((inode, self.sizes[inode]) for inode in self.upper_files.values())
         return sum(inodes.values())

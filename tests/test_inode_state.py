@@ -259,6 +259,8 @@ def run_against_reference(driver, options, ops):
 @example(ops=[("mkdir", "n", 0, 0), ("create", "n/f", 0, 70_000), ("rename", "n", "m", 0), ("write", "m/f", 0, 1)])
 @example(ops=[("write", "a/c/g", 0, 1), ("write", "b/g2", 0, 1), ("append", "b/g2", 0, 1)])
 @example(ops=[("chmod", "a/f", 0, 0), ("create", "n", 0, 1), ("rename", "n", "a/f", 0), ("write", "a/f", 0, 1)])
+@example(ops=[("unlink", "a/f", 0, 0), ("mkdir", "a/f", 0, 0)])  # the directory hides the image file's bytes
+@example(ops=[("unlink", "b/g2", 0, 0), ("mkdir", "b/g2", 0, 0), ("write", "a/c/g", 0, 1)])  # and its link
 def test_copy_ups_and_bytes_follow_the_inode(driver, options, ops):
     run_against_reference(driver, options, ops)
 
