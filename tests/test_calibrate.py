@@ -12,9 +12,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from sim.calibrate import fit
+from sim.calibrate.heldout import held_out, unfitted_without
 from sim.calibrate.measure import COLUMNS, QUICK, Calibration, Recorder
 from sim.calibrate.realfs import is_root, loops_backed_by, mounts_below
-from sim.calibrate.validate import POINT, Predictor
+from sim.calibrate.validate import POINT, Predictor, families, points, read_measurements
 from sim.cli import main
 from sim.profile import load_profile
 
@@ -45,7 +47,7 @@ def synthetic_measurements(profile, path):
     for depth in QUICK.dir_depths:
         rows += [("first_write", "dir_depth", 4096, 2, depth, cache) for cache in ("cold", "warm")]
     rows += [("create", "image_size", size, 1, 1, "warm") for size in QUICK.image_sizes]
-    table = pd.DataFrame([dict(zip(POINT, (e, s, "overlay2", "ext4", "", size, layers, depth, cache)))
+    table = pd.DataFrame([dict(zip(POINT, (e, s, "overlay2", "ext4", "", size, layers, depth, 1, 1, cache)))
                           for e, s, size, layers, depth, cache in rows])
     table["seconds"] = Predictor(profile).frame(table)
     table["repeat"] = 0
@@ -85,6 +87,60 @@ def test_calibrate_never_overwrites_and_bad_csv_is_one_line(tmp_path):
     done = runner.invoke(main, ["validate-profile", "ssd", str(bad)])
     assert done.exit_code == 2
     assert done.output.strip() == f"cowsim: error: {bad}: line 1: missing column(s) cache"
+
+
+@pytest.fixture
+def one_candidate_scans(monkeypatch):
+    """The truth's integer cost fields as the only scanned candidates: the same fits, ten times fewer."""
+    stages = [fit.Stage(stage.name, stage.families, stage.parameters,
+                        tuple((name, (8 if name == "copy_up_cold_reads" else 0,)) for name, _ in stage.scanned))
+              for stage in fit.STAGES]
+    monkeypatch.setattr(fit, "STAGES", stages)
+    monkeypatch.setattr(importlib.import_module("sim.calibrate.heldout"), "STAGES", stages)
+
+
+def test_held_out_predicts_each_family_from_a_fit_that_never_saw_it(tmp_path, one_candidate_scans):
+    truth = truth_profile(tmp_path / "truth.yaml")
+    measured = read_measurements(synthetic_measurements(truth, tmp_path / "measured.csv"))
+    table = points(measured)
+    assert set(families(table)) == {"overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_create"}
+    result = held_out(table)
+    by_family = result.families.set_index("family")
+    assert by_family["points"].sum() == len(table) == len(result.points)
+    # The directory depth is also what the layer sweep (3 deep) and the file sizes (1 deep) copy
+    # up: the other families pin dir_copy_up, so it is predicted without being seen.
+    assert by_family.loc["overlay_dir_depth", "within"] == 1.0
+    assert by_family.loc["overlay_dir_depth", "unfitted"] == ""
+    # Only creation informs layer_create: held out, it keeps ssd's 400 us against the truth's 900 us.
+    assert by_family.loc["overlay_create", "unfitted"] == "layer_create, btrfs_snapshot"
+    assert by_family.loc["overlay_create", "median_ratio"] < 0.7
+    # What a family measured never reaches its own prediction: ten times slower depths, same prediction.
+    slower = measured.assign(seconds=measured["seconds"].where(measured["sweep"] != "dir_depth",
+                                                                measured["seconds"] * 10))
+    again = held_out(points(slower))
+    depth = result.points[result.points["family"] == "overlay_dir_depth"]
+    depth_again = again.points[again.points["family"] == "overlay_dir_depth"]
+    assert depth_again["predicted_s"].to_numpy() == pytest.approx(depth["predicted_s"].to_numpy(), rel=1e-9)
+    assert depth_again["ratio"].to_numpy() == pytest.approx(depth["ratio"].to_numpy() / 10, rel=1e-9)
+
+
+def test_held_out_names_what_only_one_family_informs():
+    present = {"overlay_file_size", "overlay_layers", "fuse_layers", "fuse_dir_entries", "reflink"}
+    assert unfitted_without("reflink", present) == ["clone_base", "clone_per_gib"]
+    assert unfitted_without("fuse_layers", present) == []
+    assert unfitted_without("fuse_dir_entries", present - {"fuse_layers"}) == ["fuse_request", "fuse_layer_probe"]
+    assert unfitted_without("overlay_layers", present) == []
+
+
+def test_validate_profile_held_out_reports_and_fails_beyond_the_goal(tmp_path, one_candidate_scans):
+    truth = truth_profile(tmp_path / "truth.yaml")
+    csv = synthetic_measurements(truth, tmp_path / "measured.csv")
+    done = CliRunner().invoke(main, ["validate-profile", "ssd", str(csv), "--held-out"])
+    assert done.exit_code == 1, done.output  # creation held out keeps ssd's layer_create
+    assert "overlay_create" in done.output and "layer_create, btrfs_snapshot" in done.output
+    assert "FAIL: the held-out goal is not met" in done.output
+    done = CliRunner().invoke(main, ["validate-profile", "ssd", str(csv), "--held-out", "--driver", "btrfs"])
+    assert done.exit_code == 2 and "at least two experiment families, got 0" in done.output
 
 
 @pytest.mark.skipif(is_root(), reason="checks the message a non-root user gets")

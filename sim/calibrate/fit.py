@@ -20,7 +20,7 @@ import yaml
 from scipy.optimize import lsq_linear
 
 from ..profile import Profile, load_profile
-from .validate import Predictor
+from .validate import Predictor, families
 
 # parameter -> the profile fields it sets (tied fields move together) and whether it is a rate
 # (fitted as its inverse, seconds per byte).
@@ -47,47 +47,32 @@ FASTEST = 1e-12  # s/byte: the lower bound of an inverse bandwidth (1 TB/s)
 
 @dataclass
 class Stage:
+    """Parameters fitted together, and the experiment families (``validate.FAMILIES``) that
+    inform them: a family left out of the fit (held out) is simply not among the points."""
+
     name: str
+    families: tuple[str, ...]
     parameters: tuple[str, ...]
     # integer cost fields the engine multiplies by fitted latencies (not linear): each candidate
     # is tried with a full linear fit, the best weighted residual wins (one field after another)
     scanned: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def selects(self, table: pd.DataFrame) -> pd.Series:
-        raise NotImplementedError
-
-
-class KernelOverlay(Stage):
-    def selects(self, table):
-        return (table["driver"] == "overlay2") & (table["options"] == "") & (table["experiment"] != "create")
-
-
-class Reflink(Stage):
-    def selects(self, table):
-        return (table["driver"] == "overlay2") & table["options"].str.contains("reflink=true")
-
-
-class Fuse(Stage):
-    def selects(self, table):
-        return table["driver"] == "fuse-overlayfs"
-
-
-class Create(Stage):
-    def selects(self, table):
-        return (table["experiment"] == "create") & table["driver"].isin(["overlay2", "btrfs"])
+        return families(table).isin(self.families)
 
 
 STAGES = [
-    KernelOverlay("kernel overlayfs on the host filesystem",
-                  ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
-                   "copy_up_setup", "dir_copy_up"),
-                  scanned=(("lookup_cold_reads", (0, 1, 2, 4, 6, 8, 12, 16, 24, 32)),
-                           ("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)))),
-    Reflink("overlayfs on xfs with reflink", ("clone_base", "clone_per_gib")),
+    Stage("kernel overlayfs on the host filesystem",
+          ("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries"),
+          ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
+           "copy_up_setup", "dir_copy_up"),
+          scanned=(("lookup_cold_reads", (0, 1, 2, 4, 6, 8, 12, 16, 24, 32)),
+                   ("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)))),
+    Stage("overlayfs on xfs with reflink", ("reflink",), ("clone_base", "clone_per_gib")),
     # fuse_bandwidth is not fitted: the probes write 1 byte, so a data rate would only stand in
     # for the per-request cost (and copy-up data does not cross FUSE in the model)
-    Fuse("fuse-overlayfs", ("fuse_request", "fuse_layer_probe")),
-    Create("container creation", ("layer_create", "btrfs_snapshot")),
+    Stage("fuse-overlayfs", ("fuse_file_size", "fuse_layers", "fuse_dir_entries"), ("fuse_request", "fuse_layer_probe")),
+    Stage("container creation", ("overlay_create", "btrfs_create"), ("layer_create", "btrfs_snapshot")),
 ]
 
 

@@ -1,0 +1,105 @@
+"""Judged on what it did not see: for each experiment family in turn, fit the profile with that
+family left out, then predict the family (``cowsim validate-profile --held-out``).
+
+A family's points are then predicted from parameters fitted on the other families only; a
+parameter that no other family informs keeps the starting profile's value (the fit's stages say
+which families inform which parameters), and the report names it.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..errors import CowsimError
+from .fit import STAGES, fit_profile
+from .validate import DEFAULT_STATISTIC, FAMILIES, Predictor, families
+
+WITHIN = 1.5   # a held-out point is good within this factor either way
+GOAL_SHARE = 0.9  # the goal: this share of all held-out points within WITHIN ...
+LIMIT = 2.0    # ... and none beyond this factor
+
+
+@dataclass
+class HeldOut:
+    points: pd.DataFrame    # per point: its family, measured, predicted by the fit without it, ratio
+    families: pd.DataFrame  # per family: points, share within WITHIN, worst and median ratio, unfitted
+    start: str
+    statistic: str
+
+    @property
+    def share_within(self) -> float:
+        return float(_within(self.points["ratio"]).mean())
+
+    @property
+    def beyond_limit(self) -> int:
+        return int((_factor(self.points["ratio"]) > LIMIT).sum())
+
+    @property
+    def ok(self) -> bool:
+        return self.share_within >= GOAL_SHARE and self.beyond_limit == 0
+
+
+def _factor(ratio: pd.Series | np.ndarray) -> np.ndarray:
+    """How far off, as a factor >= 1 either way (2 for half and for double)."""
+    ratio = np.asarray(ratio, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ratio > 0, np.maximum(ratio, 1 / ratio), np.inf)
+
+
+def _within(ratio) -> np.ndarray:
+    return _factor(ratio) <= WITHIN
+
+
+def unfitted_without(family: str, present: set[str]) -> list[str]:
+    """Parameters that only ``family`` informs among the families measured (``present``)."""
+    others = present - {family}
+    return [name for stage in STAGES if family in stage.families and not others & set(stage.families)
+            for name in stage.parameters]
+
+
+def held_out(table: pd.DataFrame, start: str = "ssd", statistic: str = DEFAULT_STATISTIC, progress=None) -> HeldOut:
+    """``table``: measured points (``validate.points``, with ``statistic``). Fits once per family."""
+    table = table.assign(family=families(table))
+    unknown = sorted(set(table["family"]) - set(FAMILIES))
+    if unknown:
+        raise CowsimError(f"measurements: experiments of no known family: {', '.join(unknown)}")
+    present = [name for name in FAMILIES if name in set(table["family"])]
+    if len(present) < 2:
+        raise CowsimError(f"measurements: a held-out check needs at least two experiment families, got {len(present)}")
+    predicted, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="cowsim-heldout-") as workdir:
+        for name in present:
+            if progress:
+                progress(f"held out: {name}")
+            kept, left = table[table["family"] != name], table[table["family"] == name]
+            profile, _ = fit_profile(kept, f"without-{name}", "fitted without one family", "held-out check", start)
+            path = Path(workdir, f"{name}.yaml")
+            path.write_text(yaml.safe_dump(profile.model_dump(mode="json")))
+            ratio = Predictor(path).frame(left) / left["measured_s"].to_numpy()
+            predicted.append(left.assign(predicted_s=ratio * left["measured_s"].to_numpy(), ratio=ratio))
+            factor = _factor(ratio)
+            rows.append({"family": name, "points": len(left), "within": float(_within(ratio).mean()),
+                         "worst_ratio": float(ratio[np.argmax(factor)]), "median_ratio": float(np.median(ratio)),
+                         "beyond_limit": int((factor > LIMIT).sum()),
+                         "unfitted": ", ".join(unfitted_without(name, set(present)))})
+    return HeldOut(pd.concat(predicted, ignore_index=True), pd.DataFrame(rows), str(start), statistic)
+
+
+def format_held_out(result: HeldOut) -> str:
+    lines = [f"each family predicted by a profile fitted without it (starting from {result.start}; "
+             f"measured = the {result.statistic} of each point's repeats)", "",
+             f"{'family':<21}{'points':>7}{'within ' + format(WITHIN, 'g') + 'x':>12}{'worst':>9}{'median':>9}"
+             "  parameters only this family informs (kept from the start)"]
+    for row in result.families.itertuples(index=False):
+        lines.append(f"{row.family:<21}{row.points:>7}{row.within:>12.0%}{row.worst_ratio:>9.2f}"
+                     f"{row.median_ratio:>9.2f}  {row.unfitted or '-'}")
+    total = len(result.points)
+    lines += ["", f"all: {total} held-out points, {result.share_within:.0%} within {WITHIN:g}x (goal "
+                  f">= {GOAL_SHARE:.0%}), {result.beyond_limit} beyond {LIMIT:g}x (goal: none); ratio = "
+                  "predicted / measured"]
+    return "\n".join(lines)
