@@ -369,8 +369,10 @@ def calibrate(out, quick, measurements, workdir, statistic) -> None:
 @click.option("--held-out", is_flag=True,
               help="for each experiment family, fit without it (starting from PROFILE, as calibrate starts from "
                    "ssd) and predict it; exit 1 unless 90%% of those points are within 1.5x and none beyond 2x")
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="--held-out: fits run at once, in processes")
 @user_errors
-def validate_profile(profile, measurements, threshold, drivers, statistic, figure, held_out) -> None:
+def validate_profile(profile, measurements, threshold, drivers, statistic, figure, held_out, jobs) -> None:
     """Simulate the measured experiments with PROFILE; exit 1 when a point is off by more than the threshold."""
     from pathlib import Path
 
@@ -381,7 +383,8 @@ def validate_profile(profile, measurements, threshold, drivers, statistic, figur
         table = points(read_measurements(measurements), statistic)
         if drivers:
             table = table[table["driver"].isin(drivers)]
-        result = run_held_out(table, profile, statistic, progress=lambda message: click.echo(message, err=True))
+        result = run_held_out(table, profile, statistic, progress=lambda message: click.echo(message, err=True),
+                              jobs=jobs)
         click.echo(format_held_out(result))
         if not result.ok:
             click.echo("FAIL: the held-out goal is not met", err=True)

@@ -135,7 +135,7 @@ def test_held_out_names_what_only_one_family_informs():
 def test_validate_profile_held_out_reports_and_fails_beyond_the_goal(tmp_path, one_candidate_scans):
     truth = truth_profile(tmp_path / "truth.yaml")
     csv = synthetic_measurements(truth, tmp_path / "measured.csv")
-    done = CliRunner().invoke(main, ["validate-profile", "ssd", str(csv), "--held-out"])
+    done = CliRunner().invoke(main, ["validate-profile", "ssd", str(csv), "--held-out", "--jobs", "2"])
     assert done.exit_code == 1, done.output  # creation held out keeps ssd's layer_create
     assert "overlay_create" in done.output and "layer_create, btrfs_snapshot" in done.output
     assert "FAIL: the held-out goal is not met" in done.output

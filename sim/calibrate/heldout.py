@@ -8,6 +8,7 @@ which families inform which parameters), and the report names it.
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +63,10 @@ def unfitted_without(family: str, present: set[str]) -> list[str]:
             for name in stage.parameters]
 
 
-def held_out(table: pd.DataFrame, start: str = "ssd", statistic: str = DEFAULT_STATISTIC, progress=None) -> HeldOut:
-    """``table``: measured points (``validate.points``, with ``statistic``). Fits once per family."""
+def held_out(table: pd.DataFrame, start: str = "ssd", statistic: str = DEFAULT_STATISTIC, progress=None,
+             jobs: int = 1) -> HeldOut:
+    """``table``: measured points (``validate.points``, with ``statistic``). One fit per family
+    present, ``jobs`` of them at a time (in processes)."""
     table = table.assign(family=families(table))
     unknown = sorted(set(table["family"]) - set(FAMILIES))
     if unknown:
@@ -71,23 +74,40 @@ def held_out(table: pd.DataFrame, start: str = "ssd", statistic: str = DEFAULT_S
     present = [name for name in FAMILIES if name in set(table["family"])]
     if len(present) < 2:
         raise CowsimError(f"measurements: a held-out check needs at least two experiment families, got {len(present)}")
-    predicted, rows = [], []
-    with tempfile.TemporaryDirectory(prefix="cowsim-heldout-") as workdir:
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            futures = [pool.submit(_predict_without, table, name, str(start)) for name in present]
+            outcomes = []
+            for name, future in zip(present, futures):
+                outcomes.append(future.result())
+                if progress:
+                    progress(f"held out: {name}")
+    else:
+        outcomes = []
         for name in present:
+            outcomes.append(_predict_without(table, name, str(start)))
             if progress:
                 progress(f"held out: {name}")
-            kept, left = table[table["family"] != name], table[table["family"] == name]
-            profile, _ = fit_profile(kept, f"without-{name}", "fitted without one family", "held-out check", start)
-            path = Path(workdir, f"{name}.yaml")
-            path.write_text(yaml.safe_dump(profile.model_dump(mode="json")))
-            ratio = Predictor(path).frame(left) / left["measured_s"].to_numpy()
-            predicted.append(left.assign(predicted_s=ratio * left["measured_s"].to_numpy(), ratio=ratio))
-            factor = _factor(ratio)
-            rows.append({"family": name, "points": len(left), "within": float(_within(ratio).mean()),
-                         "worst_ratio": float(ratio[np.argmax(factor)]), "median_ratio": float(np.median(ratio)),
-                         "beyond_limit": int((factor > LIMIT).sum()),
-                         "unfitted": ", ".join(unfitted_without(name, set(present)))})
-    return HeldOut(pd.concat(predicted, ignore_index=True), pd.DataFrame(rows), str(start), statistic)
+    rows = []
+    for name, left in zip(present, outcomes):
+        ratio = left["ratio"].to_numpy()
+        factor = _factor(ratio)
+        rows.append({"family": name, "points": len(left), "within": float(_within(ratio).mean()),
+                     "worst_ratio": float(ratio[np.argmax(factor)]), "median_ratio": float(np.median(ratio)),
+                     "beyond_limit": int((factor > LIMIT).sum()),
+                     "unfitted": ", ".join(unfitted_without(name, set(present)))})
+    return HeldOut(pd.concat(outcomes, ignore_index=True), pd.DataFrame(rows), str(start), statistic)
+
+
+def _predict_without(table: pd.DataFrame, name: str, start: str) -> pd.DataFrame:
+    """The family's points, predicted by a profile fitted on every other family."""
+    kept, left = table[table["family"] != name], table[table["family"] == name]
+    profile, _ = fit_profile(kept, f"without-{name}", "fitted without one family", "held-out check", start)
+    with tempfile.TemporaryDirectory(prefix="cowsim-heldout-") as workdir:
+        path = Path(workdir, f"{name}.yaml")
+        path.write_text(yaml.safe_dump(profile.model_dump(mode="json")))
+        predicted = Predictor(path).frame(left)
+    return left.assign(predicted_s=predicted, ratio=predicted / left["measured_s"].to_numpy())
 
 
 def format_held_out(result: HeldOut) -> str:
