@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from . import results
 from .drivers import REGISTRY, LayerLimitError
 from .errors import CowsimError, ScenarioError
+from .image import PROBE_DIR_ENTRIES
 from .runner import STREAMS, simulate
 from .scenario import (FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
                        union_kinds, unknown_key)
@@ -485,9 +486,10 @@ def load_run(directory: str | Path) -> RunResult:
 
 
 def probe(driver: str, file_size: int | str = 2**20, layers: int = 1, dir_depth: int = 1, cache: str = "cold",
-          profile: str | None = None, **driver_options: Any) -> dict:
+          profile: str | None = None, dir_entries: int = PROBE_DIR_ENTRIES, **driver_options: Any) -> dict:
     """First and second write of one file ``dir_depth`` directories deep in the bottom of
-    ``layers`` layers, in one container: the cost of copy_up, in seconds and bytes."""
+    ``layers`` layers, each holding ``dir_entries`` files in the file's directory, in one
+    container: the cost of copy_up, in seconds and bytes."""
     try:
         size = parse_size(file_size)
     except UnitError as error:
@@ -498,13 +500,15 @@ def probe(driver: str, file_size: int | str = 2**20, layers: int = 1, dir_depth:
         raise CowsimError(f"cache: use cold or warm, got {cache!r}")
     data = {"name": "probe", "profile": profile or "ssd", "cache": cache,
             "driver": {"name": driver, "options": driver_options},
-            "image": {"kind": "probe", "file_size": size, "layers": layers, "dir_depth": dir_depth},
+            "image": {"kind": "probe", "file_size": size, "layers": layers, "dir_depth": dir_depth,
+                      "dir_entries": dir_entries},
             "workload": {"kind": "copyup_probe"}}
     (_, scenario), = validate(data, "probe")
     ops = simulate(scenario).ops
     first = ops[ops["op"] == "first_write"].iloc[0]
     second = ops[ops["op"] == "second_write"].iloc[0]
-    return {"driver": driver, "file_size": size, "layers": layers, "dir_depth": dir_depth, "cache": cache,
+    return {"driver": driver, "file_size": size, "layers": layers, "dir_depth": dir_depth, "dir_entries": dir_entries,
+            "cache": cache,
             "lookup_s": float(first["lookup_s"]), "copy_up_s": float(first["copy_up_s"]),
             "first_write_s": float(first["latency_s"]), "second_write_s": float(second["latency_s"]),
             "copy_up_bytes": int(first["copy_up_bytes"]), "second_copy_up_bytes": int(second["copy_up_bytes"])}

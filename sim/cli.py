@@ -10,6 +10,7 @@ import click
 
 from . import api
 from .errors import CowsimError
+from .image import PROBE_DIR_ENTRIES
 from .metrics import METRICS
 from .scenario import swept_fields
 from .units import format_duration, format_size
@@ -144,12 +145,14 @@ def report_command(run_dir: str, out: str | None) -> None:
 @click.option("--file-size", default="1MiB", show_default=True, help="size of the file written, e.g. 64MiB")
 @click.option("--layers", default=1, show_default=True, type=int, help="image layers; the file is in the bottom one")
 @click.option("--dir-depth", default=1, show_default=True, type=int, help="directories between / and the file")
+@click.option("--dir-entries", default=PROBE_DIR_ENTRIES, show_default=True, type=int,
+              help="files each layer holds in the file's directory")
 @click.option("--cache", type=click.Choice(["cold", "warm"]), default="cold", show_default=True)
 @click.option("--profile", default=None, help="host profile name or YAML path (default ssd)")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="driver option, e.g. metacopy=true")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @user_errors
-def probe(driver, file_size, layers, dir_depth, cache, profile, options, as_json) -> None:
+def probe(driver, file_size, layers, dir_depth, dir_entries, cache, profile, options, as_json) -> None:
     """The cost of one file's first write (with its copy-up) and of its second write."""
     parsed = {}
     for item in options:
@@ -157,7 +160,7 @@ def probe(driver, file_size, layers, dir_depth, cache, profile, options, as_json
         if not sep:
             raise CowsimError(f"--option {item!r}: use KEY=VALUE")
         parsed[key] = {"true": True, "false": False}.get(value.lower(), value)
-    result = api.probe(driver, file_size, layers, dir_depth, cache, profile, **parsed)
+    result = api.probe(driver, file_size, layers, dir_depth, cache, profile, dir_entries, **parsed)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

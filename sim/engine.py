@@ -235,7 +235,7 @@ class Engine:
                 touch(step[2])
                 result.dentry_misses += 1
                 probes = step[3]
-                cpu = len(probes) * step[4]
+                cpu = step[4]  # the miss's CPU, as the driver reckoned it
                 pending += cpu
                 phase_s[step[1]] += cpu
                 cold = 0

@@ -7,6 +7,7 @@ lower entries) and its opaque directories (which hide everything below them in l
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Iterable, Literal
@@ -150,6 +151,32 @@ class Image:
                 file_bytes += size
             cumulative.append(file_bytes)
         return view, cumulative
+
+    @cached_property
+    def dir_entries(self) -> list[Counter]:
+        """Per layer, directory -> the entries the layer's copy of it holds (files, directories and
+        whiteouts directly inside it): what a lookup or a readdir in that layer reads. Counted
+        once per image, on first use."""
+        return [Counter(map(parent_of, (*layer.files, *layer.dirs, *layer.whiteouts))) for layer in self.layers]
+
+    @cached_property
+    def merged_dir_entries(self) -> Counter:
+        """Directory -> entries of the merged view directly inside it: the directory a snapshot
+        driver's own filesystem holds."""
+        return Counter(map(parent_of, self.merged))
+
+    @cached_property
+    def layer_children(self) -> list[dict[str, list[str]]]:
+        """Per layer, directory -> names of the entries directly inside it (what a readdir of
+        the layer's copy returns, whiteouts included)."""
+        children: list[dict[str, list[str]]] = []
+        for layer in self.layers:
+            names: dict[str, list[str]] = {}
+            for path in (*layer.files, *layer.dirs, *layer.whiteouts):
+                parent, _, name = path.rpartition("/")
+                names.setdefault(parent, []).append(name)
+            children.append(names)
+        return children
 
     @cached_property
     def symlinks(self) -> dict[str, str]:
@@ -306,22 +333,33 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
     return Image(name, stack)
 
 
+# Entries a directory holds in one layer, by default: the median, over the files of the shipped
+# Debian bookworm listing (scenarios/data/debian-bookworm.csv.gz), of the entries their directory
+# holds in their layer (54; /usr/share/doc holds 89, /usr/bin 275, /var/lib/dpkg/info 420).
+PROBE_DIR_ENTRIES = 54
+
+
 def probe_image(*, file_size: int, layers: int = 1, dir_depth: int = 1, other_file_size: int = 4096,
-                target: str = "target") -> tuple[Image, str]:
+                target: str = "target", dir_entries: int = PROBE_DIR_ENTRIES) -> tuple[Image, str]:
     """The image ``sim.probe`` uses: the bottom layer holds the target file ``dir_depth``
-    directories below the root; every other layer holds another file in each of those
-    directories, so that every directory is merged across all layers."""
+    directories below the root; every layer holds another file in each of those directories, so
+    that every directory is merged across all layers, and ``dir_entries`` files of its own in the
+    target's directory (beside the target in the bottom layer)."""
     dirs = [f"d{level}" for level in range(1, dir_depth + 1)]
     target_path = "/".join(dirs + [target])
+    target_dir = "/".join(dirs)
     stack = []
     for index in range(layers):
         layer = Layer(name=f"layer{index}")
         if index == 0:
             layer.files[target_path] = file_size
-        for level in range(dir_depth + 1):
+        for level in range(dir_depth):
             parent = "/".join(dirs[:level])
             name = f"other{index}"
             layer.files[f"{parent}/{name}" if parent else name] = other_file_size
+        for entry in range(dir_entries):
+            name = f"other{index}" if entry == 0 else f"other{index}-{entry}"
+            layer.files[f"{target_dir}/{name}" if target_dir else name] = other_file_size
         layer.__post_init__()
         stack.append(layer)
-    return Image(f"probe-{layers}l-{dir_depth}d", stack), target_path
+    return Image(f"probe-{layers}l-{dir_depth}d-{dir_entries}e", stack), target_path

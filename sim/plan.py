@@ -11,7 +11,8 @@ PHASES = ("lookup", "copy_up", "data", "fsync", "setup")
 
 # Step kinds.
 CPU = 0         # (CPU, phase, seconds)
-PROBE = 1       # (PROBE, phase, dentry_key, probe_keys, cpu_per_probe): a path component lookup
+PROBE = 1       # (PROBE, phase, dentry_key, probe_keys, miss_cpu): a path component lookup; on a dentry
+                # miss it reads the probe keys not cached and costs miss_cpu seconds of CPU
 READ = 2        # (READ, phase, cache_key, offset, nbytes, file_size, requests): through the page cache
 WRITE = 3       # (WRITE, phase, cache_key, offset, nbytes): buffered write into the page cache
 SYNC = 4        # (SYNC, phase, nbytes): write dirty bytes to disk and flush (fsync)
@@ -37,8 +38,8 @@ class Plan:
             self.steps.append((CPU, phase, seconds))
         return self
 
-    def probe(self, phase: int, dentry_key, probe_keys: tuple, cpu_per_probe: float) -> Plan:
-        self.steps.append(probe_step(phase, dentry_key, probe_keys, cpu_per_probe))
+    def probe(self, phase: int, dentry_key, probe_keys: tuple, miss_cpu: float) -> Plan:
+        self.steps.append(probe_step(phase, dentry_key, probe_keys, miss_cpu))
         return self
 
     def read(self, phase: int, cache_key, offset: int, nbytes: int, file_size: int, requests: int = 1) -> Plan:
@@ -83,6 +84,6 @@ class Plan:
         return self
 
 
-def probe_step(phase: int, dentry_key, probe_keys: tuple, cpu_per_probe: float) -> tuple:
+def probe_step(phase: int, dentry_key, probe_keys: tuple, miss_cpu: float) -> tuple:
     """A path component lookup, as a step a driver may build once and append to many plans."""
-    return (PROBE, phase, dentry_key, probe_keys, cpu_per_probe)
+    return (PROBE, phase, dentry_key, probe_keys, miss_cpu)

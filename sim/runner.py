@@ -61,7 +61,7 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
     same one share it: probe and synthetic images are remembered per process.
     """
     if isinstance(spec, ProbeImage):
-        image, target = _probe_image(spec.file_size, spec.layers, spec.dir_depth)
+        image, target = _probe_image(spec.file_size, spec.layers, spec.dir_depth, spec.dir_entries)
         return image, [target]
     if isinstance(spec, SyntheticImage):
         image = _synthetic_image(spec.model_dump_json(), seed, replicate)
@@ -73,8 +73,8 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
 
 
 @lru_cache(maxsize=1024)  # a few KiB each: a whole copy-up sweep's images
-def _probe_image(file_size: int, layers: int, dir_depth: int) -> tuple[Image, str]:
-    return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth)
+def _probe_image(file_size: int, layers: int, dir_depth: int, dir_entries: int) -> tuple[Image, str]:
+    return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth, dir_entries=dir_entries)
 
 
 def file_image(path: str | Path) -> Image:

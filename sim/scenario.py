@@ -27,6 +27,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .drivers import REGISTRY
+from .image import PROBE_DIR_ENTRIES
 from .units import Duration, Size
 
 OPS_IN_MIX = ("read", "write", "append", "create", "delete", "stat", "rename", "truncate", "chmod")
@@ -110,6 +111,10 @@ class ProbeImage(Strict):
     file_size: Size = field(2**20, unit="bytes", ge=0, description="size of the target file")
     layers: int = field(1, unit="count", ge=1, description="image layers; the target lies in the bottom one")
     dir_depth: int = field(1, unit="levels", ge=0, le=256, description="directories between the root and the target")
+    dir_entries: int = field(PROBE_DIR_ENTRIES, unit="count", ge=0, le=100_000,
+                             description="files each layer holds in the target's directory (beside the target in the "
+                                         f"bottom one); {PROBE_DIR_ENTRIES}: the median directory of the Debian bookworm "
+                                         "listing, counted per file")
 
 
 class FileImage(Strict):

@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import sim
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,14 @@ def test_probe_prints_json():
     probe = json.loads(result.stdout)
     assert probe["copy_up_bytes"] == 64 * 2**20
     assert probe["first_write_s"] > probe["copy_up_s"] > 0 and probe["second_write_s"] > 0
+
+
+def test_probe_takes_the_entries_of_the_directory():
+    result = cowsim("probe", "--driver", "fuse-overlayfs", "--layers", "4", "--dir-entries", "300", "--json")
+    assert result.returncode == 0, result.stderr
+    populated = json.loads(result.stdout)
+    assert populated["dir_entries"] == 300
+    assert populated["lookup_s"] > sim.probe("fuse-overlayfs", layers=4, dir_entries=1)["lookup_s"]
 
 
 def test_drivers_lists_every_driver_with_options():

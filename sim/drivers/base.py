@@ -7,6 +7,7 @@ touches SimPy. Subclasses fill in a handful of hooks; the flow of each operation
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -72,7 +73,7 @@ class Driver:
         self.costs = self.profile.costs
         # Costs that are the same for every operation, computed once (drivers adjust them)
         self.per_op_cpu = self.costs.syscall  # seconds of every operation: the system call
-        self.probe_cpu = self.costs.layer_probe  # seconds per layer a lookup probes
+        self.probe_cpu = self.costs.layer_probe  # seconds per layer (or tree) a lookup searches
         self.views: dict[int, ContainerView] = {}
         self.mounts: dict[int, object] = {}  # per container: its mount_id, built once (every dentry key holds it)
         self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
@@ -257,8 +258,7 @@ class Driver:
                 above = found[3]
             else:
                 entry, lower = view.resolve(prefix, above)
-                step = probe_step(LOOKUP, (self.mounts[cid], prefix), self.probe_keys(cid, view, prefix, lower, parent_upper),
-                                  self.probe_cpu)
+                step = probe_step(LOOKUP, (self.mounts[cid], prefix), *self.probe(cid, view, prefix, lower, parent_upper))
                 steps.append(step)
                 if prefix == path:
                     return entry
@@ -270,11 +270,18 @@ class Driver:
                 memo[prefix] = (entry.fields(), step, parent_upper, above)
             parent_upper = prefix in upper_dirs
 
-    def probe_keys(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool) -> tuple:
-        """Metadata a dentry miss reads: natively, one directory entry of the mount's own tree.
-        ``lower`` is ``view.lower_path(prefix)``, which union drivers probe, and ``parent_upper``
-        whether the parent has an upper directory (the root always has)."""
-        return (("meta", self.mounts[cid], prefix),)
+    def probe(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool) -> tuple[tuple, float]:
+        """The metadata keys a dentry miss of ``prefix`` reads and its CPU. Natively (ext4 or
+        xfs, also inside a devicemapper thin device) the name's directory block and inode in the
+        mount's own tree, and the index blocks of a large parent directory. ``lower`` is
+        ``view.lower_path(prefix)``, which union drivers probe, and ``parent_upper`` whether the
+        parent has an upper directory (the root always has)."""
+        mount = self.mounts[cid]
+        parent, _, name = prefix.rpartition("/")
+        entries = view.image.merged_dir_entries.get(parent, 0)
+        if entries <= self.costs.dir_entries_per_block:
+            return (("meta", mount, prefix),), self.probe_cpu
+        return (("meta", mount, prefix),) + dir_index_keys(mount, parent, name, entries, self.costs), self.probe_cpu
 
     def mount_id(self, cid: int):
         return ("ctr", cid)
@@ -347,9 +354,32 @@ class Driver:
                 "shares_page_cache": cls.shares_page_cache, "options": options}
 
 
+def name_position(name: str) -> float:
+    """Where a name's hash falls in [0, 1): which block of a hashed directory index holds it.
+    crc32, not ``hash``: the same in every process."""
+    return zlib.crc32(name.encode()) / 2**32
+
+
+def dir_index_keys(tree, parent: str, name: str, entries: int, costs) -> tuple:
+    """The index blocks a lookup of ``name`` reads in directory ``parent`` of ``entries`` entries
+    (ext4 htree, xfs node directories): none when the directory fits one block; else one per
+    level of the hashed index above the leaf block, ``ceil(log(blocks) / log(fanout))`` levels,
+    the top one shared by every name. The leaf block and the inode are the name's own key."""
+    blocks = -(-entries // costs.dir_entries_per_block)
+    if blocks <= 1:
+        return ()
+    fanout = costs.dir_index_fanout
+    levels, span = 1, fanout
+    while span < blocks:
+        levels, span = levels + 1, span * fanout
+    position = name_position(name)
+    return tuple(("meta", tree, parent, "index", level, int(position * -(-blocks // fanout ** (levels - level))))
+                 for level in range(levels))
+
+
 def chunks(nbytes: int, chunk: int) -> int:
     return max(1, math.ceil(nbytes / chunk))
 
 
 __all__ = ["Driver", "Op", "REGISTRY", "register", "LayerLimitError", "OPERATIONS", "PAGE", "FsError", "chunks",
-           "round_up", "DOCKER_IMAGE_LAYER_LIMIT"]
+           "round_up", "DOCKER_IMAGE_LAYER_LIMIT", "dir_index_keys", "name_position"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..image import FILE, Image
+from ..image import DIR, FILE, Image
 from ..plan import COPY_UP, SETUP
-from .base import Driver, FsError, chunks
+from .base import Driver, FsError, chunks, dir_index_keys
 
 GIB = 2**30
 
@@ -37,29 +37,84 @@ class UnionDriver(Driver):
         super().__init__(options, profile)
         self.per_op_cpu = self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
         self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
-        # per image (the object: an id could be reused by a later image): lower path -> probe keys
-        self._probe_memo: dict[Image, dict[str, tuple]] = {}
-        self._image_probes: dict[int, dict[str, tuple]] = {}  # per container: its image's
+        # per image (the object: an id could be reused by a later image): lower path -> (probe
+        # keys, CPU) of the lower layers
+        self._probe_memo: dict[Image, dict[str, tuple[tuple, float]]] = {}
+        self._image_probes: dict[int, dict[str, tuple[tuple, float]]] = {}  # per container: its image's
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
         # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
         self._cloned: dict[int, dict[str, int]] = {}
 
     # -- lookups -------------------------------------------------------------------------------
-    def _lower_probes(self, memo: dict[str, tuple], image: Image, lower: str) -> tuple:
-        """The probe keys of ``lower`` in the image's layers, not yet in the image's ``memo``."""
-        if self.single_lower:
-            keys = (("meta", "flat", image.layer_ids[-1], lower),)
+    def _lower_probes(self, memo: dict[str, tuple[tuple, float]], image: Image, lower: str) -> tuple[tuple, float]:
+        """The probe keys and CPU of ``lower`` in the image's layers, not yet in the image's
+        ``memo``: in each layer probed, the name's directory block and inode, and the index
+        blocks of a large directory (ext4 htree: they grow with the log of its blocks).
+        fuse-overlayfs probes the layers only below the root: it loaded any other parent, every
+        layer's copy of it, when it looked the parent up (``do_lookup_file``), and finds the
+        name in memory, stats it once, and loads it in turn if it is a directory."""
+        parent, _, name = lower.rpartition("/")
+        costs = self.costs
+        if self.fuse and parent:
+            keys, probes = (), 1
+        elif self.single_lower:  # one directory of hard links: the merged directory
+            tree = ("flat", image.layer_ids[-1])
+            keys = (("meta", "flat", image.layer_ids[-1], lower),) + dir_index_keys(
+                tree, parent, name, image.merged_dir_entries.get(parent, 0), costs)
+            probes = 1
         else:
-            keys = tuple(("meta", image.layer_ids[i], lower) for i in image.probe_layers(lower))
+            layers = image.probe_layers(lower)
+            keys = ()
+            for index in layers:
+                layer_id = image.layer_ids[index]
+                keys += (("meta", layer_id, lower),) + dir_index_keys(
+                    layer_id, parent, name, image.dir_entries[index].get(parent, 0), costs)
+            probes = len(layers)
+        found = keys, probes * self.probe_cpu
+        if self.fuse and image.merged.get(lower, (None,))[0] == DIR:
+            loaded_keys, loaded_cpu = self._load_dir(image, lower)
+            found = keys + loaded_keys, found[1] + loaded_cpu
         if lower in image.merged:  # a name the image lacks (a new file) is rarely probed again
-            memo[lower] = keys
-        return keys
+            memo[lower] = found
+        return found
 
-    def probe_keys(self, cid, view, prefix, lower, parent_upper):
+    def _load_dir(self, image: Image, path: str) -> tuple[tuple, float]:
+        """fuse-overlayfs's first access to a directory (``load_dir``, main.c): it reads every
+        layer's copy top-down (down to an opaque one), and each entry it meets for the first
+        time is checked in every layer from its own down to the directory's lowest
+        (``make_ovl_node``): CPU per entry read and per layer checked, and the directory and
+        inode-table blocks of every copy."""
+        costs = self.costs
+        stack = [index for index in image.probe_layers(path) if path in image.layers[index].dirs]
+        if not stack:
+            return (), 0.0
+        bottom = stack[-1]
+        seen: set[str] = set()
+        read = checked = 0
+        keys: tuple = ()
+        for index in stack:
+            names = image.layer_children[index].get(path, ())
+            whiteouts = image.layers[index].whiteouts
+            read += len(names)
+            new = [name for name in names if name not in seen]
+            seen.update(new)
+            checked += (index - bottom + 1) * sum(1 for name in new if f"{path}/{name}" not in whiteouts)
+            layer_id = image.layer_ids[index]
+            keys += tuple(("meta", layer_id, path, "block", block)
+                          for block in range(-(-len(names) // costs.dir_entries_per_block)))
+            keys += tuple(("meta", layer_id, path, "inodes", block)
+                          for block in range(-(-len(names) // costs.inodes_per_block)))
+        return keys, read * costs.fuse_dir_entry + checked * costs.fuse_entry_layer_check
+
+    def probe(self, cid, view, prefix, lower, parent_upper):
         """The upper directory (where the parent has one), then each lower layer top-down,
         stopping at a file, a whiteout or an opaque directory."""
-        keys: tuple = (("meta", "upper", cid, prefix),) if parent_upper else ()
+        if parent_upper:
+            keys: tuple = (("meta", "upper", cid, prefix),)
+            cpu = self.probe_cpu
+        else:
+            keys, cpu = (), 0.0
         if self._layer_metadata and "/" not in prefix:
             # the first cold lookup also reads the layers' filesystem metadata (measured: a fixed
             # cost that does not grow with the layers probed)
@@ -68,9 +123,10 @@ class UnionDriver(Driver):
         # stops it too, unless it is a redirect into the layers.
         if lower is not None and (prefix not in view.opaque_dirs or prefix in view.redirects):
             memo = self._image_probes[cid]
-            lower_keys = memo.get(lower)
-            keys = keys + (lower_keys if lower_keys is not None else self._lower_probes(memo, view.image, lower))
-        return keys
+            found = memo.get(lower)
+            lower_keys, lower_cpu = found if found is not None else self._lower_probes(memo, view.image, lower)
+            keys, cpu = keys + lower_keys, cpu + lower_cpu
+        return keys, cpu
 
     def mount_id(self, cid):
         return ("ovl", cid)

@@ -36,11 +36,13 @@ class Zfs(SnapshotDriver):
             return ("lower", view.image.layer_ids[entry.layer], entry.lower_path)
         return ("data", cid, path)
 
-    def probe_keys(self, cid, view, prefix, lower, parent_upper):
-        # The ARC caches the snapshot's metadata once for all its clones, until a clone changes it.
+    def probe(self, cid, view, prefix, lower, parent_upper):
+        # Each directory is a ZAP object of its own (a microzap block up to ~2,000 entries): a
+        # walk reads one block per component. The ARC caches the snapshot's metadata once for
+        # all its clones, until a clone changes it.
         if prefix in view.upper_files or prefix in view.upper_dirs or prefix in view.whiteouts:
-            return super().probe_keys(cid, view, prefix, lower, parent_upper)
-        return (("meta", "snapshot", id(view.image), prefix),)
+            return (("meta", self.mounts[cid], prefix),), self.probe_cpu
+        return (("meta", "snapshot", id(view.image), prefix),), self.probe_cpu
 
     def block_for(self, size):
         # A file smaller than the recordsize is one block of its own size, in whole sectors.
