@@ -39,10 +39,16 @@ PARAMETERS = {
     "clone_per_gib": ((("costs", "clone_per_gib"),), False),
     "fuse_request": ((("costs", "fuse_request"),), False),
     "fuse_layer_probe": ((("costs", "fuse_layer_probe"),), False),
+    "fuse_dir_entry": ((("costs", "fuse_dir_entry"),), False),
+    "fuse_entry_layer_check": ((("costs", "fuse_entry_layer_check"),), False),
     "layer_create": ((("costs", "layer_create"),), False),
     "btrfs_snapshot": ((("costs", "btrfs_snapshot"),), False),
 }
 FASTEST = 1e-12  # s/byte: the lower bound of an inverse bandwidth (1 TB/s)
+# Every cost adds to a point's time, so none can take more than the whole of a point it is part
+# of: a parameter the points hardly move (one layer probe in a millisecond) is bounded by
+# this many times the smallest measured time over its coefficient, instead of running away.
+WHOLE_POINT = 2.0
 
 
 @dataclass
@@ -62,8 +68,11 @@ class Stage:
 
 
 STAGES = [
+    # Concurrent copy-ups and reads move the same disk, page cache and kernel costs as one at a
+    # time; the engine shares the device among them (no parameter of their own).
     Stage("kernel overlayfs on the host filesystem",
-          ("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries"),
+          ("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries", "concurrent_copy_up",
+           "concurrent_read"),
           ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
            "copy_up_setup", "dir_copy_up"),
           scanned=(("lookup_cold_reads", (0, 1, 2, 4, 6, 8, 12, 16, 24, 32)),
@@ -71,7 +80,8 @@ STAGES = [
     Stage("overlayfs on xfs with reflink", ("reflink",), ("clone_base", "clone_per_gib")),
     # fuse_bandwidth is not fitted: the probes write 1 byte, so a data rate would only stand in
     # for the per-request cost (and copy-up data does not cross FUSE in the model)
-    Stage("fuse-overlayfs", ("fuse_file_size", "fuse_layers", "fuse_dir_entries"), ("fuse_request", "fuse_layer_probe")),
+    Stage("fuse-overlayfs", ("fuse_file_size", "fuse_layers", "fuse_dir_entries"),
+          ("fuse_request", "fuse_layer_probe", "fuse_dir_entry", "fuse_entry_layer_check")),
     Stage("container creation", ("overlay_create", "btrfs_create"), ("layer_create", "btrfs_snapshot")),
 ]
 
@@ -109,7 +119,7 @@ class Fitter:
         """Fit one stage's parameters on its points; returns what it found (and the residuals)."""
         chosen = table[stage.selects(table)]
         if chosen.empty:
-            return {"stage": stage.name, "points": 0, "parameters": {}}
+            return {"stage": stage.name, "points": 0, "parameters": {}, "unused": list(stage.parameters)}
         if not stage.scanned:
             return self._linear(stage, chosen)
         for field, candidates in stage.scanned:  # one field at a time, the others at their best
@@ -134,11 +144,12 @@ class Fitter:
         measured = chosen["measured_s"].to_numpy()
         weight = 1.0 / measured
         lower = [FASTEST if PARAMETERS[n][1] else 0.0 for n in names]
-        used = np.abs(design).sum(axis=0) > 0
         values = {name: _current(self.data, name) for name in names}
+        used = np.abs(design).sum(axis=0) > 0
         if used.any():
+            upper = np.array([_largest(design[:, index], measured, lower[index]) for index in np.flatnonzero(used)])
             solution = lsq_linear(design[:, used] * weight[:, None], (measured - base) * weight,
-                                  bounds=(np.array(lower)[used], np.inf))
+                                  bounds=(np.array(lower)[used], upper))
             for name, value in zip(np.array(names)[used], solution.x):
                 values[name] = float(value)
         self.data = _with(self.data, values)
@@ -147,6 +158,15 @@ class Fitter:
         return {"stage": stage.name, "points": len(chosen), "parameters": values,
                 "unused": [n for n, u in zip(names, used) if not u],
                 "median_abs_error": float(np.median(np.abs(relative))), "weighted_sse": float(relative @ relative)}
+
+
+def _largest(column: np.ndarray, measured: np.ndarray, lower: float) -> float:
+    """The largest value a parameter may take: WHOLE_POINT times the measured time of the point
+    it would fill first."""
+    touched = (column > 0) & (measured > 0)
+    if not touched.any():
+        return np.inf
+    return max(float(np.min(WHOLE_POINT * measured[touched] / column[touched])), 2 * lower)
 
 
 def fit_profile(table: pd.DataFrame, name: str, description: str, source: str,

@@ -177,16 +177,11 @@ def at_once(actions: list[Callable[[], None]]) -> tuple[list[float], float]:
     return [end - start for start, end in spans], max(end for _, end in spans) - min(start for start, _ in spans)
 
 
-def entries_image(file_size: int, layers: int, dir_depth: int, dir_entries: int) -> tuple[Image, str]:
-    """``probe_image`` with ``dir_entries`` names per layer in the target's directory (the probe
-    image holds one, ``other<layer>``; the rest are empty files ``e<layer>_<k>``)."""
-    image, target = probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth)
-    directory = target.rpartition("/")[0]
-    for index, layer in enumerate(image.layers):
-        for k in range(1, dir_entries):
-            layer.files[f"{directory}/e{index}_{k}" if directory else f"e{index}_{k}"] = 0
-        layer.__post_init__()
-    return image, target
+def image_of(file_size: int, layers: int, dir_depth: int,
+             dir_entries: int = OPTIONAL_COLUMNS["dir_entries"]) -> tuple[Image, str]:
+    """The probe image with ``dir_entries`` names per layer in the target's directory: one,
+    unless the experiment sweeps them (a row records the number)."""
+    return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth, dir_entries=dir_entries)
 
 
 # -- one layered container --------------------------------------------------------------------
@@ -271,16 +266,16 @@ class Calibration:
         plan, fs = self.plan, host_description()["host_fs"].split()[0]
         points = []  # (sweep, layers object, layer count, target, size, depth, experiments kept, lookup)
         for size in plan.sizes:
-            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, target = image_of(size, 1, 1)
             points.append(("file_size", Layers(sandbox, sandbox.path(f"size{size}"), image), 1, target, size, 1,
                            ("first_write", "second_write"), False))
         deepest = max(plan.layer_counts)
-        image, target = probe_image(file_size=plan.small_file, layers=deepest, dir_depth=plan.layers_dir_depth)
+        image, target = image_of(plan.small_file, deepest, plan.layers_dir_depth)
         layers = Layers(sandbox, sandbox.path("layers"), image)
         points += [("layers", layers, count, target, plan.small_file, plan.layers_dir_depth,
                     ("lookup", "first_write"), True) for count in plan.layer_counts]
         for depth in plan.dir_depths:
-            image, target = probe_image(file_size=plan.small_file, layers=plan.depth_layers, dir_depth=depth)
+            image, target = image_of(plan.small_file, plan.depth_layers, depth)
             points.append(("dir_depth", Layers(sandbox, sandbox.path(f"depth{depth}"), image), plan.depth_layers,
                            target, plan.small_file, depth, ("first_write",), False))
         os.sync()
@@ -296,7 +291,7 @@ class Calibration:
         """A container of overlay2: its -init and writable layer directories and the mount."""
         fs = host_description()["host_fs"].split()[0]
         for size in self.plan.image_sizes:
-            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, _ = image_of(size, 1, 1)
             layers = Layers(sandbox, sandbox.path(f"create{size}"), image)
             for repeat in range(self.plan.repeats):
                 base = layers.root / f"ctr{repeat}"
@@ -314,7 +309,7 @@ class Calibration:
         largest = max(self.plan.clone_sizes)
         mount = sandbox.loop_filesystem("xfs", max(512 * MIB, 4 * largest), "xfs", ("-m", "reflink=1"))
         for size in self.plan.clone_sizes:
-            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, target = image_of(size, 1, 1)
             layers = Layers(sandbox, mount / f"size{size}", image)
             for repeat in range(self.plan.repeats):
                 result = _container_run(layers, "overlay", 1, target, "warm")
@@ -328,7 +323,7 @@ class Calibration:
         require("fuse-overlayfs")
         fs = host_description()["host_fs"].split()[0]
         for size in self.plan.fuse_sizes:
-            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, target = image_of(size, 1, 1)
             layers = Layers(sandbox, sandbox.path(f"fuse{size}"), image)
             for repeat in range(self.plan.repeats):
                 result = _container_run(layers, "fuse", 1, target, "warm")
@@ -336,8 +331,7 @@ class Calibration:
                              size, 1, 1, "warm", repeat)
                 self._tick()
         deepest = max(self.plan.fuse_layer_counts)
-        image, target = probe_image(file_size=self.plan.small_file, layers=deepest,
-                                    dir_depth=self.plan.layers_dir_depth)
+        image, target = image_of(self.plan.small_file, deepest, self.plan.layers_dir_depth)
         layers = Layers(sandbox, sandbox.path("fuselayers"), image)
         for count in self.plan.fuse_layer_counts:
             for repeat in range(self.plan.repeats):
@@ -351,7 +345,7 @@ class Calibration:
         largest = max(self.plan.image_sizes)
         mount = sandbox.loop_filesystem("btrfs", max(512 * MIB, 4 * largest), "btrfs")
         for size in self.plan.image_sizes:
-            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, _ = image_of(size, 1, 1)
             source = btrfs_subvolume(mount, f"image{size}")
             materialize(image.layers[0], source)
             os.sync()
@@ -367,7 +361,7 @@ class Calibration:
         """vfs: a container is two full copies of the image (cold cache, no fsync)."""
         fs = host_description()["host_fs"].split()[0]
         for size in self.plan.image_sizes:
-            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, _ = image_of(size, 1, 1)
             source = sandbox.path(f"vfs{size}", "image")
             materialize(image.layers[0], source)
             for repeat in range(self.plan.repeats):
@@ -394,7 +388,7 @@ class Calibration:
         (cold: the lower file is read by all of them; warm: it is in the page cache)."""
         plan, fs = self.plan, host_description()["host_fs"].split()[0]
         size = plan.concurrent_copy_size
-        image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+        image, target = image_of(size, 1, 1)
         layers = Layers(sandbox, sandbox.path("concurrent"), image)
         os.sync()
         for repeat in range(plan.repeats):
@@ -424,7 +418,7 @@ class Calibration:
         cache is shared: they wait on the same pages)."""
         plan, fs = self.plan, host_description()["host_fs"].split()[0]
         size, largest = plan.concurrent_read_size, max(plan.concurrency)
-        image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+        image, target = image_of(size, 1, 1)
         copies = [sandbox.path("vfsread", f"c{index}") for index in range(largest)]
         for copy in copies:
             materialize(image.layers[0], copy)
@@ -459,7 +453,7 @@ class Calibration:
             self.rec.skipped.append("directory entries under fuse-overlayfs: fuse-overlayfs not installed")
         points = []
         for entries in plan.dir_entries:
-            image, target = entries_image(plan.small_file, max(plan.entries_layer_counts), 1, entries)
+            image, target = image_of(plan.small_file, max(plan.entries_layer_counts), 1, entries)
             points.append((entries, target, Layers(sandbox, sandbox.path(f"entries{entries}"), image)))
         os.sync()
         for repeat in range(plan.repeats):
@@ -478,7 +472,7 @@ class Calibration:
         mount = sandbox.loop_filesystem("btrfs", 512 * MIB, "btrfs")
         sources = []
         for depth in plan.btrfs_depths:
-            image, target = probe_image(file_size=plan.small_file, layers=1, dir_depth=depth)
+            image, target = image_of(plan.small_file, 1, depth)
             source = btrfs_subvolume(mount, f"image{depth}")
             materialize(image.layers[0], source)
             sources.append((depth, target, btrfs_snapshot(source, mount, f"init{depth}")))

@@ -116,20 +116,19 @@ class Predictor:
         key = ("probe", row.driver, row.options, int(row.file_size), int(row.layers), int(row.dir_depth),
                int(row.dir_entries), row.cache)
         if key not in self._memo:
-            entries = {"dir_entries": int(row.dir_entries)} if int(row.dir_entries) != 1 else {}
             self._memo[key] = probe(row.driver, int(row.file_size), int(row.layers), int(row.dir_depth), row.cache,
-                                    self.profile, **entries, **_options(row.options))
+                                    self.profile, int(row.dir_entries), **_options(row.options))
         return self._memo[key]
 
     def _scenario(self, row, workload: dict) -> pd.DataFrame:
         """The operations of ``row.concurrency`` containers over the row's probe image."""
         key = ("scenario", row.driver, row.options, int(row.file_size), int(row.layers), int(row.dir_depth),
-               int(row.concurrency), row.cache, workload["kind"])
+               int(row.dir_entries), int(row.concurrency), row.cache, workload["kind"])
         if key not in self._memo:
             scenario = {"name": "calibrate", "profile": self.profile, "cache": row.cache,
                         "driver": {"name": row.driver, "options": _options(row.options)},
                         "image": {"kind": "probe", "file_size": int(row.file_size), "layers": int(row.layers),
-                                  "dir_depth": int(row.dir_depth)},
+                                  "dir_depth": int(row.dir_depth), "dir_entries": int(row.dir_entries)},
                         "containers": {"count": int(row.concurrency)}, "workload": workload}
             self._memo[key] = run_scenario(scenario).ops
         return self._memo[key]
