@@ -2,6 +2,7 @@
 and on a real kernel (root) the quick calibration runs and always cleans up its mounts."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import signal
@@ -92,8 +93,8 @@ def test_calibrate_never_overwrites_and_bad_csv_is_one_line(tmp_path):
 @pytest.fixture
 def one_candidate_scans(monkeypatch):
     """The truth's integer cost fields as the only scanned candidates: the same fits, ten times fewer."""
-    stages = [fit.Stage(stage.name, stage.families, stage.parameters,
-                        tuple((name, (8 if name == "copy_up_cold_reads" else 0,)) for name, _ in stage.scanned))
+    stages = [dataclasses.replace(stage, scanned=tuple((name, (8 if name == "copy_up_cold_reads" else 0,))
+                                                       for name, _ in stage.scanned))
               for stage in fit.STAGES]
     monkeypatch.setattr(fit, "STAGES", stages)
 

@@ -62,21 +62,26 @@ class Stage:
     # integer cost fields the engine multiplies by fitted latencies (not linear): each candidate
     # is tried with a full linear fit, the best weighted residual wins (one field after another)
     scanned: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # the families the scan of those integers fits (all when empty): each candidate is a whole
+    # linear fit, and a simulation of eight containers costs as much as dozens of probes
+    scanned_on: tuple[str, ...] = ()
 
-    def selects(self, table: pd.DataFrame) -> pd.Series:
-        return families(table).isin(self.families)
+    def selects(self, table: pd.DataFrame, among: tuple[str, ...] = ()) -> pd.Series:
+        return families(table).isin(among or self.families)
 
 
 STAGES = [
     # Concurrent copy-ups and reads move the same disk, page cache and kernel costs as one at a
-    # time; the engine shares the device among them (no parameter of their own).
+    # time; the engine shares the device among them (no parameter of their own). The cold
+    # metadata reads are scanned on one operation at a time, then everything is fitted at once.
     Stage("kernel overlayfs on the host filesystem",
           ("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries", "concurrent_copy_up",
            "concurrent_read"),
           ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
            "copy_up_setup", "dir_copy_up"),
           scanned=(("lookup_cold_reads", (0, 1, 2, 4, 6, 8, 12, 16, 24, 32)),
-                   ("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)))),
+                   ("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128))),
+          scanned_on=("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries")),
     Stage("overlayfs on xfs with reflink", ("reflink",), ("clone_base", "clone_per_gib")),
     # fuse_bandwidth is not fitted: the probes write 1 byte, so a data rate would only stand in
     # for the per-request cost (and copy-up data does not cross FUSE in the model)
@@ -120,17 +125,24 @@ class Fitter:
         chosen = table[stage.selects(table)]
         if chosen.empty:
             return {"stage": stage.name, "points": 0, "parameters": {}, "unused": list(stage.parameters)}
-        if not stage.scanned:
+        scanned_on = table[stage.selects(table, stage.scanned_on)]
+        if not stage.scanned or scanned_on.empty:
             return self._linear(stage, chosen)
         for field, candidates in stage.scanned:  # one field at a time, the others at their best
             start, tried = self.data, []
             for count in sorted(candidates):
                 self.data = {**start, "costs": {**start["costs"], field: count}}
-                tried.append((self._linear(stage, chosen), self.data))
+                tried.append((self._linear(stage, scanned_on), self.data))
+                # past the valley: two candidates in a row half as good again as the best
+                best = min(outcome["weighted_sse"] for outcome, _ in tried)
+                if len(tried) > 2 and all(o["weighted_sse"] > 1.5 * best for o, _ in tried[-2:]):
+                    break
             # More reads at a lower latency fit nearly as well (a valley, not a point): take the
             # fewest reads whose residual is within 2% of the best one.
             least = min(outcome["weighted_sse"] for outcome, _ in tried)
             outcome, self.data = next(pair for pair in tried if pair[0]["weighted_sse"] <= 1.02 * least)
+        if len(scanned_on) < len(chosen):
+            outcome = self._linear(stage, chosen)
         outcome["scanned"] = {field: self.data["costs"][field] for field, _ in stage.scanned}
         return outcome
 
