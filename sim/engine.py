@@ -1,22 +1,23 @@
-"""The one SimPy engine: a disk with a request queue, a page cache, a dentry cache, and the
+"""The one SimPy engine: a disk shared by its requests, a page cache, a dentry cache, and the
 execution of driver plans.
 
-The disk is a FIFO queue served by ``queue_depth`` channels. A request's service time is
-``requests x latency + bytes / bandwidth``; it starts when a channel is free. Because service
-times are known when a request is issued, the engine reserves a channel and waits with a single
-timeout instead of a SimPy Resource per I/O. An operation served from cache costs one timeout,
-or none when nothing else is due before it ends (:meth:`Environment.skip_ahead`).
+The disk (:class:`Disk`) overlaps ``queue_depth`` requests' access times and shares its bandwidth
+among the transfers in service (processor sharing, exact, evaluated lazily: no event of its
+own). A process waiting for a request sleeps until the time it would end if nothing else
+arrived, and asks again. An operation served from cache costs one timeout, or none when nothing
+else is due before it ends (:meth:`Environment.skip_ahead`).
 CPU is not a contended resource in this model: each container's CPU time only delays itself.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import OrderedDict
 
 import numpy as np
 import simpy
 
-from .plan import CACHED, CPU, DISK_READ, DISK_WRITE, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
+from .plan import CACHED, CPU, DISK_READ, DISK_WRITE, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
 
 
@@ -50,13 +51,62 @@ class Environment(simpy.Environment):
         return True
 
 
-class Disk:
-    __slots__ = ("profile", "channels", "bytes_read", "bytes_written", "requests", "busy_s", "fsyncs",
-                 "rng", "jitter", "jitter_index")
+INF = float("inf")
 
-    def __init__(self, profile: Profile, rng: np.random.Generator | None = None):
+
+def rounding(now: float) -> float:
+    """A few hundred ulps of ``now``: a transfer due that close ends now. Waiting for it would
+    move the clock by less than its rounding, and virtual time would never reach its tag."""
+    return 1e-15 + now * 1e-13
+
+
+class Transfer:
+    """One disk request: its access time on a channel, then its bytes on the shared bandwidth."""
+
+    __slots__ = ("arrival", "work", "tag", "event", "done")
+
+    def __init__(self) -> None:
+        self.arrival = 0.0  # when its access time ends and its transfer joins the others [s]
+        self.work = 0.0     # its transfer alone on the device: bytes / bandwidth [s]
+        self.tag = INF      # its finish in the device's virtual time, once its transfer has begun
+        self.event = None   # what its waiters yield: triggered when it ends
+        self.done = False   # set by the process that waited for it: its pages are usable
+
+
+class Disk:
+    """A block device: ``queue_depth`` channels overlap requests' access times; transfers share
+    the bandwidth (processor sharing).
+
+    A request first spends its access time (``requests x latency``, plus ``fsync_latency`` for a
+    flush) on the channel free first, FIFO, as blk-mq's hardware queue tags do: that finish is
+    known when it is issued. Its bytes then join every transfer in service and each of the ``n``
+    gets ``1/n`` of the device (reads at ``read_bandwidth``, writes at ``write_bandwidth``: a
+    transfer's work is its seconds alone on the device). The sharing is exact and lazy: in
+    virtual time ``V`` (``dV/dt = 1/n``) a transfer that begins at ``V0`` ends at the tag
+    ``V0 + work``, whoever arrives later, so transfers end in tag order; the state is brought up
+    to a time only when someone asks (:meth:`advance`). One alarm, a SimPy timeout re-armed as
+    needed, wakes the waiters of the next transfer someone waits for; a transfer nobody waits
+    for (background writeback) costs no event at all.
+    """
+
+    __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
+                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs", "rng", "jitter",
+                 "jitter_index")
+
+    def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
+        self.env = env
         self.profile = profile.disk
-        self.channels = [0.0] * self.profile.queue_depth
+        self.channels = [0.0] * self.profile.queue_depth  # when each channel is free (a heap)
+        self.clock = 0.0    # the time the sharing state below was brought up to
+        self.vtime = 0.0    # virtual time at ``clock``: the work each transfer in service has had
+        self.tags: list[float] = []  # finish tags of the transfers in service, sorted
+        self.arriving: list[tuple] = []  # (arrival, order, transfer) still in their access time (a heap)
+        self.arrivals = 0   # transfers submitted: the order among equal times
+        self.waited: list[tuple] = []    # (tag, order, transfer) in service with waiters (a heap)
+        self.expected: list[tuple] = []  # (earliest end, order, transfer) with waiters, still arriving (a heap)
+        self.waits = 0       # transfers waited for: their order among equal times
+        self.alarm = None    # the timeout that goes off next, at ``alarm_at``
+        self.alarm_at = INF
         self.rng = rng
         self.jitter: list[float] = []
         self.jitter_index = 0
@@ -79,30 +129,203 @@ class Disk:
         self.bytes_read = 0
         self.bytes_written = 0
         self.requests = 0
-        self.busy_s = 0.0
         self.fsyncs = 0
 
-    def reserve(self, issue: float, service: float) -> float:
-        """Queue a request issued at ``issue`` needing ``service`` seconds; return its finish time."""
-        free = heapq.heappop(self.channels)
-        finish = (issue if issue > free else free) + service
-        heapq.heappush(self.channels, finish)
-        self.busy_s += service
-        return finish
-
-    def read_service(self, nbytes: int, requests: int) -> float:
+    # -- what a request costs ----------------------------------------------------------------------
+    def read(self, issue: float, nbytes: int, requests: int, transfer: Transfer | None = None) -> Transfer:
+        """Issue a read of ``nbytes`` in ``requests`` requests at time ``issue``."""
         self.bytes_read += nbytes
         self.requests += requests
-        return requests * self.profile.read_latency * self._latency_factor() + nbytes / self.profile.read_bandwidth
+        profile = self.profile
+        return self.submit(issue, requests * profile.read_latency * self._latency_factor(),
+                           nbytes / profile.read_bandwidth, transfer)
 
-    def write_service(self, nbytes: int, requests: int, flush: bool = False) -> float:
+    def write(self, issue: float, nbytes: int, requests: int, flush: bool = False) -> Transfer:
+        """Issue a write (and with ``flush``, the cache flush of an fsync) at time ``issue``."""
         self.bytes_written += nbytes
         self.requests += requests
-        service = requests * self.profile.write_latency * self._latency_factor() + nbytes / self.profile.write_bandwidth
+        profile = self.profile
+        access = requests * profile.write_latency * self._latency_factor()
         if flush:
             self.fsyncs += 1
-            service += self.profile.fsync_latency
-        return service
+            access += profile.fsync_latency
+        return self.submit(issue, access, nbytes / profile.write_bandwidth)
+
+    # -- the device --------------------------------------------------------------------------------
+    def submit(self, issue: float, access: float, work: float, transfer: Transfer | None = None) -> Transfer:
+        """Queue a request issued at ``issue``: ``access`` seconds on a channel, then ``work``
+        seconds of transfer shared with the others."""
+        channels = self.channels
+        free = heapq.heappop(channels)
+        arrival = (issue if issue > free else free) + access
+        heapq.heappush(channels, arrival)
+        transfer = transfer or Transfer()
+        transfer.arrival = arrival
+        transfer.work = work
+        self.arrivals += 1
+        if work > 0:
+            heapq.heappush(self.arriving, (arrival, self.arrivals, transfer))
+        else:
+            transfer.tag = -INF  # nothing to transfer: it ends with its access time
+        return transfer
+
+    def advance(self, now: float) -> None:
+        """Bring the sharing state up to ``now``: begin the transfers whose access time has
+        ended and end those whose tag virtual time has reached, in time order."""
+        tags = self.tags
+        arriving = self.arriving
+        clock = self.clock
+        vtime = self.vtime
+        slack = rounding(now)
+        while True:
+            count = len(tags)
+            depart = clock + (tags[0] - vtime) * count if count else INF
+            if arriving and arriving[0][0] < depart:  # at a tie, the departure first
+                at, _, transfer = arriving[0]
+                if at > now:
+                    break
+                heapq.heappop(arriving)
+                if count:
+                    vtime += (at - clock) / count
+                    if vtime > tags[0]:  # rounding: never past a tag still in service
+                        vtime = tags[0]
+                clock = at
+                tag = transfer.tag = vtime + transfer.work
+                bisect.insort(tags, tag)
+                if transfer.event is not None:  # someone waits for it
+                    self.waits += 1
+                    heapq.heappush(self.waited, (tag, self.waits, transfer))
+            else:
+                if depart > now + slack:
+                    break
+                clock = depart if depart < now else now
+                vtime = tags.pop(0)
+        if tags:
+            vtime += (now - clock) / len(tags)
+            if vtime > tags[0]:
+                vtime = tags[0]
+        self.clock = now
+        self.vtime = vtime
+
+    def finish_time(self, transfer: Transfer, now: float) -> float:
+        """When ``transfer`` ends if nothing else begins meanwhile, a lower bound (a transfer
+        that begins slows the others down); ``now`` if it has ended.
+
+        Until a transfer with tag ``F`` ends, each one in service with tag ``T`` receives
+        ``min(T, F) - V`` more work, and the device does one second of work per second: the
+        time left is the sum of those, over the sorted tags (one C-level ``sum``).
+        """
+        if transfer.tag == -INF:
+            return transfer.arrival if transfer.arrival > now else now
+        self.advance(now)
+        tag = transfer.tag
+        vtime = self.vtime
+        if tag <= vtime:
+            return now
+        tags = self.tags
+        served = len(tags)
+        t = now
+        index = 0
+        if tag == INF:  # still in its access time: the others' departures up to its arrival
+            arrival = transfer.arrival
+            while index < served:
+                depart = t + (tags[index] - vtime) * (served - index)
+                if depart > arrival:
+                    break
+                t = depart
+                vtime = tags[index]
+                index += 1
+            if index < served:
+                vtime += (arrival - t) / (served - index)
+            t = arrival
+            tag = vtime + transfer.work
+            t += tag - vtime  # its own work
+        below = bisect.bisect_left(tags, tag, index)
+        return t + sum(tags[index:below]) - (below - index) * vtime + (served - below) * (tag - vtime)
+
+    def wait(self, transfer: Transfer, earliest: float) -> simpy.Event:
+        """The event to yield to wait for ``transfer`` (not ended), which ends no earlier than
+        ``earliest`` (from :meth:`finish_time`). Triggered exactly when it ends."""
+        if transfer.tag == -INF:  # nothing to transfer: it ends with its access time
+            return self.env.timeout(transfer.arrival - self.env._now)
+        event = transfer.event
+        if event is None:
+            event = transfer.event = self.env.event()
+            self.waits += 1
+            if transfer.tag == INF:
+                heapq.heappush(self.expected, (earliest, self.waits, transfer))
+            else:
+                heapq.heappush(self.waited, (transfer.tag, self.waits, transfer))
+            if earliest < self.alarm_at:
+                self._set_alarm(earliest)
+        return event
+
+    def _set_alarm(self, at: float) -> None:
+        self.alarm_at = at
+        self.alarm = self.env.timeout(at - self.env._now)
+        self.alarm.callbacks.append(self._ring)
+
+    def _ring(self, alarm) -> None:
+        """The alarm: trigger the events of the transfers that have ended; set the next alarm
+        at the earliest a waited transfer can end."""
+        env = self.env
+        now = env._now
+        if alarm is self.alarm:  # else a stale one, set before an earlier one replaced it
+            self.alarm = None
+            self.alarm_at = INF
+        self.advance(now)
+        vtime = self.vtime
+        waited = self.waited
+        ended = []
+        while waited and waited[0][0] <= vtime:
+            ended.append(heapq.heappop(waited)[2].event)
+        self._rearm(now)
+        if not ended:
+            return
+        # The waiters resume within this alarm, as SimPy would one step later, and in the same
+        # order; a waiter may move the clock ahead only if it is the only one.
+        if len(ended) > 1 or len(ended[0].callbacks) > 1:
+            env._sole_waiter = False
+        for event in ended:
+            event._ok = True
+            event._value = None
+            callbacks, event.callbacks = event.callbacks, None
+            for callback in callbacks:
+                callback(event)
+
+    def _rearm(self, now: float) -> None:
+        """Set the alarm at the earliest a waited transfer can end, unless one goes off sooner."""
+        waited = self.waited
+        expected = self.expected
+        while expected and expected[0][2].tag != INF:  # begun: in ``waited`` now
+            heapq.heappop(expected)
+        at = expected[0][0] if expected else INF
+        if waited:
+            at = min(at, self._departure(waited[0][0]))
+        if at < self.alarm_at:
+            # never again at this very time: what is due now has been done
+            self._set_alarm(max(at, now + rounding(now)))
+
+    def _departure(self, tag: float) -> float:
+        """When the transfer with ``tag`` (in service) ends if nothing else begins: the
+        departures before it walked as :meth:`advance` will (the same arithmetic)."""
+        tags = self.tags
+        clock = self.clock
+        vtime = self.vtime
+        count = len(tags)
+        index = 0
+        while tags[index] < tag:
+            clock += (tags[index] - vtime) * (count - index)
+            vtime = tags[index]
+            index += 1
+        return clock + (tag - vtime) * (count - index)
+
+    def next_change(self, now: float) -> float:
+        """The next time a transfer begins or ends (inf when the device is idle)."""
+        self.advance(now)
+        depart = self.clock + (self.tags[0] - self.vtime) * len(self.tags) if self.tags else INF
+        arrive = self.arriving[0][0] if self.arriving else INF
+        return min(depart, arrive)
 
 
 class LRU:
@@ -147,25 +370,35 @@ class PageCache(LRU):
     def __init__(self, capacity: int, block: int):
         super().__init__(capacity, block)
 
-    def read(self, key, offset: int, nbytes: int, file_size: int) -> tuple[int, int]:
-        """(bytes served from cache, bytes to read from disk) for a read of a file's range."""
+    def read(self, key, offset: int, nbytes: int, file_size: int, transfer: Transfer) -> tuple[int, int, list]:
+        """(bytes found in the cache, bytes to read from disk, the reads in flight to wait for)
+        for a read of a file's range.
+
+        A missed block belongs to the cache at once, marked with ``transfer``, the read that
+        fills it; a later reader finds it but may use it only when that read is done (a page
+        under I/O is locked: PG_locked, and readers sleep in wait_on_page_locked).
+        """
         block = self.unit
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
         entries = self.entries
+        waits = []
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
             block_key = (key, index)
-            if block_key in entries:  # LRU.touch, inlined: files span many blocks
+            marker = entries.get(block_key, False)
+            if marker is not False:  # LRU.touch, inlined: files span many blocks
                 entries.move_to_end(block_key)
                 hit += span
+                if marker is not None and not marker.done and marker not in waits:
+                    waits.append(marker)
             else:
-                entries[block_key] = None
+                entries[block_key] = transfer
                 if len(entries) > self.capacity:
                     entries.popitem(last=False)
                 miss += span  # a miss reads the whole block (readahead), clipped to the file
-        return hit, miss
+        return hit, miss, waits
 
     def fill(self, key, offset: int, nbytes: int) -> None:
         block = self.unit
@@ -200,8 +433,9 @@ class Engine:
         self.env = env or Environment()
         self.profile = profile
         self.costs = profile.costs
-        self.disk = Disk(profile, rng)
+        self.disk = Disk(profile, self.env, rng)
         self.page_cache = PageCache(profile.page_cache, profile.cache_block)
+        self.spare = Transfer()  # the next read's request, handed to the page cache to mark its blocks
         self.dentries = LRU(profile.dentry_cache)
         self.operations = 0
 
@@ -211,10 +445,16 @@ class Engine:
         self.dentries.clear()
 
     def execute(self, plan: Plan, result: OpResult):
-        """A SimPy process body: run ``plan``'s steps, charging each phase its time."""
+        """A SimPy process body: run ``plan``'s steps, charging each phase its time.
+
+        CPU time is summed in ``pending`` and waited for with the next disk wait (or at the
+        end). A step that needs the disk issues its request when that CPU time is done and
+        waits for it, and for any read in flight it found in the page cache.
+        """
         env = self.env
         disk = self.disk
         costs = self.costs
+        page_cache = self.page_cache
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet waited for
         self.operations += 1
@@ -244,47 +484,68 @@ class Engine:
                         cold += 1
                 if not cold:
                     continue
-                service = disk.read_service(cold * costs.metadata_block, cold)
+                waits = (disk.read(env.now + pending, cold * costs.metadata_block, cold),)
             elif kind == CPU:
                 pending += step[2]
                 phase_s[step[1]] += step[2]
                 continue
             elif kind == READ:
-                hit, miss = self.page_cache.read(step[2], step[3], step[4], step[5])
+                transfer = self.spare
+                hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
                 result.hit_bytes += hit
                 result.miss_bytes += miss
                 copy = (hit + miss) / costs.memcpy_bandwidth
                 pending += copy
                 phase_s[step[1]] += copy
-                if not miss:
+                if miss:
+                    self.spare = Transfer()
+                    requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
+                    waits.append(disk.read(env.now + pending, miss, requests, transfer))
+                elif not waits:
                     continue
-                requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
-                service = disk.read_service(miss, requests)
             elif kind == WRITE:
-                self.page_cache.fill(step[2], step[3], step[4])
+                page_cache.fill(step[2], step[3], step[4])
                 copy = step[4] / costs.memcpy_bandwidth
                 pending += copy
                 phase_s[step[1]] += copy
                 continue
             elif kind == SYNC:
-                service = disk.write_service(step[2], 1 if step[2] else 0, flush=True)
+                waits = (disk.write(env.now + pending, step[2], 1 if step[2] else 0, flush=True),)
             elif kind == WRITEBACK:
-                disk.reserve(env.now + pending, disk.write_service(step[2], 1))
+                disk.write(env.now + pending, step[2], 1)  # nobody waits for it
                 continue
             elif kind == DISK_READ:
-                service = disk.read_service(step[2], step[3])
+                waits = (disk.read(env.now + pending, step[2], step[3]),)
             elif kind == DISK_WRITE:
-                service = disk.write_service(step[2], step[3])
+                waits = (disk.write(env.now + pending, step[2], step[3]),)
             elif kind == CACHED:
                 for key in step[2]:
                     dentries.insert(key)
                 continue
             issue = env.now + pending
-            finish = disk.reserve(issue, service)
-            phase_s[step[1]] += finish - issue
-            if not env.skip_ahead(finish - env.now):
-                yield env.timeout(finish - env.now)
+            for transfer in waits:
+                finish = disk.finish_time(transfer, env.now)
+                while finish > env.now:
+                    if env.skip_ahead(finish - env.now):  # nothing else happens meanwhile: look again
+                        finish = disk.finish_time(transfer, env.now)
+                    else:
+                        yield disk.wait(transfer, finish)
+                        break
+                transfer.done = True
+            if env.now < issue:  # the pages were in flight and arrived before this step's CPU was done
+                if not env.skip_ahead(issue - env.now):
+                    yield env.timeout(issue - env.now)
+            phase_s[step[1]] += env.now - issue
             pending = 0.0
         result.dentry_hits = dentry_hits
         if pending > 0 and not env.skip_ahead(pending):
             yield env.timeout(pending)
+
+    def settle(self, result: OpResult):
+        """A SimPy process body: wait until the disk has served every request it holds (as
+        ``sync`` does), charged to the setup phase. Nothing else may issue requests meanwhile."""
+        env = self.env
+        start = env.now
+        while (change := self.disk.next_change(env.now)) < INF:
+            yield env.timeout(change - env.now)
+        result.phase_s[SETUP] += env.now - start

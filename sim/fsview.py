@@ -36,6 +36,7 @@ class CopyUp:
     with_data: bool
     lower_layer: int
     source: str  # the lower path the data comes from
+    inode: object  # the inode in the writable layer that receives it
 
 
 @dataclass(slots=True)
@@ -53,17 +54,31 @@ class Entry:
 
 @dataclass
 class ContainerView:
-    """The merged view of one container: ``image`` below, ``upper`` (the writable layer) above."""
+    """The merged view of one container: ``image`` below, ``upper`` (the writable layer) above.
+
+    Names and files are apart, as in a real filesystem: ``upper_files`` maps each name of the
+    writable layer to its inode, and what belongs to a file (its size, data left below by a
+    metacopy, and every driver's bookkeeping) is keyed by the inode, so it follows the file
+    through renames, of the file or of a directory above it, and is shared by its hard links.
+    An image file's inode is ``Image.lower_inode``'s; a new file, or a lower file copied up by
+    a union driver (which makes a new upper inode), gets a fresh number. ``keep_links``: a
+    first write keeps the image's inode instead (snapshot drivers and full copies: the
+    container's tree holds the image's inodes), so every name of a hard-linked file sees it.
+    """
 
     image: Image
     redirect_dir: bool = False
-    upper_files: dict[str, int] = field(default_factory=dict)
+    keep_links: bool = False
+    upper_files: dict[str, object] = field(default_factory=dict)  # name -> inode
+    sizes: dict[object, int] = field(default_factory=dict)  # inode -> size, for every upper file
+    links: dict[object, int] = field(default_factory=dict)  # inode -> its names, where more than one
     upper_dirs: set[str] = field(default_factory=set)
     whiteouts: set[str] = field(default_factory=set)
     opaque_dirs: set[str] = field(default_factory=set)
-    # upper files whose data is still below: path -> (layer index, lower path) of that data
-    metacopy: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # upper files whose data is still below: inode -> (layer index, lower path) of that data
+    metacopy: dict[object, tuple[int, str]] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)  # upper dir -> lower dir it came from
+    next_inode: int = 0  # the number of the next new inode
     # What a driver's lookup found at each directory it walked through (``Driver.lookup``):
     # path -> (``Entry.fields()``, the driver's probe step, whether the parent was an upper
     # directory, the walk of ``lower_path`` after the directory (``walk_down``)). That derives
@@ -132,9 +147,10 @@ class ContainerView:
         parent (``walk_to_parent``): a lookup needs both, per component."""
         if path == "":
             return Entry(DIR, 0, None, ""), self.lower_below(above, path)
-        if path in self.upper_files:  # then lower_path is None: the upper file hides the name
-            origin = self.metacopy.get(path)
-            return Entry(FILE, self.upper_files[path], None if origin is None else origin[0],
+        inode = self.upper_files.get(path)
+        if inode is not None:  # then lower_path is None: the upper file hides the name
+            origin = self.metacopy.get(inode)
+            return Entry(FILE, self.sizes[inode], None if origin is None else origin[0],
                          path if origin is None else origin[1]), None
         lower = self.lower_below(above, path)
         found = self.image.merged.get(lower) if lower is not None else None
@@ -182,7 +198,8 @@ class ContainerView:
                     view[path] = (kind, size)
         for path in self.upper_dirs:
             view[path] = (DIR, 0)
-        view.update({path: (FILE, size) for path, size in self.upper_files.items()})
+        sizes = self.sizes
+        view.update({path: (FILE, sizes[inode]) for path, inode in self.upper_files.items()})
         return view
 
     def _names_of(self, lower: str) -> list[str]:
@@ -204,22 +221,81 @@ class ContainerView:
         self.upper_dirs.update(created)
         return created
 
+    # -- inodes ------------------------------------------------------------------------------
+    def inode_of(self, path: str, entry: Entry) -> object:
+        """The inode of the file ``path`` (``entry`` is its ``stat``): its own in the upper
+        layer, otherwise the image's."""
+        inode = self.upper_files.get(path)
+        return inode if inode is not None else self.image.lower_inode(entry.layer, entry.lower_path)
+
+    def size_of(self, path: str) -> int:
+        """The size of an upper file, 0 for a name the upper layer lacks."""
+        inode = self.upper_files.get(path)
+        return 0 if inode is None else self.sizes[inode]
+
+    def _new_inode(self, size: int) -> int:
+        inode = self.next_inode
+        self.next_inode += 1
+        self.sizes[inode] = size
+        return inode
+
+    def _link(self, path: str, inode: object) -> None:
+        """Give an existing inode one more name."""
+        self.upper_files[path] = inode
+        self.links[inode] = self.links.get(inode, 1) + 1
+
+    def _drop_name(self, path: str) -> None:
+        """Forget an upper file's name; its inode goes with its last name."""
+        inode = self.upper_files.pop(path, None)
+        if inode is None:
+            return
+        names = self.links.pop(inode, 1)
+        if names > 2:
+            self.links[inode] = names - 1
+        elif names == 1:
+            del self.sizes[inode]
+            self.metacopy.pop(inode, None)
+
+    # -- the upper layer (files) ---------------------------------------------------------------
     def needs_copy_up(self, path: str) -> bool:
-        return path not in self.upper_files or path in self.metacopy
+        inode = self.upper_files.get(path)
+        return inode is None or inode in self.metacopy
 
     def copy_up(self, path: str, *, with_data: bool = True, metadata_only: bool = False) -> CopyUp | None:
         """Bring a lower file into the upper layer; None when it is already there with its data."""
         entry = self._require(path, FILE)
-        if path in self.upper_files:
-            if path in self.metacopy and not metadata_only:
-                layer, source = self.metacopy.pop(path)
-                return CopyUp(path, [], entry.size, with_data, layer, source)
+        inode = self.upper_files.get(path)
+        if inode is not None:
+            if inode in self.metacopy and not metadata_only:
+                layer, source = self.metacopy.pop(inode)
+                return CopyUp(path, [], entry.size, with_data, layer, source, inode)
             return None
         created = self._make_upper_dirs(path)
-        self.upper_files[path] = entry.size if with_data or metadata_only else 0
+        size = entry.size if with_data or metadata_only else 0
+        if self.keep_links:
+            inode = self.image.lower_inode(entry.layer, entry.lower_path)
+            self.upper_files[path] = inode
+            self.sizes[inode] = size
+            created += self._bring_up_links(entry.lower_path, inode)
+        else:
+            self.upper_files[path] = inode = self._new_inode(size)
         if metadata_only:
-            self.metacopy[path] = (entry.layer, entry.lower_path)
-        return CopyUp(path, created, entry.size, with_data and not metadata_only, entry.layer, entry.lower_path)
+            self.metacopy[inode] = (entry.layer, entry.lower_path)
+        return CopyUp(path, created, entry.size, with_data and not metadata_only, entry.layer, entry.lower_path,
+                      inode)
+
+    def _bring_up_links(self, lower: str, inode: object) -> list[str]:
+        """The other names the container sees of an image inode just brought up (``keep_links``):
+        they name the same file now. Returns the ancestor directories created for them."""
+        created: list[str] = []
+        for other in self.image.linked_names.get(lower, ()):
+            if other == lower:
+                continue
+            for name in self._names_of(other):
+                if name not in self.upper_files and self.lower_path(name) == other:
+                    created += self._make_upper_dirs(name)
+                    self._link(name, inode)
+        return created
 
     def copy_up_dir(self, path: str) -> list[str]:
         """Bring a directory (and its ancestors) into the upper layer, e.g. for chmod."""
@@ -227,21 +303,28 @@ class ContainerView:
         return self._make_upper_dirs(path + "/-") if path else []
 
     def write(self, path: str, offset: int, nbytes: int) -> None:
-        self.upper_files[path] = max(self.upper_files[path], offset + nbytes)
+        inode, sizes = self.upper_files[path], self.sizes
+        if offset + nbytes > sizes[inode]:
+            sizes[inode] = offset + nbytes
 
     def truncate(self, path: str, size: int) -> None:
-        self.upper_files[path] = size
+        self.sizes[self.upper_files[path]] = size
 
     def create(self, path: str) -> list[str]:
-        """A new empty file; the ancestors it needs are created in the upper layer."""
+        """A new empty file (an upper file of that name is truncated); the ancestors it needs
+        are created in the upper layer."""
         self._require_parent_dir(path)
         entry = self.stat(path)
         if entry is not None and entry.kind == DIR:
             raise FsError("EISDIR", path)
         created = self._make_upper_dirs(path)
         self.whiteouts.discard(path)
-        self.upper_files[path] = 0
-        self.metacopy.pop(path, None)
+        inode = self.upper_files.get(path)
+        if inode is None:
+            self.upper_files[path] = self._new_inode(0)
+        else:
+            self.sizes[inode] = 0
+            self.metacopy.pop(inode, None)  # no data left to fetch from below
         return created
 
     def _hide(self, path: str, had_lower: bool) -> None:
@@ -253,8 +336,7 @@ class ContainerView:
         self._require(path, FILE)
         lower = self.lower_path(path) if path not in self.upper_files else self._lower_behind(path)
         had_lower = lower is not None and lower in self.image.merged
-        self.upper_files.pop(path, None)
-        self.metacopy.pop(path, None)
+        self._drop_name(path)
         created = self._make_upper_dirs(path) if had_lower else []
         self._hide(path, had_lower)
         return created
@@ -357,21 +439,23 @@ class ContainerView:
             raise FsError("EXDEV", source)
         if existing is not None and existing.kind == DIR and self.children(target):
             raise FsError("ENOTEMPTY", target)
+        if self.keep_links and existing is not None and existing.kind == FILE == entry.kind \
+                and self.inode_of(source, entry) == self.inode_of(target, existing):
+            return None, []  # two names of one file: rename(2) does nothing (a union's lower
+            # hard links are two inodes of the overlay once copy-up breaks links: ovl_hash_bylower)
         self.lookups.clear()  # a directory moves or is replaced, or a file replaces a name
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)
         source_had_lower = self._lower_behind(source) is not None
-        size = self.upper_files.pop(source)
-        origin = self.metacopy.pop(source, None)
+        inode = self.upper_files.pop(source)  # the name moves; the inode and all it holds stay
         created = self._make_upper_dirs(target)
         if existing is not None and existing.kind == DIR:
             self.upper_dirs.discard(target)
             self.opaque_dirs.discard(target)
+        self._drop_name(target)  # a file replaced loses that name
         self.whiteouts.discard(target)
-        self.upper_files[target] = size
-        if origin is not None:
-            self.metacopy[target] = origin
+        self.upper_files[target] = inode
         self._hide(source, source_had_lower)
         return copy, created
 
@@ -397,9 +481,7 @@ class ContainerView:
             inside = {p for p in collection if is_below(p, source)}
             collection.difference_update(inside)
             collection.update(moved(p) for p in inside)
-        for path in [p for p in self.upper_files if is_below(p, source)]:
-            self.upper_files[moved(path)] = self.upper_files.pop(path)
-        for mapping in (self.redirects, self.metacopy):
+        for mapping in (self.upper_files, self.redirects):  # names move; inodes stay what they are
             for path in [p for p in mapping if is_below(p, source)]:
                 mapping[moved(path)] = mapping.pop(path)
         if has_lower:
@@ -413,8 +495,19 @@ class ContainerView:
     # -- accounting ----------------------------------------------------------------------------
     @property
     def upper_bytes(self) -> int:
-        """Bytes of regular files in the writable layer (what ``docker ps -s`` calls SIZE)."""
-        return sum(size for path, size in self.upper_files.items() if path not in self.metacopy)
+        """Bytes of regular files in the writable layer (what ``docker ps -s`` calls SIZE): each
+        inode once, as moby counts a hard-linked file."""
+        return sum(size for inode, size in self.sizes.items() if inode not in self.metacopy)
+
+    def file_bytes(self) -> int:
+        """Bytes of every file the container sees, a hard-linked file once (what a copy of
+        the tree that keeps hard links holds)."""
+        image, inodes = self.image, {}
+        for lower, (kind, size, layer) in image.merged.items():
+            if kind == FILE and any(self.lower_path(name) == lower for name in self._names_of(lower)):
+                inodes[image.lower_inode(layer, lower)] = size
+        inodes.update((inode, self.sizes[inode]) for inode in self.upper_files.values())
+        return sum(inodes.values())
 
     def upper_paths(self) -> dict[str, str]:
         """Every path present in the upper directory, with its kind (file, dir, whiteout)."""

@@ -58,6 +58,14 @@ class Host:
         yield from self.execute("host", 0, "prepare_image", image.name, image.virtual_size,
                                 self.driver.prepare_image(image))
 
+    def settle(self):
+        """Wait until the disk is idle: what preparing the image and creating the containers
+        wrote is on disk (as after ``sync``). Recorded as the setup operation ``settle``."""
+        result = OpResult()
+        start = self.env.now
+        yield from self.engine.settle(result)
+        self.records.add("host", 0, "settle", "", 0, start, self.env.now, Plan(), result)
+
     def create_container(self, cid: int, image: Image, mounts: list[Mount] = ()):
         container = Container(cid, image, list(mounts))
         self.containers[cid] = container

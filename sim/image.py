@@ -185,6 +185,39 @@ class Image:
                 if kind == FILE and path in self.layers[index].symlinks}
 
     @cached_property
+    def hardlinks(self) -> dict[str, str]:
+        """Hard links of the merged view: path -> the name its inode has in its layer (the file the
+        tar entry links to). A link to a file of another layer is a file of its own: extracting a
+        layer creates only what the layer holds."""
+        links: dict[str, str] = {}
+        merged = self.merged
+        for index, layer in enumerate(self.layers):
+            for path, target in layer.hardlinks.items():
+                hops = 0
+                while target in layer.hardlinks and hops < len(layer.hardlinks):  # a link to a link
+                    target, hops = layer.hardlinks[target], hops + 1
+                if target != path and target in layer.files and merged.get(path, (None, 0, -1))[2] == index:
+                    links[path] = target
+        return links
+
+    @cached_property
+    def linked_names(self) -> dict[str, tuple[str, ...]]:
+        """For each merged file whose inode has other merged names: all of them (few)."""
+        groups: dict[tuple[int, str], list[str]] = {}
+        for path, target in self.hardlinks.items():
+            index = self.merged[path][2]
+            names = groups.setdefault((index, target), [])
+            if not names and self.merged.get(target, (None, 0, -1))[2] == index:
+                names.append(target)  # the link target itself, unless a higher layer replaced it
+            names.append(path)
+        return {path: tuple(names) for names in groups.values() if len(names) > 1 for path in names}
+
+    def lower_inode(self, layer: int, path: str) -> tuple[int, str]:
+        """The inode of the image's file at ``path``, provided by ``layer``: hard links of one
+        layer share it (the page cache and a snapshot's blocks belong to it, not to a name)."""
+        return (layer, self.hardlinks.get(path, path))
+
+    @cached_property
     def files(self) -> list[str]:
         """Regular files of the merged view, in a stable order."""
         return sorted(path for path, (kind, _, _) in self.merged.items() if kind == FILE)

@@ -18,15 +18,24 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 
 
 class DiskProfile(BaseModel):
-    """A block device: a FIFO queue served by ``queue_depth`` parallel channels."""
+    """A block device as fio measures it (``sim/engine.py: Disk`` uses these).
+
+    Every request first spends an access time, ``requests x latency`` (reads and writes apart),
+    on one of ``queue_depth`` channels, then transfers its bytes sharing the bandwidth with every
+    other transfer in service. What fio reports maps onto the fields: sequential ``bs=1M``
+    bandwidth is ``read_bandwidth``/``write_bandwidth``; random ``bs=4k iodepth=1`` mean completion
+    latency is ``latency + 4 KiB / bandwidth``; random 4k IOPS at ``iodepth=d`` is about
+    ``min(d, queue_depth) / latency``, at most ``bandwidth / 4 KiB``; ``fsync=1`` adds
+    ``fsync_latency`` per write.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    read_bandwidth: Rate = Field(gt=0, description="sequential read bandwidth [bytes/s]")
-    write_bandwidth: Rate = Field(gt=0, description="sequential write bandwidth [bytes/s]")
-    read_latency: Duration = Field(ge=0, description="fixed cost of one read request [s]")
-    write_latency: Duration = Field(ge=0, description="fixed cost of one write request [s]")
-    fsync_latency: Duration = Field(ge=0, description="cache flush / journal commit per fsync [s]")
-    queue_depth: int = Field(ge=1, le=1024, description="requests the device serves at once [count]")
+    read_bandwidth: Rate = Field(gt=0, description="sequential read bandwidth (fio rw=read bs=1M), shared by every transfer in service [bytes/s]")
+    write_bandwidth: Rate = Field(gt=0, description="sequential write bandwidth (fio rw=write bs=1M direct=1), shared by every transfer in service [bytes/s]")
+    read_latency: Duration = Field(ge=0, description="access time of one read request besides its transfer (fio rw=randread bs=4k iodepth=1: mean completion latency minus 4 KiB / read_bandwidth) [s]")
+    write_latency: Duration = Field(ge=0, description="access time of one write request besides its transfer (fio rw=randwrite bs=4k iodepth=1 direct=1, as for reads) [s]")
+    fsync_latency: Duration = Field(ge=0, description="cache flush / journal commit per fsync, an access time like the others (fio fsync=1: its latency minus a write's) [s]")
+    queue_depth: int = Field(ge=1, le=1024, description="requests whose access times overlap: random 4k IOPS at iodepth d is about min(d, queue_depth) / latency. It does not multiply bandwidth [count]")
     latency_cv: float = Field(0.0, ge=0, le=5, description="variability of request latency: coefficient of variation of a gamma factor with mean 1, drawn per request from the `disk` random stream; 0 = deterministic [1]")
 
 
@@ -40,6 +49,7 @@ class KernelCosts(BaseModel):
     metadata_block: Size = Field(4096, gt=0, description="bytes read from disk for a directory/inode not in cache [bytes]")
     dir_entries_per_block: int = Field(128, ge=1, le=65536, description="entries one directory block holds (ext4/xfs: 8-byte header + name; 12-byte mean name in the Debian listing: ~180 at full, leaves ~3/4 full after hashed-index splits); a directory of more entries is indexed [count]")
     dir_index_fanout: int = Field(508, ge=2, le=65536, description="children of one index block of a hashed directory (ext4 htree: 8-byte dx_entry in 4 KiB): a lookup in an indexed directory reads one index block per level, ceil(log(blocks) / log(fanout)) levels [count]")
+    btree_lookup: Duration = Field(2e-6, ge=0, description="CPU of a btrfs lookup of one name on a dentry miss: two searches of the subvolume's B-tree, the parent's DIR_ITEM and the name's inode item (btrfs_lookup_dentry, btrfs_iget) [s]")
     inodes_per_block: int = Field(16, ge=1, le=4096, description="inodes one inode-table block holds (ext4: 256-byte inodes, 4 KiB blocks): fuse-overlayfs loading a directory opens every entry of every layer's copy, reading their inodes a block at a time [count]")
     memcpy_bandwidth: Rate = Field(8e9, gt=0, description="copy rate between user and page cache [bytes/s]")
     copy_chunk: Size = Field(2**20, gt=0, description="chunk size of a data copy-up; one disk request per chunk [bytes]")

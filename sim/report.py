@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .api import RunResult, load_run
 from .errors import CowsimError
 from .plots import METRIC_LABELS, plot_bars, plot_latency_cdf, plot_vs, unit_of
+from .records import SETUP_OPS
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
 
@@ -173,7 +174,7 @@ def view(run: RunResult | str | Path) -> RunView:
     step = max(1, math.ceil(run.operations / MAX_VIEW_OPS))
     ops = run.read_ops(VIEW_COLUMNS, step)
     if len(ops):
-        ops = ops[~ops["op"].isin(("prepare_image", "create_container", "remove_container"))]
+        ops = ops[~ops["op"].isin(SETUP_OPS)]
         ops = ops.merge(tags, on=["point", "replicate"], how="left")
     probe = "first_write_s" in summary and summary["first_write_s"].notna().any()
     return RunView(run, summary, space, ops, keys, held_fixed(base, set(sweep)), bool(probe), step)

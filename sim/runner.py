@@ -126,6 +126,8 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
         yield from host.prepare_image(image)
         for cid in range(count):
             yield from host.create_container(cid, image, mounts)
+        if scenario.settle:
+            yield from host.settle()
         if scenario.cache == "warm":
             yield from warm_up(host, candidates)
         else:
@@ -160,9 +162,11 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
             for cid in range(count):
                 yield from host.remove_container(cid)
 
-    env.process(run())
+    main = env.process(run())
     with fewer_collections():
         env.run()
+    if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
+        raise RuntimeError(f"simulation stalled at t={env.now} s with operations still waiting")
     host.records.close()
     space = space_before_removal or host.space()
     summary = summarize(host.records.totals, engine, measured_from[0], space)

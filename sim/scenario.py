@@ -215,6 +215,7 @@ class Scenario(Strict):
     replicates: int = field(1, unit="count", ge=1, le=10_000, description="runs per point, each with its own random streams")
     profile: str = field("ssd", description="host profile: nvme, ssd, hdd, or a path to a profile YAML")
     cache: Literal["cold", "warm"] = field("cold", description="cold: empty caches at start; warm: image files and dentries cached")
+    settle: bool = field(True, description="true: the workload starts on a quiet host, once the disk has written what preparing the image and creating the containers left behind (as after `sync`; the wait is the setup operation `settle`, counted in setup_s); false: that traffic is still on the disk when the workload starts")
     driver: DriverSpec = field(default_factory=DriverSpec, description="the storage driver and its options")
     image: ImageSpec = field(default_factory=SyntheticImage, description="the image (kind: synthetic, probe or file)")
     containers: ContainersSpec = field(default_factory=ContainersSpec, description="containers and their volumes")

@@ -81,7 +81,7 @@ def expected_records(scenario) -> int | None:
         work = 2 * workload.files * count
     else:
         return None
-    return work + 2 * count + 1  # plus prepare_image, create and remove_container
+    return work + 2 * count + 2  # plus prepare_image, settle, create and remove_container
 
 
 def _fits_inline(scenario) -> bool:

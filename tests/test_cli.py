@@ -48,6 +48,7 @@ def test_drivers_lists_every_driver_with_options():
     (["--driver", "aufs", "--layers", "130"], "aufs allows at most 125 image layers, got 130"),
     (["--driver", "overlay2", "--option", "block_size=64KiB"], "block_size"),
     (["--driver", "devicemapper", "--option", "block_size=100KiB"], "multiple of 64 KiB"),
+    (["--driver", "overlay2", "--dir-entries", "-1"], "dir_entries"),
 ])
 def test_probe_bad_input_is_one_line(args, message):
     result = cowsim("probe", *args)

@@ -8,6 +8,7 @@ from sim.engine import Engine
 from sim.host import Host, Mount
 from sim.image import synthetic_image
 from sim.profile import load_profile
+from sim.records import SETUP_OPS
 
 UNION = ["overlay2", "overlay", "aufs", "fuse-overlayfs"]
 SNAPSHOT = ["btrfs", "zfs", "devicemapper"]
@@ -230,7 +231,7 @@ def test_every_driver_runs_the_same_workload_through_the_same_engine(driver):
                             "image": {"layers": 3, "files_per_layer": 80},
                             "workload": {"ops": {"read": .3, "write": .2, "append": .1, "create": .1, "delete": .1,
                                                  "stat": .1, "rename": .05, "chmod": .05}, "operations": 300}})
-    ops = run.ops[~run.ops["op"].isin(["prepare_image", "create_container"])]
+    ops = run.ops[~run.ops["op"].isin(SETUP_OPS)]
     assert len(ops) == 300
     assert (ops["error"] == "").mean() > 0.9
     reference = sim.run_scenario({"name": "all", "seed": 5, "driver": {"name": "overlay2"}, "containers": {"count": 2},
@@ -238,7 +239,7 @@ def test_every_driver_runs_the_same_workload_through_the_same_engine(driver):
                                   "workload": {"ops": {"read": .3, "write": .2, "append": .1, "create": .1,
                                                        "delete": .1, "stat": .1, "rename": .05, "chmod": .05},
                                                "operations": 300}}).ops
-    reference = reference[~reference["op"].isin(["prepare_image", "create_container"])]
+    reference = reference[~reference["op"].isin(SETUP_OPS)]
     # Same seed: the same operations on the same files, whatever the driver.
     key = ["container", "op", "path"]
     assert sorted(map(tuple, ops[key].values)) == sorted(map(tuple, reference[key].values))

@@ -13,6 +13,7 @@ from sim.fsview import FsError
 from sim.image import DIR, FILE, Image, Layer, is_below, parent_of, prefixes
 from sim.plan import Plan
 from sim.profile import load_profile
+from sim.records import SETUP_OPS
 
 
 def small_image() -> Image:
@@ -152,7 +153,7 @@ def test_merged_view_matches_a_plain_filesystem(driver, options, ops):
     reference = Reference(view.listing())
     assert set(reference.entries) == set(image.merged)  # the starting view is the image's
     for kind, path, arg in ops:
-        already_up = path in view.upper_files and path not in view.metacopy
+        already_up = path in view.upper_files and not view.needs_copy_up(path)
         plan = model.apply(0, as_op(kind, path, arg))
         before = dict(reference.entries)
         expected = reference.apply(kind, path, arg)
@@ -175,7 +176,8 @@ def test_merged_view_matches_a_plain_filesystem(driver, options, ops):
         engine.env.run(process)
         assert engine.env.now - start == pytest.approx(sum(result.phase_s), abs=1e-12)
     space = model.space(0)
-    assert space["size_bytes"] == sum(size for p, size in view.upper_files.items() if p not in view.metacopy)
+    assert space["size_bytes"] == sum(view.sizes[inode] for inode in set(view.upper_files.values())
+                                      if inode not in view.metacopy)
     assert space["virtual_bytes"] == space["size_bytes"] + image.virtual_size
 
 
@@ -187,15 +189,23 @@ def test_run_accounting_adds_up(seed, containers, operations):
                             "workload": {"ops": {"read": .4, "write": .3, "create": .2, "delete": .1},
                                          "operations": operations}})
     ops, summary = run.ops, run.summary.iloc[0]
-    work = ops[~ops["op"].isin(["prepare_image", "create_container"])]
+    work = ops[~ops["op"].isin(SETUP_OPS)]
     assert summary["ops"] == operations == len(work)
     assert summary["copy_up_bytes"] == work["copy_up_bytes"].sum()
     phases = work[["lookup_s", "copy_up_s", "data_s", "fsync_s", "setup_s"]].sum(axis=1)
     assert (phases - work["latency_s"]).abs().max() < 1e-9
     # Every byte copied up is read from the image and written to the writable layer on disk.
     assert summary["disk_write_bytes"] >= summary["copy_up_bytes"]
-    space = run.space.set_index("kind")
-    assert space.loc["total", "size_bytes"] == space.loc["container", "size_bytes"].sum() if containers > 1 else True
+    # docker ps -s: the total is every container's SIZE, plus the image once in the virtual size
+    # (never the sum of virtual sizes), and everything held in the real bytes.
+    space = run.space
+    rows, total = space[space["kind"] == "container"], space[space["kind"] == "total"].iloc[0]
+    image = space[space["kind"] == "image"].iloc[0]
+    assert len(rows) == containers
+    assert (rows["virtual_bytes"] == rows["size_bytes"] + image["virtual_bytes"]).all()
+    assert total["size_bytes"] == rows["size_bytes"].sum() == summary["containers_size_bytes"]
+    assert total["virtual_bytes"] == total["size_bytes"] + image["virtual_bytes"]
+    assert total["real_bytes"] == space[space["kind"] != "total"]["real_bytes"].sum()
 
 
 def _lookup(model, view, path):

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import sim
 from sim import api
 from sim.cli import main
+from sim.records import SETUP_OPS
 from sim.scenario import apply_overrides, expand_points
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_summary_has_one_row_per_point_and_replicate_with_swept_columns_in_units
 
 def test_seeds_give_common_random_numbers_across_points_and_differ_between_seeds():
     result = sim.run_scenario(MIX)
-    work = result.ops[~result.ops["op"].isin(["prepare_image", "create_container"])]
+    work = result.ops[~result.ops["op"].isin(SETUP_OPS)]
     # each worker's stream of operations, in its own order (workers interleave differently per driver)
     work = work.sort_values(["container", "worker"], kind="stable")
     sequences = {key: tuple(group["op"] + ":" + group["path"]) for key, group in work.groupby(["point", "replicate"])}
@@ -81,7 +82,7 @@ def test_seeds_give_common_random_numbers_across_points_and_differ_between_seeds
     assert sequences[0, 0] != sequences[0, 1]
     # as do seeds.
     other = sim.run_scenario({**MIX, "seed": 8})
-    other_work = other.ops[~other.ops["op"].isin(["prepare_image", "create_container"])]
+    other_work = other.ops[~other.ops["op"].isin(SETUP_OPS)]
     assert tuple(other_work[other_work["point"] == 0]["path"]) != tuple(work[work["point"] == 0]["path"])
     assert result.manifest["seeds"][1] == {"seed": 7, "replicate": 1,
                                            "spawn_keys": {"image": [1, 0], "workload": [1, 1], "disk": [1, 2]}}

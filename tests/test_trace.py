@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from sim import api
 from sim.cli import main
 from sim.drivers import REGISTRY
+from sim.records import SETUP_OPS
 from sim.trace import Resolver, TraceError, parse_trace, split_args, unquote
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,7 +247,7 @@ def test_shipped_trace_fails_only_where_the_recording_failed(shipped):
     program's own call failed (a failed mkdir/rmdir replays its lookup, which may find the entry)."""
     trace = parse_trace(shipped)
     result = api.run_scenario({"image": {"from": str(DEBIAN)}, "workload": {"kind": "trace", "path": str(shipped)}})
-    ops = result.ops[~result.ops["op"].isin(["prepare_image", "create_container"])].reset_index(drop=True)
+    ops = result.ops[~result.ops["op"].isin(SETUP_OPS)].reset_index(drop=True)
     assert (ops["op"] == "mkdir_parent").sum() == 0  # every directory dpkg wrote into is in the image
     assert len(ops) == len(trace.ops)
     failed_here = ops["error"] != ""

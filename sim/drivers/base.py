@@ -65,6 +65,13 @@ class Driver:
     layer_limit_reason: ClassVar[str] = "Docker caps images at 125 layers (127 minus -init and container layers)"
     Options: ClassVar[type[BaseModel]] = NoOptions
     shares_page_cache: ClassVar[bool] = True
+    # A first write keeps the image's inode (and so its hard links): True where the container's
+    # tree holds the image's files themselves (snapshots, full copies); a union copy-up makes a
+    # new upper inode instead (``ContainerView.keep_links``).
+    keeps_image_inodes: ClassVar[bool] = True
+    # Any directory can be renamed: only a union needs redirect_dir to move an image directory
+    # (the view records the move as a redirect, which is the same namespace).
+    renames_lower_dirs: ClassVar[bool] = True
 
     def __init__(self, options: BaseModel | dict | None = None, profile: Profile | None = None):
         from ..profile import load_profile
@@ -104,7 +111,8 @@ class Driver:
 
     def create_container(self, cid: int, image: Image) -> Plan:
         self.check_layers(len(image.layers))
-        self.views[cid] = ContainerView(image, redirect_dir=getattr(self.options, "redirect_dir", False))
+        self.views[cid] = ContainerView(image, keep_links=self.keeps_image_inodes,
+                                        redirect_dir=self.renames_lower_dirs or getattr(self.options, "redirect_dir", False))
         self.images[cid] = image
         self.mounts[cid] = self.mount_id(cid)
         plan = Plan()
@@ -167,7 +175,7 @@ class Driver:
     def _op_truncate(self, plan, cid, view, op):
         self._file(plan, cid, view, op.path)
         self._copied_up(plan, cid, view, view.copy_up(op.path))
-        self._truncated(cid, op.path, op.nbytes)
+        self._truncated(cid, view.upper_files[op.path], op.nbytes)
         view.truncate(op.path, op.nbytes)
         plan.cpu(DATA, self.costs.metadata_update)
 
@@ -175,7 +183,7 @@ class Driver:
         """open(O_TRUNC) then a write of ``nbytes``: a copy-up without data."""
         self._file(plan, cid, view, op.path)
         self._copied_up(plan, cid, view, view.copy_up(op.path, with_data=False))
-        self._truncated(cid, op.path, 0)
+        self._truncated(cid, view.upper_files[op.path], 0)
         view.truncate(op.path, 0)
         self._written_new(plan, cid, view, op)
 
@@ -184,7 +192,7 @@ class Driver:
         if existed is not None and existed.kind == FILE:
             return self._op_open_trunc(plan, cid, view, op)
         self._dirs_created(plan, cid, view.create(op.path))
-        self._file_created(cid, op.path)
+        self._file_created(cid, view.upper_files[op.path])
         plan.cpu(DATA, self.costs.metadata_update)
         self._written_new(plan, cid, view, op)
 
@@ -196,9 +204,15 @@ class Driver:
 
     def _op_unlink(self, plan, cid, view, op):
         self._file(plan, cid, view, op.path)
+        inode = view.upper_files.get(op.path)
         self._dirs_created(plan, cid, view.unlink(op.path))
-        self._removed(cid, op.path)
+        self._name_dropped(cid, view, inode)
         plan.cpu(DATA, self.costs.metadata_update)
+
+    def _name_dropped(self, cid, view, inode) -> None:
+        """An upper file lost a name: if that was its last, the driver forgets the file."""
+        if inode is not None and inode not in view.sizes:
+            self._removed(cid, inode)
 
     def _op_mkdir(self, plan, cid, view, op):
         self.lookup(plan, cid, view, op.path)
@@ -214,10 +228,11 @@ class Driver:
     def _op_rename(self, plan, cid, view, op):
         self.lookup(plan, cid, view, op.path)
         self.lookup(plan, cid, view, op.target)
+        replaced = view.upper_files.get(op.target)
         copy, created = view.rename(op.path, op.target)
         self._copied_up(plan, cid, view, copy)
         self._dirs_created(plan, cid, created)
-        self._renamed(cid, op.path, op.target)
+        self._name_dropped(cid, view, replaced)
         plan.cpu(DATA, self.costs.metadata_update)
 
     def _op_chmod(self, plan, cid, view, op):
@@ -287,7 +302,8 @@ class Driver:
         return ("ctr", cid)
 
     def data_key(self, cid: int, view: ContainerView, path: str, entry) -> tuple:
-        return ("data", cid, path)
+        """The page-cache key of a file's data: its inode's, whatever name it is reached by."""
+        return ("data", cid, view.inode_of(path, entry))
 
     def _transfer_cpu(self, nbytes: int) -> float:
         return 0.0
@@ -318,16 +334,16 @@ class Driver:
             return 0
         return round_up(offset + nbytes, PAGE) - (offset // PAGE) * PAGE
 
-    def _file_created(self, cid: int, path: str) -> None:
+    # Per-file bookkeeping is keyed by inode (``ContainerView.upper_files``): a rename moves a
+    # name, never what a driver knows of the file.
+    def _file_created(self, cid: int, inode) -> None:
         return None
 
-    def _truncated(self, cid: int, path: str, size: int) -> None:
+    def _truncated(self, cid: int, inode, size: int) -> None:
         return None
 
-    def _removed(self, cid: int, path: str) -> None:
-        return None
-
-    def _renamed(self, cid: int, source: str, target: str) -> None:
+    def _removed(self, cid: int, inode) -> None:
+        """The file's last name is gone."""
         return None
 
     # -- disk usage ----------------------------------------------------------------------------

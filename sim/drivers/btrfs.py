@@ -12,9 +12,13 @@ internal nodes whose root stays in memory. Small directories created together sh
 cold walk of a modest tree reads a few leaves whatever its depth. Snapshots share tree blocks,
 so containers of one image share the image's cached leaves.
 """
+from __future__ import annotations
+
+from weakref import WeakKeyDictionary
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..image import DIR, Image, parent_of
+from ..image import DIR, Image
 from ..plan import FSYNC
 from ..units import Size
 from .base import PAGE, name_position, register
@@ -25,6 +29,9 @@ from .snapshot import SnapshotDriver
 # extent item 53; a node header 101; a key pointer of an internal node 33.
 ITEM_HEADER, DIR_ITEM, INODE_ITEM, INODE_REF, FILE_EXTENT = 25, 30, 160, 10, 53
 NODE_HEADER, KEY_POINTER = 101, 33
+
+# per image, per node size: its layout, built once per process (the runs of a sweep share images)
+LAYOUTS: WeakKeyDictionary[Image, dict[int, BtreeLayout]] = WeakKeyDictionary()
 
 
 class BtreeLayout:
@@ -39,13 +46,13 @@ class BtreeLayout:
         merged = image.merged
         order: dict[str, None] = {"": None}  # the subvolume's root directory first
         for layer in image.layers:
-            for path in sorted((*layer.dirs, *layer.files), key=lambda p: p.split("/")):
+            # tar order: "/" sorts first, so that a directory's entries follow it at once
+            for path in sorted((*layer.dirs, *layer.files), key=lambda p: p.replace("/", "\0")):
                 if path in merged:
                     order.setdefault(path)
         entry_bytes: dict[str, int] = {}  # directory -> bytes of its DIR_ITEMs
         for path in merged:
-            name = path.rpartition("/")[2]
-            parent = parent_of(path)
+            parent, _, name = path.rpartition("/")
             entry_bytes[parent] = entry_bytes.get(parent, 0) + ITEM_HEADER + DIR_ITEM + len(name)
         self.inode_at: dict[str, int] = {}  # name -> byte offset of its inode item
         self.entries_at: dict[str, tuple[int, int]] = {}  # directory -> (offset, bytes) of its DIR_ITEMs
@@ -108,19 +115,16 @@ class Btrfs(SnapshotDriver):
     snapshot_cost = "btrfs_snapshot"
     remove_cost = "btrfs_snapshot"
 
-    def __init__(self, options=None, profile=None):
-        super().__init__(options, profile)
-        self._layouts: dict[Image, BtreeLayout] = {}  # per image: its subvolume's B-tree
-
     @property
     def block_size(self) -> int:
         return PAGE
 
     def probe(self, cid, view, prefix, lower, parent_upper):
-        layout = self._layouts.get(view.image)
+        layouts = LAYOUTS.setdefault(view.image, {})
+        layout = layouts.get(self.options.nodesize)
         if layout is None:
-            layout = self._layouts[view.image] = BtreeLayout(view.image, self.options.nodesize)
-        return layout.keys(prefix, self.mounts[cid]), self.probe_cpu
+            layout = layouts[self.options.nodesize] = BtreeLayout(view.image, self.options.nodesize)
+        return layout.keys(prefix, self.mounts[cid]), self.costs.btree_lookup
 
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         super()._flush(plan, cid, path, offset, nbytes, sync)

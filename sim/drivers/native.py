@@ -35,4 +35,4 @@ class NativeDriver(Driver):
         plan.cpu(SETUP, self.costs.layer_create)
 
     def container_real_bytes(self, cid):
-        return sum(size for kind, size in self.views[cid].listing().values() if kind == "file")
+        return self.views[cid].file_bytes()

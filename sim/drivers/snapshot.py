@@ -19,9 +19,10 @@ class SnapshotDriver(NativeDriver):
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
-        # per container: file -> (bytes shared with the image at snapshot time, private blocks)
-        self._private: dict[int, dict[str, tuple[int, set[int]]]] = {}
-        self._new: dict[int, set[str]] = {}  # files the container created: every block private
+        # per container, keyed by inode (a rename moves a name, not the blocks):
+        # image file -> (bytes shared with the image at its first write, private blocks)
+        self._private: dict[int, dict[object, tuple[int, set[int]]]] = {}
+        self._new: dict[int, set[object]] = {}  # files the container created: every block private
 
     @property
     def block_size(self) -> int:
@@ -48,11 +49,13 @@ class SnapshotDriver(NativeDriver):
     def _make_writable(self, plan, cid, view, path, offset, nbytes, size):
         entry = view.stat(path)
         view.copy_up(path)  # namespace: the file is now part of the container's diff
-        if path in self._new[cid] or nbytes <= 0:
+        inode = view.upper_files[path]
+        if inode in self._new[cid] or nbytes <= 0:
             return
-        if path not in self._private[cid]:
-            self._private[cid][path] = (size, set())
-        shared_size, private = self._private[cid][path]
+        files = self._private[cid]
+        if inode not in files:
+            files[inode] = (size, set())
+        shared_size, private = files[inode]
         block = self.block_for(shared_size)
         last_shared = -(-shared_size // block) - 1
         broken = 0
@@ -73,34 +76,27 @@ class SnapshotDriver(NativeDriver):
         if not whole:
             plan.read(COPY_UP, self.data_key(cid, view, path, entry), start, block, size)
 
-    def _file_created(self, cid, path):
-        self._new[cid].add(path)
-        self._private[cid].pop(path, None)
+    def _file_created(self, cid, inode):
+        self._new[cid].add(inode)
+        self._private[cid].pop(inode, None)
 
-    def _truncated(self, cid, path, size):
+    def _truncated(self, cid, inode, size):
         if size == 0:
-            self._file_created(cid, path)
+            self._file_created(cid, inode)
 
-    def _removed(self, cid, path):
-        self._new[cid].discard(path)
-        self._private[cid].pop(path, None)
-
-    def _renamed(self, cid, source, target):
-        if source in self._new[cid]:
-            self._new[cid].discard(source)
-            self._new[cid].add(target)
-        if source in self._private[cid]:
-            self._private[cid][target] = self._private[cid].pop(source)
+    def _removed(self, cid, inode):
+        self._new[cid].discard(inode)
+        self._private[cid].pop(inode, None)
 
     # -- disk usage ----------------------------------------------------------------------------
     def container_real_bytes(self, cid):
         """Private blocks, plus whatever a file grew beyond what it shares, plus new files."""
-        view = self.views[cid]
+        sizes = self.views[cid].sizes
         total = 0
-        for path in self._new[cid]:
-            size = view.upper_files.get(path, 0)
+        for inode in self._new[cid]:
+            size = sizes[inode]
             total += round_up(size, self.block_for(size))
-        for path, (shared, private) in self._private[cid].items():
-            size, block = view.upper_files.get(path, 0), self.block_for(shared)
+        for inode, (shared, private) in self._private[cid].items():
+            size, block = sizes[inode], self.block_for(shared)
             total += len(private) * block + max(0, round_up(size, block) - round_up(shared, block))
         return total

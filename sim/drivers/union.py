@@ -32,6 +32,10 @@ class UnionDriver(Driver):
     single_lower = False    # legacy overlay: one lower directory holding hard links of every layer
     copy_up_scans_layers = False  # aufs: a copy-up consults every branch
     mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
+    # Docker mounts overlayfs with index=off (moby overlay2 ``Init``): a copy-up makes a new upper
+    # inode and breaks a lower file's hard links (xfstests overlay/018; docs/model.md).
+    keeps_image_inodes = False
+    renames_lower_dirs = False  # EXDEV, unless the redirect_dir option is on
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
@@ -43,8 +47,8 @@ class UnionDriver(Driver):
         self._image_probes: dict[int, dict[str, tuple[tuple, float]]] = {}  # per container: its image's
         self._upper_metadata = tuple(("meta", "upper-metadata", i) for i in range(self.costs.copy_up_cold_reads))
         self._layer_metadata = tuple(("meta", "layer-metadata", i) for i in range(self.costs.lookup_cold_reads))
-        # reflink: per container, cloned files -> bytes written to them since (the rest is shared)
-        self._cloned: dict[int, dict[str, int]] = {}
+        # reflink: per container, cloned files' inodes -> bytes written to them since (the rest is shared)
+        self._cloned: dict[int, dict[object, int]] = {}
 
     # -- lookups -------------------------------------------------------------------------------
     def _lower_probes(self, memo: dict[str, tuple[tuple, float]], image: Image, lower: str) -> tuple[tuple, float]:
@@ -65,16 +69,17 @@ class UnionDriver(Driver):
             probes = 1
         else:
             layers = image.probe_layers(lower)
-            keys = ()
+            layer_keys: list[tuple] = []
             for index in layers:
                 layer_id = image.layer_ids[index]
-                keys += (("meta", layer_id, lower),) + dir_index_keys(
-                    layer_id, parent, name, image.dir_entries[index].get(parent, 0), costs)
-            probes = len(layers)
-        found = keys, probes * self.probe_cpu
+                layer_keys.append(("meta", layer_id, lower))
+                layer_keys.extend(dir_index_keys(layer_id, parent, name, image.dir_entries[index].get(parent, 0), costs))
+            keys, probes = tuple(layer_keys), len(layers)
+        cpu = probes * self.probe_cpu
         if self.fuse and image.merged.get(lower, (None,))[0] == DIR:
             loaded_keys, loaded_cpu = self._load_dir(image, lower)
-            found = keys + loaded_keys, found[1] + loaded_cpu
+            keys, cpu = keys + loaded_keys, cpu + loaded_cpu
+        found = keys, cpu
         if lower in image.merged:  # a name the image lacks (a new file) is rarely probed again
             memo[lower] = found
         return found
@@ -92,20 +97,22 @@ class UnionDriver(Driver):
         bottom = stack[-1]
         seen: set[str] = set()
         read = checked = 0
-        keys: tuple = ()
+        keys: list[tuple] = []
         for index in stack:
             names = image.layer_children[index].get(path, ())
-            whiteouts = image.layers[index].whiteouts
             read += len(names)
             new = [name for name in names if name not in seen]
             seen.update(new)
-            checked += (index - bottom + 1) * sum(1 for name in new if f"{path}/{name}" not in whiteouts)
+            whiteouts = image.layers[index].whiteouts
+            if whiteouts:  # a whiteout becomes a whiteout node: nothing to check below it
+                new = [name for name in new if f"{path}/{name}" not in whiteouts]
+            checked += (index - bottom + 1) * len(new)
             layer_id = image.layer_ids[index]
-            keys += tuple(("meta", layer_id, path, "block", block)
-                          for block in range(-(-len(names) // costs.dir_entries_per_block)))
-            keys += tuple(("meta", layer_id, path, "inodes", block)
-                          for block in range(-(-len(names) // costs.inodes_per_block)))
-        return keys, read * costs.fuse_dir_entry + checked * costs.fuse_entry_layer_check
+            keys.extend(("meta", layer_id, path, "block", block)
+                        for block in range(-(-len(names) // costs.dir_entries_per_block)))
+            keys.extend(("meta", layer_id, path, "inodes", block)
+                        for block in range(-(-len(names) // costs.inodes_per_block)))
+        return tuple(keys), read * costs.fuse_dir_entry + checked * costs.fuse_entry_layer_check
 
     def probe(self, cid, view, prefix, lower, parent_upper):
         """The upper directory (where the parent has one), then each lower layer top-down,
@@ -133,12 +140,14 @@ class UnionDriver(Driver):
 
     # -- data placement ------------------------------------------------------------------------
     def _lower_key(self, cid, image: Image, layer: int, lower: str) -> tuple:
-        key = ("lower", image.layer_ids[layer], lower)
+        """A lower file's pages: its inode's in its layer, whichever hard link reads it."""
+        key = ("lower", image.layer_ids[layer], image.hardlinks.get(lower, lower))
         return key if self.shares_page_cache else key + (cid,)
 
     def data_key(self, cid, view, path, entry):
-        if path in view.upper_files and path not in view.metacopy:
-            return ("upper", cid, path)
+        inode = view.upper_files.get(path)
+        if inode is not None and inode not in view.metacopy:
+            return ("upper", cid, inode)
         return self._lower_key(cid, view.image, entry.layer, entry.lower_path)
 
     def _transfer_cpu(self, nbytes: int) -> float:
@@ -166,11 +175,11 @@ class UnionDriver(Driver):
             return
         if getattr(self.options, "reflink", False):
             plan.cpu(COPY_UP, self.costs.clone_base + self.costs.clone_per_gib * copy.size / GIB)
-            self._cloned.setdefault(cid, {})[copy.path] = 0
+            self._cloned.setdefault(cid, {})[copy.inode] = 0
             return
         source = self._lower_key(cid, view.image, copy.lower_layer, copy.source)
         plan.read(COPY_UP, source, 0, copy.size, copy.size, chunks(copy.size, self.costs.copy_chunk))
-        plan.write(COPY_UP, ("upper", cid, copy.path), 0, copy.size)
+        plan.write(COPY_UP, ("upper", cid, copy.inode), 0, copy.size)
         plan.copy_up_bytes += copy.size
         if self._volatile():
             plan.writeback(COPY_UP, copy.size)
@@ -189,17 +198,14 @@ class UnionDriver(Driver):
 
     def _flush(self, plan, cid, path, offset, nbytes, sync):
         cloned = self._cloned.get(cid)
-        if cloned is not None and path in cloned:
-            cloned[path] += self._bytes_on_disk(cid, path, offset, nbytes)
+        if cloned is not None:
+            inode = self.views[cid].upper_files[path]
+            if inode in cloned:
+                cloned[inode] += self._bytes_on_disk(cid, path, offset, nbytes)
         super()._flush(plan, cid, path, offset, nbytes, sync and not self._volatile())
 
-    def _removed(self, cid, path):
-        self._cloned.get(cid, {}).pop(path, None)
-
-    def _renamed(self, cid, source, target):
-        cloned = self._cloned.get(cid, {})
-        if source in cloned:
-            cloned[target] = cloned.pop(source)
+    def _removed(self, cid, inode):
+        self._cloned.get(cid, {}).pop(inode, None)
 
     def _container_removed(self, plan, cid, view):
         self._cloned.pop(cid, None)
@@ -209,8 +215,7 @@ class UnionDriver(Driver):
     def container_real_bytes(self, cid):
         """Whole files after copy-up; with reflink, a cloned file holds only what was written since."""
         view = self.views[cid]
-        shared = sum(max(0, view.upper_files.get(path, 0) - written)
-                     for path, written in self._cloned.get(cid, {}).items())
+        shared = sum(max(0, view.sizes[inode] - written) for inode, written in self._cloned.get(cid, {}).items())
         return view.upper_bytes - shared
 
     def _container_created(self, plan, cid, image):

@@ -6,6 +6,7 @@ afterwards writes run at native speed and never copy up.
 """
 from pydantic import BaseModel, ConfigDict
 
+from ..fsview import ContainerView
 from ..plan import SETUP
 from .base import register
 from .native import NativeDriver
@@ -40,5 +41,6 @@ class Vfs(NativeDriver):
         return sum(image.merged_size_by_layer)
 
     def container_real_bytes(self, cid):
-        """The -init copy of the image plus the container's own full copy as it is now."""
-        return self.images[cid].merged_size + super().container_real_bytes(cid)
+        """The -init copy of the image plus the container's own full copy as it is now (moby's
+        copy keeps hard links: a linked file's data is there once)."""
+        return ContainerView(self.images[cid]).file_bytes() + super().container_real_bytes(cid)

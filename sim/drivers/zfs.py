@@ -31,10 +31,10 @@ class Zfs(SnapshotDriver):
 
     def data_key(self, cid, view, path, entry):
         # The ARC caches a clone's unmodified blocks once, for every clone of the snapshot.
-        if entry is not None and entry.layer is not None and path not in self._private[cid] \
-                and path not in self._new[cid]:
-            return ("lower", view.image.layer_ids[entry.layer], entry.lower_path)
-        return ("data", cid, path)
+        inode = view.inode_of(path, entry)
+        if entry.layer is not None and inode not in self._private[cid] and inode not in self._new[cid]:
+            return ("lower", view.image.layer_ids[entry.layer], inode[1])
+        return ("data", cid, inode)
 
     def probe(self, cid, view, prefix, lower, parent_upper):
         # Each directory is a ZAP object of its own (a microzap block up to ~2,000 entries): a
@@ -51,5 +51,5 @@ class Zfs(SnapshotDriver):
     def _bytes_on_disk(self, cid, path, offset, nbytes):
         if nbytes <= 0:
             return 0
-        record = self.block_for(self.views[cid].upper_files.get(path, 0))
+        record = self.block_for(self.views[cid].size_of(path))
         return round_up(offset + nbytes, record) - (offset // record) * record
