@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import ValidationError
 
-from . import results
+from . import files, results
 from .drivers import REGISTRY, LayerLimitError
 from .errors import CowsimError, ScenarioError
 from .image import PROBE_DIR_ENTRIES
 from .runner import STREAMS, simulate
-from .scenario import (FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
+from .scenario import (MAX_RUNS, FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
                        union_kinds, unknown_key)
 from .sweep import (RecordsProgress, WorkerLost, combine, execute, ops_tables, part_key, part_meta, part_ok,
                     progress_bar)
@@ -158,18 +158,14 @@ def read_source(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     else:
         path = str(source)
         try:
-            text = Path(path).read_text()
-        except FileNotFoundError:
-            raise ScenarioError("no such scenario file", file=path) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ScenarioError(f"cannot read: {getattr(error, 'strerror', None) or error}", file=path) from None
+            text = files.read_text(path, files.SCENARIO_BYTES, "scenario file")
+        except files.ReadError as error:
+            raise ScenarioError(str(error).removeprefix(f"{path}: "), file=path) from None
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            node, data = files.load_yaml(text)
         except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            problem = getattr(error, "problem", None) or str(error)
-            raise ScenarioError(f"not valid YAML: {problem}", file=path, line=mark.line + 1 if mark else None) from None
+            problem, line = files.yaml_problem(error)
+            raise ScenarioError(f"not valid YAML: {problem}", file=path, line=line) from None
         if data is None:
             raise ScenarioError("the file is empty: expected a mapping of scenario fields (see `cowsim schema`)",
                                 file=path, line=1)
@@ -263,12 +259,22 @@ def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
     raise source.error(message, path)
 
 
+def _replicates(data: dict) -> int:
+    """A point's replicates as written (its validation checks the value itself)."""
+    value = data.get("replicates", Scenario.model_fields["replicates"].default)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
 def validate_source(source: Source) -> list[tuple[Point, Scenario]]:
     """Every point of the scenario, validated, before anything runs."""
     try:
         points = expand_points(source.data)
     except SweepError as error:
         raise source.error(str(error), error.path) from None
+    runs = sum(_replicates(point.data) for point in points)
+    if runs > MAX_RUNS:
+        raise source.error(f"{len(points):,} points x replicates = {runs:,} runs, more than {MAX_RUNS:,}; "
+                           f"split the sweep into several scenarios", ("replicates",))
     swept = len(points) > 1 or bool(points[0].values)
     return [(point, _validate_point(point, source, swept)) for point in points]
 
@@ -345,6 +351,9 @@ def _check_inputs(scenario: Scenario) -> tuple[str, tuple] | None:
         if isinstance(scenario.image, FileImage):
             image = file_image(scenario.image.path)
             REGISTRY[scenario.driver.name].check_layers(len(image.layers))
+            files = getattr(scenario.workload, "files", 0)  # a copy-up probe's
+            if files > len(image.files):
+                return f"{files:,} files asked, the image holds {len(image.files):,}", ("workload", "files")
     except (ImageFormatError, LayerLimitError) as error:
         return str(error), ("image",)
     try:
@@ -396,10 +405,35 @@ def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1,
         raise results.RunFolderError(f"{directory / results.RESOLVED} changed since the run started; not resuming")
     points = validate_source(loaded)
     specs = _specs(points)
+    wanted = {part_key(spec): spec for spec in specs}
     folder = directory / results.POINTS
-    stored = {key: part_meta(part) for key, part in results.part_paths(directory).items()}
-    done = {key: meta for key, meta in stored.items() if part_ok(meta, folder)}
+    done = {}
+    for key, part in results.part_paths(directory).items():
+        meta = _trusted_part(part, wanted.get(key), folder)
+        if meta is not None:
+            done[key] = meta
     return _run(specs, done, loaded.data, manifest, directory, executor, jobs, scheduler, progress)
+
+
+def _trusted_part(part: Path, spec: dict | None, folder: Path) -> dict | None:
+    """A stored part's metadata when resume can keep it: readable, a run of this sweep (its
+    point, replicate and swept values those of the spec its file is named after), finished, and
+    with its ops file whole. Anything else is run again (and its file replaced)."""
+    if spec is None:
+        return None
+    try:
+        meta = part_meta(part)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+    if not isinstance(meta, dict) or (meta.get("point"), meta.get("replicate")) != part_key(spec) \
+            or meta.get("keys") != spec["keys"]:
+        return None
+    if meta.get("ops_file") and meta["ops_file"] != results.ops_part_path(folder.parent, *part_key(spec)).name:
+        return None
+    try:
+        return meta if part_ok(meta, folder) else None
+    except (KeyError, TypeError):
+        return None
 
 
 def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, directory: Path | None,
@@ -409,6 +443,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     disk (those beyond PARTS_HELD_BYTES are read back one at a time at the end), without one
     they stay in memory."""
     lock = results.lock_run(directory) if directory else None
+    if directory:
+        results.remove_temporaries(directory)
     finished = dict(done)
     in_memory: dict[tuple[int, int], bytes] = {}
     held = 0
@@ -444,7 +480,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         results.write_manifest(directory, manifest)
         lock.close()
         why = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
-        failure = RunInterrupted(f"{why}: {len(finished)} of {len(specs)} runs are kept in {directory}; "
+        kept = len(results.part_paths(directory))  # on disk: the signal may fall between storing and counting
+        failure = RunInterrupted(f"{why}: {kept} of {len(specs)} runs are kept in {directory}; "
                                  f"finish with `cowsim run --resume {directory}`")
         if isinstance(error, WorkerLost):
             failure.exit_code = 1
@@ -466,9 +503,16 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         "failures": failed,
     })
     if directory:
-        results.finish_run(directory, manifest, {"summary": summary, "space": space},
-                           ops_tables(parts, directory / results.POINTS))
-        lock.close()
+        try:
+            results.finish_run(directory, manifest, {"summary": summary, "space": space},
+                               ops_tables(parts, directory / results.POINTS))
+        except BaseException:
+            # The runs are all stored: the folder stays resumable rather than "running".
+            manifest["status"] = "interrupted"
+            results.write_manifest(directory, manifest)
+            raise
+        finally:
+            lock.close()
         ops = directory / results.OPS
     else:
         tables = list(ops_tables(parts))

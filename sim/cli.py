@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from functools import wraps
 from pathlib import Path
@@ -25,18 +26,38 @@ SUMMARY_COLUMNS = {
 
 
 def user_errors(function):
-    """Turn the errors a user can cause into one line on stderr and exit code 2."""
+    """Turn the errors a user can cause into one line on stderr and exit code 2: bad input, a
+    file or folder that cannot be written (OSError), and Ctrl-C or SIGTERM (exit 130), which a
+    sweep answers by keeping its finished runs."""
     @wraps(function)
     def wrapper(*args, **kwargs):
+        previous = _terminate_as_interrupt()
         try:
             return function(*args, **kwargs)
         except CowsimError as error:
             click.echo(f"cowsim: error: {error}", err=True)
             sys.exit(error.exit_code)
-        except FileExistsError as error:
-            click.echo(f"cowsim: error: {error}", err=True)
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"cowsim: error: {where}{error.strerror or error}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("cowsim: interrupted", err=True)
+            sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return wrapper
+
+
+def _terminate_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does; returns the handler it replaces."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        return None
 
 
 def format_table(frame, keys: list[str]) -> str:
@@ -197,8 +218,9 @@ def drivers(as_json: bool) -> None:
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="where comparison .md and .json go (default RUN_DIR/comparisons/)")
 @click.option("-v", "--verbose", is_flag=True, help="list every unchanged metric, not a count per point")
+@click.option("--anyway", is_flag=True, help="compare runs whose scenarios differ besides the swept fields (noted)")
 @user_errors
-def compare(run_dir, baseline, rtol, metrics, output_dir, verbose) -> None:
+def compare(run_dir, baseline, rtol, metrics, output_dir, verbose, anyway) -> None:
     """Compare a run with a baseline: a run folder, a baseline folder, or the name of a baseline
     saved under benchmarks/baselines/.
 
@@ -209,7 +231,7 @@ def compare(run_dir, baseline, rtol, metrics, output_dir, verbose) -> None:
     run, base = baselines.resolve(run_dir), baselines.resolve(baseline)
     if output_dir is None and run.path is not None and (run.path / baselines.SUMMARY).exists():
         raise CowsimError(f"{run_dir} is a baseline: give --output-dir for the comparison files")
-    comparison = compare_runs(run, base, rtol=rtol, metrics=list(metrics) or None)
+    comparison = compare_runs(run, base, rtol=rtol, metrics=list(metrics) or None, anyway=anyway)
     click.echo(comparison.markdown(unchanged=verbose))
     directory = Path(output_dir) if output_dir else run.path / "comparisons"
     markdown, as_json = comparison.write(directory, f"vs-{Path(str(base.path or base.name)).name}")

@@ -263,14 +263,44 @@ def compare_metric(metric: str, base: np.ndarray, new: np.ndarray, rtol: float) 
     return row
 
 
+# Fields of the resolved scenario that do not make it another experiment.
+NOT_THE_EXPERIMENT = ("name", "description", "sweep", "replicates", "keep_ops")
+
+
+def _flatten(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        flat = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): node}
+
+
+def experiment_differences(run: dict | None, baseline: dict | None, swept: list[str]) -> list[str]:
+    """What differs between two resolved scenarios besides their swept fields, as
+    ``field: baseline -> run``. A field only one side has (a newer schema's) does not count."""
+    flat_run, flat_base = _flatten(run or {}), _flatten(baseline or {})
+    moved = [key.removesuffix(".name") if key == "driver.name" else key for key in swept]
+
+    def counts(key: str) -> bool:
+        if key.split(".")[0] in NOT_THE_EXPERIMENT:
+            return False
+        return not any(key == s or key.startswith(s + ".") or s.startswith(key + ".") for s in moved)
+    return [f"{key}: {flat_base[key]!r} -> {flat_run[key]!r}" for key in flat_run
+            if key in flat_base and counts(key) and flat_run[key] != flat_base[key]]
+
+
 def compare(run: RunResult | str | Path, baseline: RunResult | str | Path, rtol: float = 0.05,
-            metrics: list[str] | None = None, by_replicate: bool = False) -> Comparison:
+            metrics: list[str] | None = None, by_replicate: bool = False, anyway: bool = False) -> Comparison:
     """Compare ``run`` with ``baseline`` point by point. Raises CompareError when they cannot be compared.
 
     Either may be a RunResult, a run folder, a baseline folder or a saved baseline's name.
 
     ``by_replicate`` also matches replicates one to one (same seeds, deterministic numbers): each
     replicate is then compared on its own, with the tolerance only.
+
+    Two runs whose scenarios differ besides the swept fields (another profile, seed, image...)
+    are different experiments: refused, unless ``anyway``, which compares them with a note.
     """
     from .baseline import resolve  # baselines are compared too: imported here, not at the top, to avoid a cycle
     run = run if isinstance(run, RunResult) else resolve(run)
@@ -285,6 +315,13 @@ def compare(run: RunResult | str | Path, baseline: RunResult | str | Path, rtol:
         raise CompareError(f"different scenarios: the run is {scenario!r}, the baseline is {base_scenario!r}")
     notes: list[str] = []
     keys = match_keys(run, baseline, by_replicate)
+    differences = experiment_differences(run.resolved, baseline.resolved, keys)
+    if differences and not anyway:
+        more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+        raise CompareError(f"{run_name} and {base_name} are different experiments: besides the swept fields, "
+                           f"{'; '.join(differences[:3])}{more} (compare them anyway with --anyway)")
+    if differences:
+        notes.append("different experiments, compared anyway: " + "; ".join(differences))
     names = _metrics(run, baseline, metrics, notes)
     run_points, base_points = _grouped(run.summary, keys), _grouped(baseline.summary, keys)
     for side, points, other in (("run", run_points, base_points), ("baseline", base_points, run_points)):

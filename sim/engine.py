@@ -90,8 +90,8 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs", "rng", "jitter",
-                 "jitter_index")
+                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs",
+                 "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
         self.env = env

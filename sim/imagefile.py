@@ -13,22 +13,25 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import json
-import posixpath
 import tarfile
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from .errors import CowsimError
+from .files import IMAGE_JSON_BYTES, ReadError, check_regular, read_capped
 from .image import DIR, FILE, Image, Layer, ancestors
+from .scenario import MAX_IMAGE_ENTRIES, path_problem
+from .units import MAX_FILE_SIZE
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MANIFEST_KINDS = ("file", "dir", "symlink", "hardlink", "whiteout", "opaque")
+# Layers of one image: no driver mounts more than 127; reading a layer looks at those below it.
+MAX_LAYERS = 1000
 
 
 class ImageFormatError(CowsimError):
@@ -51,7 +54,18 @@ def clean_name(name: str, where: str) -> str:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ImageFormatError(f"{where}: path {name!r} leaves the root (..)")
-    return "/".join(parts)
+    path = "/".join(parts)
+    problem = path_problem(path)
+    if problem:
+        raise ImageFormatError(f"{where}: {shown(path[:80])}...: {problem}")
+    return path
+
+
+def shown(path: str) -> str:
+    """A member name as it can be printed: bytes that are not UTF-8 as \\xNN, newlines, escape
+    sequences and other control characters escaped (a name must not rewrite the terminal)."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class LayerBuilder:
@@ -61,6 +75,8 @@ class LayerBuilder:
         self.layer = Layer(name=name)
         self.where = where
         self.lower = lower
+        # entries in the layers below and this one: an image is held in memory whole
+        self.entries = 0 if lower is None else sum(layer.entries for layer in lower.layers)
 
     def _drop(self, path: str) -> None:
         layer = self.layer
@@ -71,6 +87,13 @@ class LayerBuilder:
 
     def add(self, path: str, kind: str, size: int = 0, target: str = "") -> None:
         layer = self.layer
+        self.entries += 1
+        if self.entries > MAX_IMAGE_ENTRIES:
+            raise ImageFormatError(f"{self.where}: more than {MAX_IMAGE_ENTRIES:,} entries in the image "
+                                   f"(about 350 bytes of memory each)")
+        if not 0 <= size <= MAX_FILE_SIZE:
+            raise ImageFormatError(f"{self.where}: {shown(path)}: a size of {size:,} bytes, more than "
+                                   f"{MAX_FILE_SIZE:,} (1 TiB), the largest file simulated")
         if path == "":
             if kind in ("dir", "opaque"):
                 if kind == "opaque":
@@ -192,9 +215,13 @@ def _read_json(store, name: str, where: str):
         raise ImageFormatError(f"{where}: missing {name}")
     with store.open(name) as handle:
         try:
-            return json.load(handle)
+            return json.loads(read_capped(handle, IMAGE_JSON_BYTES, f"{where}: {name}", "the document"))
+        except ReadError as error:
+            raise ImageFormatError(str(error)) from None
         except (ValueError, UnicodeDecodeError) as error:
             raise ImageFormatError(f"{where}: {name} is not valid JSON: {_reason(error)}") from None
+        except RecursionError:
+            raise ImageFormatError(f"{where}: {name} is nested too deeply") from None
 
 
 def _blob_name(digest: str, where: str) -> str:
@@ -219,8 +246,10 @@ def _check_blob(store, name: str, descriptor: dict, where: str) -> None:
         raise ImageFormatError(f"{where}: blob {descriptor.get('digest')} does not match its digest")
 
 
-def _stack(store, layer_refs: Iterable[tuple[str, str]], where: str, image_name: str) -> Image:
+def _stack(store, layer_refs: list[tuple[str, str]], where: str, image_name: str) -> Image:
     """The image from its layer files, bottom first: (file name in the store, layer name)."""
+    if len(layer_refs) > MAX_LAYERS:
+        raise ImageFormatError(f"{where}: {len(layer_refs):,} layers, more than {MAX_LAYERS:,}")
     layers: list[Layer] = []
     for index, (name, label) in enumerate(layer_refs):
         if not store.has(name):
@@ -273,6 +302,10 @@ def _oci_manifest(store, where: str) -> dict:
 
 def _oci_layout(store, where: str, image_name: str) -> Image:
     manifest = _oci_manifest(store, where)
+    if not isinstance(manifest["layers"], list):
+        raise ImageFormatError(f"{where}: the image manifest's layers is not a list of descriptors")
+    if len(manifest["layers"]) > MAX_LAYERS:
+        raise ImageFormatError(f"{where}: {len(manifest['layers']):,} layers, more than {MAX_LAYERS:,}")
     refs = []
     for descriptor in manifest["layers"]:
         if not isinstance(descriptor, dict) or "digest" not in descriptor:
@@ -288,7 +321,8 @@ def read_listing(path: Path) -> Image:
     """An image from a ``layer,path,kind,size,mode,target`` CSV (``.csv`` or ``.csv.gz``)."""
     where = str(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    layers: dict[int, LayerBuilder] = {}
+    finished: list[Layer] = []  # the layers below the current one, each finished once
+    current: LayerBuilder | None = None
     try:
         with opener(path, "rt", newline="") as handle:
             reader = csv.reader(handle)
@@ -308,20 +342,26 @@ def read_listing(path: Path) -> Image:
                     raise ImageFormatError(f"{line}: layer and size must be whole numbers") from None
                 if index < 0 or size < 0:
                     raise ImageFormatError(f"{line}: layer and size must not be negative")
-                if index not in layers:
-                    if index != len(layers):
-                        raise ImageFormatError(f"{line}: layer {index} follows layer {len(layers) - 1}")
-                    lower = Image(path.name, [b.finish() for b in layers.values()]) if layers else None
-                    layers[index] = LayerBuilder(f"layer{index}", f"{where}: layer {index}", lower)
+                known = len(finished) + (current is not None)
+                if index != known - 1:
+                    if index != known:
+                        raise ImageFormatError(f"{line}: layer {index} follows layer {known - 1} (a layer's rows "
+                                               f"come together, layers in order)")
+                    if index >= MAX_LAYERS:
+                        raise ImageFormatError(f"{line}: layer {index}: more than {MAX_LAYERS:,} layers")
+                    if current is not None:
+                        finished.append(current.finish())
+                    lower = Image(path.name, list(finished)) if finished else None
+                    current = LayerBuilder(f"layer{index}", f"{where}: layer {index}", lower)
                 if kind == "hardlink":
                     target = clean_name(target, line)
-                layers[index].add(clean_name(name, line), kind, size, target)
+                current.add(clean_name(name, line), kind, size, target)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as error:
         raise ImageFormatError(f"{where}: cannot read the listing: {_reason(error)}") from None
-    if not layers:
+    if current is None:
         raise ImageFormatError(f"{where}: the listing has no entries")
     name = path.name.removesuffix(".gz").removesuffix(".csv")
-    stack = [builder.finish() for builder in layers.values()]
+    stack = [*finished, current.finish()]
     for layer in stack:  # a content digest stands in for the layer's blob digest
         layer.name = Image(name, [layer]).digest()[:12]
     return Image(name, stack)
@@ -335,6 +375,10 @@ def load_image(path: str | Path) -> Image:
         return _oci_layout(DirectoryStore(path), where, path.name)
     if not path.exists():
         raise ImageFormatError(f"{where}: no such file or directory")
+    try:
+        check_regular(path, what="image file")
+    except ReadError as error:
+        raise ImageFormatError(str(error)) from None
     if path.name.endswith((".csv", ".csv.gz")):
         return read_listing(path)
     try:
@@ -369,12 +413,13 @@ def _bucket_label(index: int) -> str:
 
 
 def inspect_image(image: Image, top: int = 10) -> dict:
-    """What ``cowsim image inspect`` shows: layers, sizes, distributions, shadowed and largest files."""
+    """What ``cowsim image inspect`` shows: layers, sizes, distributions, shadowed and largest files
+    (their names escaped where they are not printable, see :func:`shown`)."""
     import bisect
 
     layers = []
     for index, layer in enumerate(image.layers):
-        layers.append({"layer": index, "digest": layer.name, "entries": layer.entries,
+        layers.append({"layer": index, "digest": shown(layer.name), "entries": layer.entries,
                        "files": len(layer.files) - len(layer.symlinks) - len(layer.hardlinks),
                        "dirs": len(layer.dirs), "symlinks": len(layer.symlinks), "hardlinks": len(layer.hardlinks),
                        "whiteouts": len(layer.whiteouts), "opaque_dirs": len(layer.opaque_dirs),
@@ -397,7 +442,7 @@ def inspect_image(image: Image, top: int = 10) -> dict:
         for path, size in image.layers[index].files.items():
             found = below.get(path)
             if found is not None and found[0] == FILE:
-                shadowed.append({"path": path, "layer": index, "size": size, "lower_layer": found[2],
+                shadowed.append({"path": shown(path), "layer": index, "size": size, "lower_layer": found[2],
                                  "lower_size": found[1]})
     largest = sorted(regular, key=lambda row: (-row[1], row[0]))[:top]
     return {
@@ -407,7 +452,7 @@ def inspect_image(image: Image, top: int = 10) -> dict:
         "file_sizes": sizes, "file_depths": depths,
         "shadowed_files": len(shadowed), "shadowed_bytes": sum(r["lower_size"] for r in shadowed),
         "shadowed": sorted(shadowed, key=lambda r: (-r["lower_size"], r["path"]))[:top],
-        "largest": [{"path": p, "size": s, "layer": i} for p, s, i in largest],
+        "largest": [{"path": shown(p), "size": s, "layer": i} for p, s, i in largest],
     }
 
 

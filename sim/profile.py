@@ -97,12 +97,13 @@ class ProfileError(ValueError):
 
 @lru_cache(maxsize=64)
 def _load(path: str) -> Profile:
+    from .files import PROFILE_BYTES, ReadError, load_yaml, read_text
     try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise ProfileError(f"{path}: cannot read profile: {error.strerror}") from None
+        text = read_text(path, PROFILE_BYTES, "profile")
+    except ReadError as error:
+        raise ProfileError(str(error)) from None
     try:
-        data = yaml.safe_load(text)
+        _, data = load_yaml(text)
         return Profile.model_validate(data)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)

@@ -463,6 +463,9 @@ def write_report(run: RunResult | str | Path, out: str | Path | None = None) -> 
         raise CowsimError(f"{out} exists and is not a cowsim report: choose another -o")
     if len(v.summary) == 0:
         raise CowsimError(f"{v.run.path}: the run has no summary rows to report")
+    if "status" in v.summary and not (v.summary["status"] == "ok").any():
+        first = v.summary["failure"].iloc[0] if "failure" in v.summary else "?"
+        raise CowsimError(f"{v.run.path}: all {len(v.summary)} runs failed (the first: {first}): nothing to report")
     figs = figures(v)
     rank = ranking(v)
     pngs = {}

@@ -25,10 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from . import __version__
+from . import __version__, files
 from .errors import CowsimError
 
-TABLES = ("summary", "space")  # read whole; ops.parquet (OPS) only when needed
 OPS = "ops.parquet"
 RESOLVED = "scenario.resolved.yaml"
 MANIFEST = "manifest.json"
@@ -98,10 +97,14 @@ def create_run(directory: str | Path, resolved: dict, manifest: dict) -> Path:
     if directory.exists():
         raise RunFolderError(f"{directory} already exists: results are never overwritten "
                              f"(choose another -o, or finish an interrupted run with --resume {directory})")
-    directory.parent.mkdir(parents=True, exist_ok=True)
     partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / POINTS).mkdir(parents=True)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        (partial / POINTS).mkdir(parents=True)
+    except OSError as error:
+        raise RunFolderError(f"{directory}: cannot create the run folder: {error.strerror}"
+                             f"{f' ({error.filename})' if error.filename else ''}") from None
     try:
         (partial / RESOLVED).write_text(yaml.safe_dump(resolved, sort_keys=False))
         write_manifest(partial, manifest)
@@ -138,12 +141,22 @@ def write_part(directory: Path, point: int, replicate: int, blob: bytes) -> None
 
 
 def part_paths(directory: Path) -> dict[tuple[int, int], Path]:
-    """The parts of the runs already finished in a run folder, by (point, replicate), in that order."""
+    """The parts of the runs already finished in a run folder, by (point, replicate), in that order.
+    Only names :func:`part_path` makes count: a stray or copied file is not a run."""
     parts = {}
     for path in sorted((directory / POINTS).glob("*.arrow")):
         point, _, replicate = path.stem.partition("-")
-        parts[int(point), int(replicate)] = path
+        if point.isdigit() and replicate.isdigit() and path == part_path(directory, int(point), int(replicate)):
+            parts[int(point), int(replicate)] = path
     return parts
+
+
+def remove_temporaries(directory: Path) -> list[Path]:
+    """Delete what a killed write left behind (``.NAME.tmp-PID`` files); call with the folder locked."""
+    left = [*directory.glob(".*.tmp-*"), *(directory / POINTS).glob(".*.tmp-*")]
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
 
 
 def remove_empty_run(directory: Path) -> None:
@@ -199,9 +212,53 @@ def _write_group(path: Path, writer: pq.ParquetWriter | None, tables: list[pa.Ta
 
 def read_manifest(directory: str | Path) -> dict:
     directory = Path(directory)
-    if not (directory / MANIFEST).exists():
+    path = directory / MANIFEST
+    if not path.exists():
         raise NotARunFolder(f"{directory}: not a cowsim run folder (no {MANIFEST})")
-    return json.loads((directory / MANIFEST).read_text())
+    try:
+        manifest = json.loads(files.read_bytes(path, files.MANIFEST_BYTES, "run manifest"))
+    except files.ReadError as error:
+        raise RunFolderError(str(error)) from None
+    except (ValueError, RecursionError) as error:
+        raise RunFolderError(f"{path}: damaged (not valid JSON: {_one_line(error)}); "
+                             f"the run's tables cannot be trusted") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("status", ""), str):
+        raise RunFolderError(f"{path}: damaged (not a cowsim manifest)")
+    return manifest
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+# columns every summary has, whatever its runs measured
+SUMMARY_COLUMNS = ("point", "replicate", "status")
+
+
+def read_table(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A table of a run folder; a truncated, empty or foreign file is one line naming it."""
+    try:
+        files.check_regular(path, what="table")
+        frame = pd.read_parquet(path)
+    except files.ReadError as error:
+        raise RunFolderError(str(error)) from None
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise RunFolderError(f"{path}: damaged (truncated, empty or not parquet: {_one_line(error)})") from None
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise RunFolderError(f"{path}: not a cowsim table (no column {', '.join(missing)})")
+    return frame
+
+
+def check_ops_file(path: Path) -> None:
+    """ops.parquet is read when needed, but its footer is checked when the run is opened."""
+    try:
+        files.check_regular(path, what="table")
+        pq.read_metadata(path)
+    except files.ReadError as error:
+        raise RunFolderError(str(error)) from None
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise RunFolderError(f"{path}: damaged (truncated, empty or not parquet: {_one_line(error)})") from None
 
 
 def read_run(directory: str | Path) -> tuple[dict, dict, dict[str, pd.DataFrame]]:
@@ -213,7 +270,24 @@ def read_run(directory: str | Path) -> tuple[dict, dict, dict[str, pd.DataFrame]
     if status not in FINISHED:
         raise RunFolderError(f"{directory}: the run is {status}, not finished; complete it with "
                              f"`cowsim run --resume {directory}`")
-    resolved = yaml.safe_load((directory / RESOLVED).read_text())
-    tables = {name: pd.read_parquet(directory / f"{name}.parquet")
-              for name in TABLES if (directory / f"{name}.parquet").exists()}
+    try:
+        _, resolved = files.load_yaml(files.read_text(directory / RESOLVED, files.SCENARIO_BYTES, "resolved scenario"))
+    except files.ReadError as error:
+        raise RunFolderError(str(error)) from None
+    except yaml.YAMLError as error:
+        problem, line = files.yaml_problem(error)
+        raise RunFolderError(f"{directory / RESOLVED}:{line}: damaged: {problem}") from None
+    if not isinstance(resolved, dict):
+        raise RunFolderError(f"{directory / RESOLVED}: damaged (not a scenario mapping)")
+    summary = directory / "summary.parquet"
+    if not summary.exists():
+        raise RunFolderError(f"{summary}: missing, though the manifest says the run is {status}")
+    tables = {"summary": read_table(summary, SUMMARY_COLUMNS)}
+    if (directory / "space.parquet").exists():
+        tables["space"] = read_table(directory / "space.parquet")
+    if (directory / OPS).exists():
+        check_ops_file(directory / OPS)
+    if len(tables["summary"]) != manifest.get("runs", len(tables["summary"])):
+        raise RunFolderError(f"{summary}: {len(tables['summary'])} rows for the {manifest['runs']} runs the "
+                             f"manifest counts")
     return resolved, manifest, tables

@@ -116,7 +116,7 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     workload_rng = stream(scenario.seed, replicate, "workload")
     workload = scenario.workload
     count = scenario.containers.count
-    mounts = [Mount(v.name, v.mount, v.kind) for v in scenario.containers.volumes]
+    mounts = [Mount(v.name, v.mount.lstrip("/"), v.kind) for v in scenario.containers.volumes]  # image-relative
     trace = parse_trace(workload.path, workload.cwd) if isinstance(workload, Trace) else None
     env = engine.env
     measured_from = [0.0]
@@ -135,9 +135,11 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
         measured_from[0] = env.now
         processes = []
         if isinstance(workload, CopyupProbe):
+            if workload.files > len(candidates):  # a synthetic image whose layers deleted some files
+                raise ValueError(f"workload.files: {workload.files} files asked, the image holds {len(candidates)}")
             for cid in range(count):
                 container_rng = np.random.default_rng(workload_rng.integers(2**63))
-                picks = container_rng.choice(len(candidates), size=min(workload.files, len(candidates)), replace=False)
+                picks = container_rng.choice(len(candidates), size=workload.files, replace=False)
                 targets = [candidates[i] for i in sorted(picks)]
                 processes.append(env.process(copyup_probe(host, cid, workload, targets)))
         elif isinstance(workload, Mix):

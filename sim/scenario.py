@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import math
 import typing
 from dataclasses import dataclass, field as dataclass_field
 from typing import Annotated, Any, Literal, Union
@@ -28,7 +29,17 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from .drivers import REGISTRY
 from .image import PROBE_DIR_ENTRIES
-from .units import Duration, Size
+from .units import MAX_FILE_SIZE, Duration, Size
+
+# Bounds on what scales a run's work and memory, checked before anything runs (why each: the
+# comment beside it). A synthetic image entry costs about 350 bytes and 5 us to build.
+MAX_IMAGE_ENTRIES = 4_000_000    # image entries (layers x files_per_layer, or a real image's): ~1.4 GiB
+MAX_WORKERS = 100_000            # simulated processes (containers x workers), each a SimPy process and a stream
+MAX_POINTS = 100_000             # points of a sweep: each is validated and held before the first run starts
+MAX_RUNS = 1_000_000             # points x replicates: each finished run keeps a summary row in memory
+MAX_OPERATIONS = 10**12          # a mix's operation budget (an int64 column counts them)
+MAX_SEED = 2**63 - 1             # seeds end in an int64 column
+PATH_MAX, NAME_MAX = 4096, 255   # Linux's limits on a path and on one of its names
 
 OPS_IN_MIX = ("read", "write", "append", "create", "delete", "stat", "rename", "truncate", "chmod")
 # Units of the fields whose values may be written in human units (parsed by sim.units).
@@ -95,26 +106,53 @@ class DriverSpec(Strict):
 class SyntheticImage(Strict):
     kind: Literal["synthetic"] = field("synthetic", description="an image generated from the seed")
     layers: int = field(5, unit="count", ge=1, description="image layers")
-    files_per_layer: int = field(200, unit="count", ge=0, le=10_000_000, description="files each layer adds")
+    files_per_layer: int = field(200, unit="count", ge=0, le=MAX_IMAGE_ENTRIES, description="files each layer adds")
     size_distribution: Literal["fixed", "lognormal", "empirical"] = field("lognormal", description="file-size distribution")
-    file_size: Size = field(16384, unit="bytes", gt=0, description="fixed size, or median of the lognormal")
+    file_size: Size = field(16384, unit="bytes", gt=0, le=MAX_FILE_SIZE, description="fixed size, or median of the lognormal")
     sigma: float = field(1.5, ge=0, le=5, description="shape of the lognormal (sigma of log size)")
-    size_table: list[tuple[Size, float]] = field(default_factory=list, unit="[bytes, 1]", description="empirical rows [size, weight]")
+    size_table: list[tuple[Size, float]] = field(default_factory=list, unit="[bytes, 1]", max_length=10_000,
+                                                 description="empirical rows [size, weight]")
     dir_depth: int = field(3, unit="levels", ge=0, le=64, description="files lie 1..dir_depth directories below the root")
     fanout: int = field(4, unit="count", ge=1, le=1000, description="subdirectories per directory")
     overwrite_fraction: float = field(0.05, ge=0, le=1, description="share of lower files each layer rewrites")
     delete_fraction: float = field(0.01, ge=0, le=1, description="share of lower files each layer deletes (whiteouts)")
 
+    @field_validator("size_table")
+    @classmethod
+    def _table(cls, rows: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        for index, (size, weight) in enumerate(rows):
+            if not 0 <= size <= MAX_FILE_SIZE:
+                raise FieldError(f"a size is 0 to {MAX_FILE_SIZE:,} bytes (1 TiB), got {size:,}", index, 0)
+            if not (weight > 0 and weight < float("inf")):
+                raise FieldError(f"a weight is a positive finite number, got {weight!r}", index, 1)
+        return rows
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SyntheticImage:
+        if self.size_distribution == "empirical" and not self.size_table:
+            raise FieldError("the empirical distribution needs rows [size, weight]", "size_table")
+        if self.layers * self.files_per_layer > MAX_IMAGE_ENTRIES:
+            raise FieldError(f"layers x files_per_layer = {self.layers * self.files_per_layer:,} files, more than "
+                             f"{MAX_IMAGE_ENTRIES:,} (about 350 bytes of memory each)", "files_per_layer")
+        return self
+
 
 class ProbeImage(Strict):
     kind: Literal["probe"] = field("probe", description="one target file under layers that each add a file beside it")
-    file_size: Size = field(2**20, unit="bytes", ge=0, description="size of the target file")
+    file_size: Size = field(2**20, unit="bytes", ge=0, le=MAX_FILE_SIZE, description="size of the target file")
     layers: int = field(1, unit="count", ge=1, description="image layers; the target lies in the bottom one")
     dir_depth: int = field(1, unit="levels", ge=0, le=256, description="directories between the root and the target")
     dir_entries: int = field(PROBE_DIR_ENTRIES, unit="count", ge=0, le=100_000,
                              description="files each layer holds in the target's directory (beside the target in the "
                                          f"bottom one); {PROBE_DIR_ENTRIES}: the median directory of the Debian bookworm "
                                          "listing, counted per file")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ProbeImage:
+        if self.layers * self.dir_entries > MAX_IMAGE_ENTRIES:
+            raise FieldError(f"layers x dir_entries = {self.layers * self.dir_entries:,} files, more than "
+                             f"{MAX_IMAGE_ENTRIES:,} (about 350 bytes of memory each)", "dir_entries")
+        return self
 
 
 class FileImage(Strict):
@@ -132,25 +170,58 @@ class VolumeSpec(Strict):
     mount: str = field(description="mount point inside the container, e.g. /data")
     kind: Literal["named", "bind"] = field("named", description="named: filled from the image directory on first mount; bind: starts empty")
 
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value or "/" in value or len(value) > NAME_MAX:
+            raise ValueError(f"a volume name is 1 to {NAME_MAX} characters without '/', got {value!r}")
+        return value
+
     @field_validator("mount")
     @classmethod
     def _relative(cls, value: str) -> str:
-        value = value.strip("/")
-        if not value:
+        if not value.startswith("/"):
+            raise ValueError(f"a mount point is an absolute path inside the container, got {value!r}")
+        problem = path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        parts: list[str] = []
+        for part in value.split("/"):
+            if part == "..":
+                if not parts:
+                    raise ValueError(f"{value!r} leaves the container's root")
+                parts.pop()
+            elif part not in ("", "."):
+                parts.append(part)
+        if not parts:
             raise ValueError("a volume cannot be mounted at /")
-        return value
+        return "/" + "/".join(parts)  # normalised, and still valid when validated again (by a worker)
 
 
 class ContainersSpec(Strict):
-    count: int = field(1, unit="count", ge=1, le=100_000, description="containers started from the image")
-    volumes: list[VolumeSpec] = field(default_factory=list, description="volumes every container mounts")
+    count: int = field(1, unit="count", ge=1, le=MAX_WORKERS, description="containers started from the image")
+    volumes: list[VolumeSpec] = field(default_factory=list, max_length=1000, description="volumes every container mounts")
     remove_at_end: bool = field(False, description="delete the containers when the workload ends (volumes stay)")
+
+    @field_validator("volumes")
+    @classmethod
+    def _distinct(cls, volumes: list[VolumeSpec]) -> list[VolumeSpec]:
+        kinds: dict[str, str] = {}
+        mounts: set[str] = set()
+        for index, volume in enumerate(volumes):
+            if volume.mount in mounts:
+                raise FieldError(f"two volumes are mounted at {volume.mount}", index, "mount")
+            mounts.add(volume.mount)
+            if kinds.setdefault(volume.name, volume.kind) != volume.kind:
+                raise FieldError(f"volume {volume.name!r} is mounted as both {kinds[volume.name]} and {volume.kind}",
+                                 index, "kind")
+        return volumes
 
 
 class CopyupProbe(Strict):
     kind: Literal["copyup_probe"] = field("copyup_probe", description="each container writes chosen files twice")
-    files: int = field(1, unit="count", ge=1, description="files per container given a first and a second write")
-    write_size: Size = field(1, unit="bytes", ge=1, description="bytes each write writes")
+    files: int = field(1, unit="count", ge=1, le=MAX_IMAGE_ENTRIES, description="files per container given a first and a second write")
+    write_size: Size = field(1, unit="bytes", ge=1, le=MAX_FILE_SIZE, description="bytes each write writes")
     fsync: bool = field(True, description="fsync before close")
 
 
@@ -160,14 +231,14 @@ class Mix(Strict):
                                   description="probability of each operation: " + ", ".join(OPS_IN_MIX))
     file_choice: Literal["uniform", "zipf"] = field("zipf", description="how files are picked")
     zipf_s: float = field(1.1, gt=0, le=5, description="Zipf exponent")
-    request_size: Size = field(4096, unit="bytes", gt=0, description="bytes per read/write/append")
-    create_size: Size = field(4096, unit="bytes", ge=0, description="bytes written into a new file")
+    request_size: Size = field(4096, unit="bytes", gt=0, le=MAX_FILE_SIZE, description="bytes per read/write/append")
+    create_size: Size = field(4096, unit="bytes", ge=0, le=MAX_FILE_SIZE, description="bytes written into a new file")
     fsync: bool = field(False, description="writes fsync before close")
     mode: Literal["closed", "open"] = field("closed", description="closed loop (workers) or open loop (arrivals)")
     workers: int = field(1, unit="count", ge=1, le=10_000, description="closed loop: concurrent workers per container")
     think_time: Duration = field(0.0, unit="s", ge=0, description="closed loop: pause between a worker's operations")
     arrival_rate: float = field(100.0, unit="1/s", gt=0, description="open loop: operations per second per container")
-    operations: int | None = field(1000, unit="count", ge=1, description="stop after this many operations in all")
+    operations: int | None = field(1000, unit="count", ge=1, le=MAX_OPERATIONS, description="stop after this many operations in all")
     duration: Duration | None = field(None, unit="s", gt=0, description="stop after this much simulated time")
     volume_fraction: float = field(0.0, ge=0, le=1, description="share of operations on files in the volumes")
 
@@ -177,8 +248,8 @@ class Mix(Strict):
         for name in value:
             if name not in OPS_IN_MIX:
                 raise FieldError(unknown_key(name, list(OPS_IN_MIX), "operation"), name)
-        if any(p < 0 for p in value.values()) or sum(value.values()) <= 0:
-            raise ValueError("probabilities must be non-negative and not all zero")
+        if any(not 0 <= p < float("inf") for p in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("probabilities must be non-negative, finite and not all zero")
         return value
 
     @model_validator(mode="after")
@@ -211,7 +282,7 @@ class Scenario(Strict):
 
     name: str = field("scenario", description="scenario name (results go to results/<name>/)", pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = field("", description="what the scenario asks")
-    seed: int = field(0, ge=0, description="root of every random stream (numpy SeedSequence)")
+    seed: int = field(0, ge=0, le=MAX_SEED, description="root of every random stream (numpy SeedSequence)")
     replicates: int = field(1, unit="count", ge=1, le=10_000, description="runs per point, each with its own random streams")
     profile: str = field("ssd", description="host profile: nvme, ssd, hdd, or a path to a profile YAML")
     cache: Literal["cold", "warm"] = field("cold", description="cold: empty caches at start; warm: image files and dentries cached")
@@ -249,6 +320,28 @@ class Scenario(Strict):
                 raise FieldError(str(error), "image", "layers") from None
         return self
 
+    @model_validator(mode="after")
+    def _does_something(self) -> Scenario:
+        """Combinations that would run and answer nothing (or something else than asked)."""
+        workload, image = self.workload, self.image
+        if isinstance(workload, Mix):
+            if workload.volume_fraction > 0 and not self.containers.volumes:
+                raise FieldError("volume_fraction > 0 needs containers.volumes", "workload", "volume_fraction")
+            processes = self.containers.count * (workload.workers if workload.mode == "closed" else 1)
+            if processes > MAX_WORKERS:
+                raise FieldError(f"containers.count x workload.workers = {processes:,} simulated processes, more "
+                                 f"than {MAX_WORKERS:,}", "workload", "workers")
+            creates = workload.ops.get("create", 0) > 0
+            if isinstance(image, SyntheticImage) and image.files_per_layer == 0 and not creates:
+                raise FieldError("the image holds no files and the mix creates none: nothing to operate on",
+                                 "image", "files_per_layer")
+        if isinstance(workload, CopyupProbe):
+            most = 1 if isinstance(image, ProbeImage) else \
+                image.layers * image.files_per_layer if isinstance(image, SyntheticImage) else None
+            if most is not None and workload.files > most:
+                raise FieldError(f"{workload.files:,} files asked, the image holds at most {most:,}", "workload", "files")
+        return self
+
 
 # -- sweeps -------------------------------------------------------------------------------------
 
@@ -279,6 +372,16 @@ class Point:
 
 
 UNSWEEPABLE = ("name", "sweep")
+
+
+def path_problem(path: str) -> str | None:
+    """What makes ``path`` one Linux would refuse (ENAMETOOLONG), or None."""
+    if len(path.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        return f"a path of {len(path):,} characters, longer than PATH_MAX ({PATH_MAX})"
+    longest = max(path.split("/"), key=len)
+    if len(longest.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        return f"a name of {len(longest):,} characters, longer than NAME_MAX ({NAME_MAX})"
+    return None
 
 
 def _check_key(key: Any, path: tuple) -> str:
@@ -347,20 +450,64 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _with_value(data: dict, dotted: str, value: Any) -> dict:
+    """``data`` with ``a.b.c`` set, copying only the mappings on the way (the rest is shared:
+    points are read, never changed, so a sweep of 10^5 points does not copy the base 10^5 times)."""
+    keys = dotted.split(".")
+    top = dict(data)
+    node = top
+    for key in keys[:-1]:
+        child = node.get(key)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[key] = child
+        node = child
+    node[keys[-1]] = value
+    return top
+
+
+def count_points(axes: list[Axis]) -> int:
+    return math.prod(len(axis.values) for axis in axes)
+
+
 def expand_points(data: dict) -> list[Point]:
-    """Every point of the sweep: the base mapping with one combination of the swept values."""
+    """Every point of the sweep: the base mapping with one combination of the swept values.
+    The number of points is checked before any is made."""
     axes = sweep_axes(data.get("sweep"))
+    total = count_points(axes)
+    if total > MAX_POINTS:
+        sizes = " x ".join(str(len(axis.values)) for axis in axes)
+        raise SweepError(f"the sweep has {sizes} = {total:,} points, more than {MAX_POINTS:,}; split it into "
+                         f"several scenarios", ("sweep",))
     base = {k: v for k, v in data.items() if k != "sweep"}
+    if axes:
+        _check_swept_fields(axes, base)
     points = []
     for index, combination in enumerate(itertools.product(*(range(len(a.values)) for a in axes))):
-        point, values, sources = copy.deepcopy(base), {}, {}
+        point, values, sources = base, {}, {}
         for axis, j in zip(axes, combination):
             for key, value in zip(axis.keys, axis.values[j]):
-                set_dotted(point, key, copy.deepcopy(value))
+                point = _with_value(point, key, value)
                 values[key] = value
                 sources[key] = axis.sources[j][key]
         points.append(Point(index, values, point, sources))
     return points
+
+
+def _check_swept_fields(axes: list[Axis], base: dict) -> None:
+    """A swept field that the schema does not have is refused before the points are made."""
+    first = base
+    for axis in axes:
+        for key, value in zip(axis.keys, axis.values[0]):
+            first = _with_value(first, key, value)
+    for axis in axes:
+        for key in axis.keys:
+            parts = key.split(".")
+            for depth in range(1, len(parts) + 1):
+                model = model_at(tuple(parts[:depth - 1]), first)
+                if model is None:
+                    break  # a mapping of free keys (driver options, mix ops): checked when validated
+                if parts[depth - 1] not in model.model_fields:
+                    raise SweepError(unknown_key(parts[depth - 1], list(model.model_fields)), axis.sources[0][key][:-1])
 
 
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> tuple[dict, dict[tuple, str]]:

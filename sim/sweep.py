@@ -81,7 +81,8 @@ def expected_records(scenario) -> int | None:
         work = 2 * workload.files * count
     else:
         return None
-    return work + 2 * count + 2  # plus prepare_image, settle, create and remove_container
+    # plus prepare_image, settle, and each container's create and remove_container
+    return work + 2 * count + 1 + scenario.settle
 
 
 def _fits_inline(scenario) -> bool:
@@ -197,6 +198,8 @@ def execute(specs: list[dict], executor: str = "local", jobs: int = 1, scheduler
 def _worker_init() -> None:
     # Ctrl-C is the parent's to handle: it stops handing out runs and keeps what finished.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM kills a worker (the parent's handler, inherited through fork, would raise instead).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A parent that is killed takes its workers with it (Linux), instead of leaving them waiting.
     try:
         import ctypes
@@ -209,6 +212,7 @@ def _processes(specs: list[dict], jobs: int) -> Iterator[bytes]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(specs)), initializer=_worker_init)
+    finished = False
     try:
         pending = {pool.submit(run_one, spec): spec for spec in specs}
         for future in as_completed(pending):
@@ -218,7 +222,13 @@ def _processes(specs: list[dict], jobs: int) -> Iterator[bytes]:
             except BrokenProcessPool:
                 raise WorkerLost("a worker process died (killed or out of memory); the runs that finished "
                                  "are kept") from None
+        finished = True
     finally:
+        if not finished:
+            # Interrupted (Ctrl-C, SIGTERM, a lost worker): stop the runs under way now rather
+            # than wait for them. The executor has no public way to do so before Python 3.14.
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -35,10 +35,19 @@ from pathlib import Path
 
 from .drivers import Op
 from .errors import CowsimError
+from .files import ReadError, check_regular
+from .scenario import path_problem
+from .units import MAX_FILE_SIZE
 
 
 class TraceError(CowsimError):
     """A trace file that cannot be read at all."""
+
+
+# What one trace may hold: it is read whole into memory (an operation costs about 300 bytes).
+MAX_TRACE_CHARS = 2**30   # characters of (decompressed) text
+MAX_LINE_CHARS = 2**20    # one line: strace prints strings cut at -s (32 by default) characters
+MAX_TRACE_OPS = 4_000_000
 
 
 @dataclass(slots=True)
@@ -99,10 +108,14 @@ _RETURN = re.compile(r"^\s*=\s*(.*?)(?:\s+<(\d+\.\d+)>)?$")
 _UNFINISHED = " <unfinished ...>"
 
 
-def _seconds(stamp: str) -> float:
+def _seconds(stamp: str) -> float | None:
+    """Seconds of a -tt time of day or a -ttt epoch time; None for neither (``99:99:99``)."""
     if ":" not in stamp:
-        return float(stamp)  # -ttt: seconds since the epoch
+        value = float(stamp)  # -ttt: seconds since the epoch
+        return value if value < 1e12 else None
     hours, minutes, seconds = stamp.split(":")
+    if int(hours) > 23 or int(minutes) > 59 or float(seconds) >= 61:  # 60: a leap second
+        return None
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
@@ -272,6 +285,9 @@ class TraceParser:
             return
         pid = int(match.group(1) or match.group(2) or 0)
         stamp = _seconds(match.group(3))
+        if stamp is None:
+            raise TraceError(f"{self.trace.path}:{number}: {match.group(3)!r} is not a time of day (-tt) or "
+                             f"since the epoch (-ttt)")
         if self.first is None:
             self.first = stamp
         if ":" in match.group(3) and stamp < self.previous - 43200:
@@ -316,6 +332,8 @@ class TraceParser:
             self._unusable(name, "cut short")
             return
         duration = float(returned.group(2)) if returned.group(2) else 0.0
+        if duration > 86400 * 365:
+            raise TraceError(f"{self.trace.path}:{number}: a call that took {duration:g} s")
         self.last_end = max(self.last_end, start + duration)
         result_text = returned.group(1)
         result = _int(result_text)
@@ -334,8 +352,16 @@ class TraceParser:
         if failed:
             # It failed where it was recorded: replay the path walk that found out, not the change.
             kind, fields = "stat", {"follow": fields.get("follow", True), "failed": True}
-        op = Op(kind, path, fields.pop("offset", 0), fields.pop("nbytes", 0), fields.pop("target", ""),
-                fields.pop("sync", False))
+        if path_problem(path) or path_problem(fields.get("target") or ""):
+            return self._unusable(name, "a path longer than PATH_MAX or a name longer than NAME_MAX")
+        offset, nbytes = fields.pop("offset", 0), fields.pop("nbytes", 0)
+        if not 0 <= offset + nbytes <= MAX_FILE_SIZE:
+            raise TraceError(f"{self.trace.path}:{number}: {label} of {nbytes:,} bytes at offset {offset:,}: "
+                             f"beyond {MAX_FILE_SIZE:,} bytes (1 TiB), the largest file simulated")
+        if len(self.trace.ops) >= MAX_TRACE_OPS:
+            raise TraceError(f"{self.trace.path}:{number}: more than {MAX_TRACE_OPS:,} file operations to replay; "
+                             f"cut the trace")
+        op = Op(kind, path, offset, nbytes, fields.pop("target", ""), fields.pop("sync", False))
         self.trace.ops.append(TraceOp(number, start, end, label, op, **fields))
         self.trace.replayed[name] += 1
 
@@ -626,7 +652,11 @@ def parse_trace(path: str | Path, cwd: str = "/") -> ParsedTrace:
     """Parse ``strace -f -tt -T`` output (plain or ``.gz``); paths relative to the first
     process's working directory ``cwd``."""
     path = Path(path)
-    return _parse_cached(str(path), path.stat().st_mtime_ns if path.exists() else 0, cwd)
+    try:
+        check_regular(path, what="trace file")
+    except ReadError as error:
+        raise TraceError(str(error)) from None
+    return _parse_cached(str(path), path.stat().st_mtime_ns, cwd)
 
 
 @lru_cache(maxsize=8)
@@ -636,7 +666,14 @@ def _parse_cached(name: str, _mtime: int, cwd: str) -> ParsedTrace:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as handle:
-            for number, line in enumerate(handle, 1):
+            number, read = 0, 0
+            while line := handle.readline(MAX_LINE_CHARS + 1):
+                number += 1
+                read += len(line)
+                if len(line) > MAX_LINE_CHARS:
+                    raise TraceError(f"{name}:{number}: a line longer than {MAX_LINE_CHARS:,} characters")
+                if read > MAX_TRACE_CHARS:
+                    raise TraceError(f"{name}:{number}: more than {MAX_TRACE_CHARS:,} characters of trace; cut it")
                 parser.feed(number, line)
     except FileNotFoundError:
         raise TraceError(f"{name}: no such trace file") from None

@@ -18,6 +18,9 @@ TIME_UNITS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0,
     "min": 60.0, "h": 3600.0,
 }
+# The largest file (or request) a scenario may name: the page cache is filled block by block, so a
+# 1 TiB file already takes about 8 s to simulate, and time grows with the size.
+MAX_FILE_SIZE = 2**40
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _PATTERN = re.compile(r"^\s*" + _NUMBER + r"\s*([A-Za-zµ/]*)\s*$")
 
@@ -33,7 +36,11 @@ def _split(text: str, kind: str) -> tuple[float, str]:
     return float(match.group(1)), match.group(2)
 
 
-def _finite(value: float, text: object, kind: str) -> float:
+def _finite(value: float | int, text: object, kind: str) -> float:
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond a float's range
+        value = math.inf
     if not math.isfinite(value):
         raise UnitError(f"{text!r} is not a finite {kind}")
     return value
@@ -43,13 +50,15 @@ def parse_size(value: object) -> int:
     """Bytes from ``4096``, ``64MiB``, ``1.5GB`` (decimal) or ``4k`` (binary)."""
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a size")
-    if isinstance(value, (int, float)):
-        return int(_finite(float(value), value, "size"))
+    if isinstance(value, int):
+        return value  # exact: the schema's bounds say how large a size may be
+    if isinstance(value, float):
+        return int(_finite(value, value, "size"))
     number, unit = _split(str(value), "size (e.g. 4096, 64KiB, 1.5GB)")
     factor = SIZE_UNITS.get(unit.lower())
     if factor is None:
         raise UnitError(f"unknown size unit {unit!r} in {value!r} (use B, KiB, MiB, GiB, KB, MB, GB)")
-    return int(round(number * factor))
+    return int(round(_finite(number * factor, value, "size")))
 
 
 def parse_duration(value: object) -> float:
@@ -57,12 +66,12 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a duration")
     if isinstance(value, (int, float)):
-        return _finite(float(value), value, "duration")
+        return _finite(value, value, "duration")
     number, unit = _split(str(value), "duration (e.g. 2ms, 150us, 1.5s)")
     factor = TIME_UNITS.get(unit.lower() if unit != "µs" else unit)
     if factor is None:
         raise UnitError(f"unknown time unit {unit!r} in {value!r} (use ns, us, ms, s, min, h)")
-    return number * factor
+    return _finite(number * factor, value, "duration")
 
 
 def parse_rate(value: object) -> float:
@@ -70,11 +79,11 @@ def parse_rate(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a rate")
     if isinstance(value, (int, float)):
-        return _finite(float(value), value, "rate")
+        return _finite(value, value, "rate")
     text = str(value).strip()
     if not text.lower().endswith("/s"):
         if re.fullmatch(_NUMBER, text):
-            return float(text)
+            return _finite(float(text), value, "rate")
         raise UnitError(f"cannot read {value!r} as a rate (e.g. 500MB/s, 2GiB/s)")
     return float(parse_size(text[:-2]))
 

@@ -63,7 +63,7 @@ def test_slower_disk_is_a_regression_and_an_unchanged_run_is_not(tmp_path):
     sim.run_scenario(probe_sweep(), out=tmp_path / "same")
     baseline = tmp_path / "baselines" / "probe"
 
-    slow = invoke("compare", tmp_path / "slow", baseline)
+    slow = invoke("compare", tmp_path / "slow", baseline, "--anyway")  # another profile: another experiment
     assert slow.exit_code == 1, slow.output
     regressions = slow.output.split("## Regressions")[1].split("## Improvements")[0]
     assert "| driver.name=overlay2 image.file_size=4KiB " in regressions
@@ -78,7 +78,7 @@ def test_slower_disk_is_a_regression_and_an_unchanged_run_is_not(tmp_path):
     assert not any(metric.endswith("bytes") for _, metric in flagged)
     assert (tmp_path / "slow" / "comparisons" / "vs-probe.md").read_text().startswith("# Comparison of `probe_sweep`")
     # The Python API takes folders too, and gives each row its swept values
-    from_api = compare(tmp_path / "slow", baseline)
+    from_api = compare(tmp_path / "slow", baseline, anyway=True)
     assert from_api.exit_code == 1
     assert from_api.regressions[0]["params"].keys() == {"driver.name", "image.file_size"}
 
@@ -94,7 +94,7 @@ def test_slower_disk_is_a_regression_and_an_unchanged_run_is_not(tmp_path):
 def test_metric_filter_and_improvements(tmp_path):
     slow = sim.run_scenario(probe_sweep(profile=slow_disk(tmp_path)))
     fast = sim.run_scenario(probe_sweep())
-    comparison = compare(fast, slow, metrics=["first_write_s", "throughput_ops_s"])
+    comparison = compare(fast, slow, metrics=["first_write_s", "throughput_ops_s"], anyway=True)
     assert {row["metric"] for row in comparison.rows} == {"first_write_s", "throughput_ops_s"}
     assert comparison.exit_code == 0
     assert len(comparison.with_status("improvement")) == 8  # 4 points x 2 metrics, all faster
@@ -102,7 +102,7 @@ def test_metric_filter_and_improvements(tmp_path):
 
 def test_noise_between_seeds_is_not_flagged_but_a_slower_disk_is(tmp_path):
     one, two = sim.run_scenario(mix(seed=1)), sim.run_scenario(mix(seed=2))
-    comparison = compare(two, one)
+    comparison = compare(two, one, anyway=True)
     assert comparison.exit_code == 0, comparison.markdown()
     assert not comparison.regressions and not comparison.with_status("improvement")
     # The seeds do move some means by more than the tolerance: the significance test is what
@@ -112,7 +112,7 @@ def test_noise_between_seeds_is_not_flagged_but_a_slower_disk_is(tmp_path):
     assert all(row["test"] == "ci99-overlap" and row["ci_low"] is not None for row in beyond)
 
     slow = sim.run_scenario(mix(seed=2, profile=slow_disk(tmp_path, factor=3)))
-    flagged = compare(slow, one)
+    flagged = compare(slow, one, anyway=True)
     assert flagged.exit_code == 1
     assert {"latency_mean_s", "throughput_ops_s"} <= {row["metric"] for row in flagged.regressions}
 

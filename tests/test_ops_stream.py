@@ -172,6 +172,7 @@ def test_short_runs_ask_for_no_bar():
 
 def test_expected_records_bounds_a_mix_and_a_probe_and_not_a_duration():
     scenario = next(iter(api.validate(MIX)))[1]
-    assert sweep.expected_records(scenario) == 150 + 2 * 2 + 1
+    assert sweep.expected_records(scenario) == 150 + 2 * 2 + 2  # and prepare_image, settle
+    assert sweep.expected_records(scenario.model_copy(update={"settle": False})) == 150 + 2 * 2 + 1
     timed = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"operations": None})})
     assert sweep.expected_records(timed) is None

@@ -43,7 +43,7 @@ CASES = {
     "zip bad value": ("name: x\nimage: {kind: probe}\nsweep:\n  zip:\n    - image.layers: [1, 2]\n"
                       "      image.dir_depth: [1, -3]\n", 6, "sweep.zip[0].image.dir_depth", "got -3"),
     "replicates zero": ("name: x\nreplicates: 0\n", 2, "replicates", "greater than or equal to 1"),
-    "unreadable profile": ("name: x\nprofile: /nonexistent/p.yaml\n", 2, "profile", "cannot read profile"),
+    "unreadable profile": ("name: x\nprofile: /nonexistent/p.yaml\n", 2, "profile", "no such profile"),
     "unknown profile": ("name: x\nprofile: ssdd\n", 2, "profile", "unknown profile 'ssdd'"),
     "unknown image kind": ("name: x\nimage: {kind: prob}\n", 2, "image.kind", "unknown kind 'prob'"),
     "unknown mix op": ("name: x\nworkload:\n  ops: {read: 1, wrte: 1}\n", 3, "workload.ops.wrte", "did you mean 'write'?"),
@@ -102,7 +102,7 @@ def test_profile_that_cannot_be_read(tmp_path):
     (tmp_path / "p.yaml").mkdir()
     (tmp_path / "s.yaml").write_text(f"name: x\nprofile: {tmp_path / 'p.yaml'}\n")
     error = check_one_line(invoke(["validate", "s.yaml"], tmp_path), "s.yaml:2: profile: ")
-    assert "cannot read profile" in error
+    assert "cannot read the profile: it is a directory" in error
 
 
 def test_unreadable_profile_file(tmp_path):

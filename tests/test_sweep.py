@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -140,13 +139,13 @@ def test_validate_prints_the_number_of_points(tmp_path):
 
 def test_schema_documents_every_field_and_emits_json_schema():
     text = CliRunner().invoke(main, ["schema"]).output
-    for line in ("image[kind=probe].file_size: int = 1048576 [bytes] (>= 0)", "replicates: int = 1 [count] (>= 1, <= 10000)",
+    for line in ("image[kind=probe].file_size: int = 1048576 [bytes] (>= 0, <= 1099511627776)", "replicates: int = 1 [count] (>= 1, <= 10000)",
                  "driver.options.metacopy  (driver overlay2)", "zip"):
         assert line in text, line
     schema = json.loads(CliRunner().invoke(main, ["schema", "--json-schema"]).output)
     assert schema["additionalProperties"] is False and "sweep" in schema["properties"]
     size = schema["$defs"]["ProbeImage"]["properties"]["file_size"]
-    assert {"type": "integer", "minimum": 0} in size["anyOf"] and any(s["type"] == "string" for s in size["anyOf"])
+    assert {"type": "integer", "minimum": 0, "maximum": 2**40} in size["anyOf"] and any(s["type"] == "string" for s in size["anyOf"])
     assert schema["$defs"]["ProbeImage"]["properties"]["layers"]["unit"] == "count"
 
 
@@ -210,27 +209,74 @@ def test_a_killed_worker_keeps_finished_runs_and_resume_completes(tmp_path, monk
     pd.testing.assert_frame_equal(resumed.summary, sim.run_scenario(tmp_path / "s.yaml").summary)
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+# Run in the child: the first five runs (overlay2, 64 MiB) simulate; every other run waits for
+# the test's signal (SIGINT, or its worker dies with the parent: PR_SET_PDEATHSIG), and each part
+# the parent stores is announced on a pipe. So exactly five runs are kept, however fast the machine.
+HELD_SWEEP = """
+import os, signal, sys
+import sim.results, sim.runner
+from sim.cli import main
+announce = int(sys.argv[1])
+store, simulate = sim.results.write_part, sim.runner.simulate
+
+def write_part(*args):
+    store(*args)
+    os.write(announce, b"p")
+
+def held(scenario, *args, **kwargs):
+    if (scenario.driver.name, scenario.image.file_size) != ("overlay2", 64 * 2**20):
+        signal.pause()
+    return simulate(scenario, *args, **kwargs)
+
+sim.results.write_part, sim.runner.simulate = write_part, held
+main(sys.argv[2:], prog_name="cowsim")
+"""
+
+
+def _read_announcements(fd: int, count: int, timeout: float) -> None:
+    import select
+    got = b""
+    while len(got) < count:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"only {len(got)} of {count} runs stored within {timeout} s"
+        chunk = os.read(fd, count - len(got))
+        assert chunk, "the sweep ended before it was interrupted"
+        got += chunk
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_path, how):
+    import multiprocessing
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("needs forked workers, which inherit the held simulate")
     scenario = tmp_path / "s.yaml"
-    # Slow enough to stop halfway: every run copies up a file of 64 or 256 MiB.
     scenario.write_text(PROBE_SWEEP.replace("[4KiB, 1MiB, 64MiB, 256MiB]", "[64MiB, 256MiB]")
                         .replace("[1, 8]", "[1, 2, 4, 8, 16]"))
     run = tmp_path / "run"
-    # killed with its worker processes running; interrupted (Ctrl-C) in-process
-    jobs = "2" if how == signal.SIGKILL else "1"
-    command = [sys.executable, "-m", "sim", "run", str(scenario), "-o", str(run), "-j", jobs, "--no-report"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while len(list((run / "points").glob("*.arrow"))) < 5 and time.time() < deadline:
-        time.sleep(0.005)
-    process.send_signal(how)
-    _, stderr = process.communicate(timeout=60)
+    # killed with its worker processes running; interrupted (Ctrl-C) in-process; terminated with
+    # its workers running (as Ctrl-C: the runs kept, the workers stopped)
+    jobs = "1" if how == signal.SIGINT else "2"
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-c", HELD_SWEEP, str(write_end), "run", str(scenario), "-o", str(run), "-j", jobs,
+               "--no-report"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               pass_fds=(write_end,))
+    os.close(write_end)
+    try:
+        _read_announcements(read_end, 5, timeout=60)
+        process.send_signal(how)
+        _, stderr = process.communicate(timeout=60)
+        # every process that held the pipe (the workers too) is gone: it reads as closed at once
+        import select
+        assert select.select([read_end], [], [], 10)[0] and os.read(read_end, 1) == b"", "a worker outlived the sweep"
+    finally:
+        os.close(read_end)
     assert process.returncode != 0
-    if how == signal.SIGINT:
-        assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    if how != signal.SIGKILL:
+        assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr, stderr
+        assert "5 of 40 runs are kept" in stderr, stderr
     kept = len(list((run / "points").glob("*.arrow")))
-    assert 5 <= kept < 40, kept
+    assert kept == 5, kept
     assert not (run / "summary.parquet").exists()
     resume = subprocess.run([sys.executable, "-m", "sim", "run", "--resume", str(run), "-j", "2", "--no-report"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
