@@ -152,7 +152,7 @@ def _nothing_left(workdir):
 
 
 @ROOT_ONLY
-@pytest.mark.parametrize("step", ["overlay on the host", "xfs with reflink"])
+@pytest.mark.parametrize("step", ["overlay on the host", "xfs with reflink", "concurrent copy-ups"])
 @pytest.mark.parametrize("failure", [RuntimeError("injected"), KeyboardInterrupt(), "SIGTERM"])
 def test_mounts_and_loop_devices_are_released_on_errors(tmp_path, monkeypatch, step, failure):
     def fail(*args, **kwargs):
@@ -190,7 +190,17 @@ def test_quick_calibration_writes_a_profile_that_loads_and_validates(tmp_path):
     assert loaded.disk.read_bandwidth > 0 and "measured by" in loaded.source
     measurements = pd.read_csv(profile.with_suffix(".csv"), keep_default_na=False)
     assert list(measurements.columns) == COLUMNS
-    assert {"lookup", "first_write", "second_write"} <= set(measurements["experiment"])
+    assert {"lookup", "first_write", "second_write", "first_write_makespan", "read_makespan"} <= set(
+        measurements["experiment"])
+    assert set(measurements.loc[measurements["sweep"] == "dir_entries", "dir_entries"]) == set(QUICK.dir_entries)
+    # a makespan (first start to last end) is never shorter than the containers' mean latency
+    at_once = measurements[measurements["sweep"] == "concurrency"].copy()
+    at_once["operation"] = at_once["experiment"].str.removesuffix("_makespan")
+    at_once["kind"] = (at_once["experiment"] == at_once["operation"]).map({True: "mean", False: "makespan"})
+    spans = at_once.pivot_table(index=["operation", "driver", "cache", "concurrency", "repeat"], columns="kind",
+                                values="seconds")
+    assert len(spans) == 2 * len(QUICK.concurrency) * QUICK.repeats * 2
+    assert (spans["makespan"] >= spans["mean"]).all()
     assert (measurements["seconds"] > 0).sum() > 0.9 * len(measurements)
     done = subprocess.run([os.sys.executable, "-m", "sim", "validate-profile", str(profile),
                            str(profile.with_suffix(".csv")), "--figure", str(tmp_path / "v.png")],
