@@ -6,18 +6,19 @@ among the transfers in service (processor sharing, exact, evaluated lazily: no e
 own). A process waiting for a request sleeps until the time it would end if nothing else
 arrived, and asks again. An operation served from cache costs one timeout, or none when nothing
 else is due before it ends (:meth:`Environment.skip_ahead`).
-CPU is not a contended resource in this model: each container's CPU time only delays itself.
+CPU time runs on the host's ``cores`` (:class:`Cores`), shared by every container, and plans
+may hold locks (:class:`Locks`): mutexes and semaphores keyed by what they stand for.
 """
 from __future__ import annotations
 
 import bisect
 import heapq
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 import simpy
 
-from .plan import CACHED, CPU, DISK_READ, DISK_WRITE, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
+from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
 
 
@@ -328,6 +329,106 @@ class Disk:
         return min(depart, arrive)
 
 
+class Cores:
+    """The host's CPUs: every container's kernel and FUSE work, first come first served.
+
+    A burst of CPU time (the work an operation does between two waits, microseconds, far below
+    the scheduler's time slice) runs to completion on the first core free, in the order the
+    bursts become ready. As with the disk's channels, a burst's finish is known when it starts,
+    so a core is reserved, not waited for with an event. (:meth:`Engine.execute` inlines
+    :meth:`run`.)
+    """
+
+    __slots__ = ("free",)
+
+    def __init__(self, count: int):
+        self.free = [0.0] * count  # when each core is next free (a heap)
+
+    def run(self, ready: float, seconds: float) -> float:
+        """Run a burst of ``seconds`` ready at ``ready``; return when it finishes."""
+        free = self.free[0]
+        finish = (ready if ready > free else free) + seconds
+        heapq.heapreplace(self.free, finish)
+        return finish
+
+
+class Semaphore:
+    """A FIFO semaphore of several places: when each free place was given back, and the waiters."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, holders: int):
+        self.free = [0.0] * holders  # a heap
+        self.waiters: deque = deque()
+
+
+HELD = True  # a mutex held, nobody waiting
+
+
+class Locks:
+    """The kernel's (and FUSE daemons') locks, by id, created at first use.
+
+    A mutex's state is kept as small as its use allows: absent when free since before the clock,
+    the time it was given back when that lies ahead of the clock, ``HELD``, or the deque of its
+    waiters. A lock is given back at a time that may lie a CPU burst ahead of the clock (the
+    holder's work is reserved on the cores, not waited for step by step); whoever takes it next
+    starts no earlier. A holder hands a contended lock straight to its first waiter, in arrival
+    order.
+    """
+
+    __slots__ = ("env", "table", "waits")
+
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.table: dict = {}
+        self.waits = 0  # acquisitions that had to queue
+
+    def acquire(self, lock_id, holders: int, ready: float):
+        """When the caller, ready at ``ready``, holds the lock: a time, or an event to wait for
+        (its value is that time)."""
+        table = self.table
+        state = table.get(lock_id)
+        if holders > 1:
+            if state is None:
+                state = table[lock_id] = Semaphore(holders)
+            if state.free and not state.waiters:
+                released = heapq.heappop(state.free)
+                return ready if ready > released else released
+            waiters = state.waiters
+        elif state is None:
+            table[lock_id] = HELD
+            return ready
+        elif state.__class__ is float:
+            table[lock_id] = HELD
+            return ready if ready > state else state
+        elif state is HELD:
+            waiters = table[lock_id] = deque()
+        else:
+            waiters = state
+        self.waits += 1
+        event = self.env.event()
+        waiters.append(event)
+        return event
+
+    def release(self, lock_id, at: float) -> None:
+        table = self.table
+        state = table[lock_id]
+        if state is HELD:
+            if at > self.env.now:
+                table[lock_id] = at
+            else:
+                del table[lock_id]
+        elif state.__class__ is Semaphore:
+            if state.waiters:
+                state.waiters.popleft().succeed(at)
+            else:
+                heapq.heappush(state.free, at)
+        else:  # the waiters of a mutex: the first takes it over
+            state.popleft().succeed(at)
+            if not state:
+                table[lock_id] = HELD
+
+
 class LRU:
     """A least-recently-used set of keys with a capacity in units (bytes or entries)."""
 
@@ -437,6 +538,8 @@ class Engine:
         self.page_cache = PageCache(profile.page_cache, profile.cache_block)
         self.spare = Transfer()  # the next read's request, handed to the page cache to mark its blocks
         self.dentries = LRU(profile.dentry_cache)
+        self.cores = Cores(profile.cores)
+        self.locks = Locks(self.env)
         self.operations = 0
 
     def drop_caches(self) -> None:
@@ -447,22 +550,32 @@ class Engine:
     def execute(self, plan: Plan, result: OpResult):
         """A SimPy process body: run ``plan``'s steps, charging each phase its time.
 
-        CPU time is summed in ``pending`` and waited for with the next disk wait (or at the
-        end). A step that needs the disk issues its request when that CPU time is done and
-        waits for it, and for any read in flight it found in the page cache.
+        CPU time accumulates into one burst until the operation must wait (for the disk, a lock
+        or its end); the burst then runs on the host's cores. ``ready`` is when the work so far
+        is done: ahead of the clock by what the cores and the locks have promised. A step that
+        needs the disk issues its request then and waits for it, and for any read in flight it
+        found in the page cache.
         """
         env = self.env
         disk = self.disk
         costs = self.costs
         page_cache = self.page_cache
+        run = self.cores.run
+        cores = self.cores.free  # a burst on the first free core: Cores.run, inlined where frequent
+        heapreplace = heapq.heapreplace
+        locks = self.locks
+        lock_table = locks.table  # the uncontended mutexes' fast path, inlined from Locks
         phase_s = result.phase_s
-        pending = 0.0  # CPU time not yet waited for
+        pending = 0.0  # CPU time not yet run on a core
+        ready = env.now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
+        held = None  # the lock a probe holds across its disk read
         self.operations += 1
         dentries = self.dentries
         touch = dentries.touch
         cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
         dentry_hit = costs.dentry_hit
         dentry_hits = 0  # counted here, stored once: most steps are dentry hits
+        step = None
         for step in plan.steps:
             kind = step[0]
             if kind == PROBE:  # the commonest step: one per path component
@@ -474,6 +587,16 @@ class Engine:
                     continue
                 touch(step[2])
                 result.dentry_misses += 1
+                if len(step) > 5:  # the miss holds a directory lock while it probes
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    got = locks.acquire(step[5], 1, ready)
+                    if got.__class__ is not float:
+                        got = yield got
+                    phase_s[step[1]] += got - ready
+                    ready, held = got, step[5]
                 probes = step[3]
                 cpu = step[4]  # the miss's CPU, as the driver reckoned it
                 pending += cpu
@@ -482,9 +605,19 @@ class Engine:
                 for key in probes:
                     if not touch(key):
                         cold += 1
-                if not cold:
+                if not cold and held is None:
                     continue
-                waits = (disk.read(env.now + pending, cold * costs.metadata_block, cold),)
+                if pending:
+                    free = cores[0]
+                    finish = (ready if ready > free else free) + pending
+                    heapreplace(cores, finish)
+                    phase_s[step[1]] += finish - ready - pending
+                    ready, pending = finish, 0.0
+                if not cold:
+                    locks.release(held, ready)
+                    held = None
+                    continue
+                waits = (disk.read(ready, cold * costs.metadata_block, cold),)
             elif kind == CPU:
                 pending += step[2]
                 phase_s[step[1]] += step[2]
@@ -497,32 +630,72 @@ class Engine:
                 copy = (hit + miss) / costs.memcpy_bandwidth
                 pending += copy
                 phase_s[step[1]] += copy
+                if not miss and not waits:
+                    continue
+                if pending:
+                    free = cores[0]
+                    finish = (ready if ready > free else free) + pending
+                    heapreplace(cores, finish)
+                    phase_s[step[1]] += finish - ready - pending
+                    ready, pending = finish, 0.0
                 if miss:
                     self.spare = Transfer()
                     requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
-                    waits.append(disk.read(env.now + pending, miss, requests, transfer))
-                elif not waits:
-                    continue
+                    waits.append(disk.read(ready, miss, requests, transfer))
             elif kind == WRITE:
                 page_cache.fill(step[2], step[3], step[4])
                 copy = step[4] / costs.memcpy_bandwidth
                 pending += copy
                 phase_s[step[1]] += copy
                 continue
-            elif kind == SYNC:
-                waits = (disk.write(env.now + pending, step[2], 1 if step[2] else 0, flush=True),)
-            elif kind == WRITEBACK:
-                disk.write(env.now + pending, step[2], 1)  # nobody waits for it
+            elif kind >= LOCK:
+                # A mutex free since before the clock is taken, and one nobody waits for given
+                # back, without running the CPU burst so far: the holder's time is then its ready
+                # time plus that burst (exact while the cores are free). Otherwise the burst runs
+                # first, so that the lock changes hands at the exact time.
+                state = lock_table.get(step[2])
+                if kind == LOCK:
+                    if state is None and step[3] == 1:
+                        lock_table[step[2]] = HELD
+                        continue
+                elif state is HELD:
+                    if ready + pending > env.now:
+                        lock_table[step[2]] = ready + pending
+                    else:
+                        del lock_table[step[2]]
+                    continue
+                if pending:
+                    finish = run(ready, pending)
+                    phase_s[step[1]] += finish - ready - pending
+                    ready, pending = finish, 0.0
+                if kind == LOCK:
+                    got = locks.acquire(step[2], step[3], ready)
+                    if got.__class__ is not float:
+                        got = yield got
+                    phase_s[step[1]] += got - ready
+                    ready = got
+                else:
+                    locks.release(step[2], ready)
                 continue
-            elif kind == DISK_READ:
-                waits = (disk.read(env.now + pending, step[2], step[3]),)
-            elif kind == DISK_WRITE:
-                waits = (disk.write(env.now + pending, step[2], step[3]),)
-            elif kind == CACHED:
+            elif kind == WRITEBACK:
+                disk.write(ready + pending, step[2], 1)  # nobody waits for it
+                continue
+            elif kind == SYNC or kind == DISK_READ or kind == DISK_WRITE:
+                if pending:
+                    finish = run(ready, pending)
+                    phase_s[step[1]] += finish - ready - pending
+                    ready, pending = finish, 0.0
+                if kind == SYNC:
+                    waits = (disk.write(ready, step[2], 1 if step[2] else 0, flush=True),)
+                elif kind == DISK_READ:
+                    waits = (disk.read(ready, step[2], step[3]),)
+                else:
+                    waits = (disk.write(ready, step[2], step[3]),)
+            else:  # CACHED: metadata just written, now in the dentry cache
                 for key in step[2]:
                     dentries.insert(key)
                 continue
-            issue = env.now + pending
+            issue = ready
             for transfer in waits:
                 finish = disk.finish_time(transfer, env.now)
                 while finish > env.now:
@@ -536,10 +709,19 @@ class Engine:
                 if not env.skip_ahead(issue - env.now):
                     yield env.timeout(issue - env.now)
             phase_s[step[1]] += env.now - issue
-            pending = 0.0
+            ready = env.now + 0.0
+            if held is not None:
+                locks.release(held, ready)
+                held = None
         result.dentry_hits = dentry_hits
-        if pending > 0 and not env.skip_ahead(pending):
-            yield env.timeout(pending)
+        if pending:
+            free = cores[0]
+            finish = (ready if ready > free else free) + pending
+            heapreplace(cores, finish)
+            phase_s[step[1]] += finish - ready - pending
+            ready = finish
+        if ready > env.now and not env.skip_ahead(ready - env.now):
+            yield env.timeout(ready - env.now)
 
     def settle(self, result: OpResult):
         """A SimPy process body: wait until the disk has served every request it holds (as

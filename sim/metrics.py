@@ -51,6 +51,7 @@ METRICS: dict[str, Metric] = _table(
     ("latency_p95_s", "s", HIGHER_IS_WORSE, "95th percentile operation latency"),
     ("latency_p99_s", "s", HIGHER_IS_WORSE, "99th percentile operation latency"),
     ("throughput_ops_s", "ops/s", LOWER_IS_WORSE, "operations per simulated second"),
+    ("makespan_s", "s", HIGHER_IS_WORSE, "from the workload's start to its last operation's end"),
     ("sim_time_s", "s", HIGHER_IS_WORSE, "simulated time of the whole run, setup included"),
     ("setup_s", "s", HIGHER_IS_WORSE, "time of image preparation and container creation/removal"),
     ("disk_read_bytes", "bytes", HIGHER_IS_WORSE, "bytes read from the disk"),

@@ -43,6 +43,7 @@ METRIC_LABELS = {
     "latency_p95_s": "operation latency, p95",
     "latency_p99_s": "operation latency, p99",
     "throughput_ops_s": "throughput",
+    "makespan_s": "makespan (start to last operation's end)",
     "page_cache_hit_ratio": "page-cache hit ratio (bytes)",
     "dentry_hit_ratio": "dentry-cache hit ratio",
     "size_bytes": "SIZE (writable layers)",

@@ -71,10 +71,13 @@ class KernelCosts(BaseModel):
     zfs_clone: Duration = Field(150e-3, ge=0, description="zfs snapshot + clone through the zfs CLI [s]")
     dm_thin_create: Duration = Field(1.95, ge=0, description="devicemapper thin device creation + activation (containerd #2988 on EBS) [s]")
     dm_remove: Duration = Field(0.5, ge=0, description="devicemapper device removal with discards [s]")
+    aufs_copy_block: Duration = Field(1.0e-6, ge=0, description="CPU of one block of aufs's own copy-up loop besides the memcpy: a kernel read and a write of one filesystem block (4 KiB) and the all-zero test (aufs cpup.c au_do_copy_file) [s]")
+    aufs_revalidate: Duration = Field(0.3e-6, ge=0, description="CPU of aufs revalidating one cached path component against one branch (udba=reval, the default: aufs checks its cached dentries on every access); default: one dentry-cache hit's worth per branch [s]")
+    aufs_xino_write: Duration = Field(3e-6, ge=0, description="CPU of one write of aufs's external inode number table (xino file) for a new inode on the writable branch, under the xino file's lock [s]")
 
 
 class Profile(BaseModel):
-    """A host: one disk, its caches and the kernel's costs."""
+    """A host: one disk, its caches, its CPUs and the kernel's costs."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="profile name")
@@ -85,6 +88,7 @@ class Profile(BaseModel):
     page_cache: Size = Field(4 * 2**30, gt=0, description="page cache capacity [bytes]")
     cache_block: Size = Field(128 * 2**10, gt=0, description="page cache granularity (readahead window) [bytes]")
     dentry_cache: int = Field(1_000_000, ge=1, description="dentries one mount's cache holds [entries]")
+    cores: int = Field(2, ge=1, le=4096, description="CPUs that run the kernel's and the FUSE daemons' work for every container, first come first served (default: a 2-vCPU VM, this project's machine kind) [count]")
 
 
 def builtin_profiles() -> list[str]:

@@ -245,6 +245,13 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
                     plot_vs(rows, key.column, ["throughput_ops_s", "latency_p99_s"], x_label=key.label,
                             x_unit=key.unit, title=_title(f"Throughput and tail latency vs {against}", v.fixed,
                                                           held, v.keys))))
+            if not v.probe and key.column == "containers.count":
+                out.append(ReportFigure(
+                    f"contention_vs_{key.short}{tag}",
+                    "Mean operation latency and makespan against the number of containers running at once: what "
+                    f"they share (CPUs, disk, locks) against what running side by side gains.{band}",
+                    plot_vs(rows, key.column, ["latency_mean_s", "makespan_s"], x_label=key.label, x_unit=key.unit,
+                            title=_title(f"Contention: latency and makespan vs {against}", v.fixed, held, v.keys))))
             if len(v.space):
                 out.append(ReportFigure(
                     f"disk_usage_vs_{key.short}{tag}",

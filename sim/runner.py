@@ -237,6 +237,7 @@ def summarize(totals: OpTotals, engine: Engine, measured_from: float, space: lis
         "latency_p95_s": _quantile(latency, 0.95),
         "latency_p99_s": _quantile(latency, 0.99),
         "throughput_ops_s": counts["ops"] / elapsed if elapsed > 0 else math.nan,
+        "makespan_s": float(elapsed),
         "sim_time_s": float(engine.env.now),
         "setup_s": float(totals.values("setup_latency_s").sum()),
         "disk_read_bytes": int(engine.disk.bytes_read),

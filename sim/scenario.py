@@ -229,7 +229,7 @@ class Mix(Strict):
     kind: Literal["mix"] = field("mix", description="random operations drawn from a mix")
     ops: dict[str, float] = field(default_factory=lambda: {"read": 0.7, "write": 0.15, "append": 0.05, "stat": 0.05, "create": 0.05},
                                   description="probability of each operation: " + ", ".join(OPS_IN_MIX))
-    file_choice: Literal["uniform", "zipf"] = field("zipf", description="how files are picked")
+    file_choice: Literal["uniform", "zipf", "sequential"] = field("zipf", description="how files are picked: uniformly, by Zipf rank, or sequential: each stream walks the image's files in path order (depth first) from the start, as a program walking a tree does")
     zipf_s: float = field(1.1, gt=0, le=5, description="Zipf exponent")
     request_size: Size = field(4096, unit="bytes", gt=0, le=MAX_FILE_SIZE, description="bytes per read/write/append")
     create_size: Size = field(4096, unit="bytes", ge=0, le=MAX_FILE_SIZE, description="bytes written into a new file")

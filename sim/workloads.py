@@ -54,6 +54,8 @@ class MixState:
         self.ranked = [image_files[i] for i in rng.permutation(len(image_files))] if image_files else []
         self.dirs = sorted({parent_of(p) for p in image_files}) or [""]
         self.rank_cdf = self._zipf_cdf(len(self.ranked)) if spec.file_choice == "zipf" and self.ranked else None
+        # sequential: every stream walks the image's files in path order (depth first), from the start
+        self.walk = sorted(image_files) if spec.file_choice == "sequential" else None
 
     def _zipf_cdf(self, count: int) -> list[float]:
         weights = 1.0 / np.arange(1, count + 1) ** self.spec.zipf_s
@@ -86,10 +88,13 @@ class MixStream:
         self.volume_dirs = volume_dirs
         self.gone: set[str] = set()  # image files deleted or renamed away
         self.counter = 0
+        self.walked = 0  # files of the sequential walk taken so far
         self.duration = state.spec.duration
 
     def _pick_image_file(self) -> str | None:
         state = self.state
+        if state.walk is not None:
+            return self._next_in_walk(state.walk)
         pool = state.ranked
         created = self.created
         rng = self.rng
@@ -108,6 +113,15 @@ class MixStream:
             if path not in gone:
                 return path
         return path  # the hottest files are all gone: let the model answer ENOENT
+
+    def _next_in_walk(self, walk: list[str]) -> str | None:
+        """The next image file of the walk not deleted or renamed away, wrapping around."""
+        for _attempt in range(len(walk)):
+            path = walk[self.walked % len(walk)]
+            self.walked += 1
+            if path not in self.gone:
+                return path
+        return None
 
     def take(self, now: float) -> bool:
         """Whether another operation may start now (budget and duration)."""

@@ -14,7 +14,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from ..fsview import TOP, ContainerView, CopyUp, Entry, FsError
-from ..image import DIR, FILE, Image, prefixes
+from ..image import DIR, FILE, Image, parent_of, prefixes
 from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
 from ..profile import Profile
 
@@ -145,6 +145,7 @@ class Driver:
             self._operations[op.kind](plan, cid, view, op)
         except FsError as error:
             plan.error = error.errno_name
+            plan.unlock_held()
         return plan
 
     def _op_stat(self, plan, cid, view, op):
@@ -158,33 +159,64 @@ class Driver:
         plan.cpu(DATA, self._transfer_cpu(nbytes))
 
     def _op_write(self, plan, cid, view, op):
+        plan.lock(DATA, self.file_lock(cid, op.path))
         entry = self._file(plan, cid, view, op.path)
         self._write(plan, cid, view, op.path, entry.size, op.offset, op.nbytes, op.sync)
 
     def _op_append(self, plan, cid, view, op):
+        plan.lock(DATA, self.file_lock(cid, op.path))
         entry = self._file(plan, cid, view, op.path)
         self._write(plan, cid, view, op.path, entry.size, entry.size, op.nbytes, op.sync)
 
+    # Locks (docs/model.md, "CPUs and locks"): a file's lock stands for its i_rwsem (held by
+    # write(2), truncate and setattr) and for the copy-up that precedes them (overlayfs's per-inode
+    # copy-up lock), so a second writer waits for the first one's copy-up. It is taken before the
+    # file's lookup: the plans of one container are made in the order its operations start, and
+    # a later plan (which finds the file copied up) must not overtake an earlier one still looking
+    # it up; in the kernel the later lookup of that name waits for the earlier (d_alloc_parallel).
+    # A directory's lock stands for its i_rwsem, held exclusively by create, unlink, mkdir, rmdir
+    # and rename in it. A plan takes a file's lock, then the locks a copy-up takes inside
+    # (rename_lock, a directory's); it never holds a directory's lock while it waits for another
+    # lock, except rename's rename_lock then its two directories in order: no cycle, no deadlock.
+    def file_lock(self, cid: int, path: str) -> tuple:
+        return ("inode", self.mounts[cid], path)
+
+    def dir_lock(self, cid: int, path: str) -> tuple:
+        return ("dir", self.mounts[cid], parent_of(path))
+
+    def rename_lock(self, cid: int) -> tuple:
+        """The filesystem's s_vfs_rename_mutex (``lock_rename`` of two directories, fs/namei.c)."""
+        return ("s_vfs_rename_mutex", self.mounts[cid])
+
     def _write(self, plan, cid, view, path, size, offset, nbytes, sync):
+        """The write of an operation holding the file's lock (released here)."""
+        lock = self.file_lock(cid, path)
         self._make_writable(plan, cid, view, path, offset, nbytes, size)
         view.write(path, offset, nbytes)
         plan.write(DATA, self.data_key(cid, view, path, view.stat(path)), offset, nbytes)
         plan.cpu(DATA, self._transfer_cpu(nbytes))
+        plan.unlock(DATA, lock)
         self._flush(plan, cid, path, offset, nbytes, sync)
 
     def _op_truncate(self, plan, cid, view, op):
+        lock = self.file_lock(cid, op.path)
+        plan.lock(DATA, lock)
         self._file(plan, cid, view, op.path)
         self._copied_up(plan, cid, view, view.copy_up(op.path))
         self._truncated(cid, view.upper_files[op.path], op.nbytes)
         view.truncate(op.path, op.nbytes)
         plan.cpu(DATA, self.costs.metadata_update)
+        plan.unlock(DATA, lock)
 
     def _op_open_trunc(self, plan, cid, view, op):
         """open(O_TRUNC) then a write of ``nbytes``: a copy-up without data."""
         self._file(plan, cid, view, op.path)
+        lock = self.file_lock(cid, op.path)
+        plan.lock(DATA, lock)
         self._copied_up(plan, cid, view, view.copy_up(op.path, with_data=False))
         self._truncated(cid, view.upper_files[op.path], 0)
         view.truncate(op.path, 0)
+        plan.unlock(DATA, lock)
         self._written_new(plan, cid, view, op)
 
     def _op_create(self, plan, cid, view, op):
@@ -193,21 +225,31 @@ class Driver:
             return self._op_open_trunc(plan, cid, view, op)
         self._dirs_created(plan, cid, view.create(op.path))
         self._file_created(cid, view.upper_files[op.path])
-        plan.cpu(DATA, self.costs.metadata_update)
+        self._dir_changed(plan, cid, op.path)
         self._written_new(plan, cid, view, op)
 
     def _written_new(self, plan, cid, view, op):
+        lock = self.file_lock(cid, op.path)
+        plan.lock(DATA, lock)
         view.write(op.path, 0, op.nbytes)
         plan.write(DATA, self.data_key(cid, view, op.path, view.stat(op.path)), 0, op.nbytes)
         plan.cpu(DATA, self._transfer_cpu(op.nbytes))
+        plan.unlock(DATA, lock)
         self._flush(plan, cid, op.path, 0, op.nbytes, op.sync)
+
+    def _dir_changed(self, plan, cid, path):
+        """A metadata change in ``path``'s directory, under that directory's lock."""
+        lock = self.dir_lock(cid, path)
+        plan.lock(DATA, lock)
+        plan.cpu(DATA, self.costs.metadata_update)
+        plan.unlock(DATA, lock)
 
     def _op_unlink(self, plan, cid, view, op):
         self._file(plan, cid, view, op.path)
         inode = view.upper_files.get(op.path)
         self._dirs_created(plan, cid, view.unlink(op.path))
         self._name_dropped(cid, view, inode)
-        plan.cpu(DATA, self.costs.metadata_update)
+        self._dir_changed(plan, cid, op.path)
 
     def _name_dropped(self, cid, view, inode) -> None:
         """An upper file lost a name: if that was its last, the driver forgets the file."""
@@ -218,12 +260,12 @@ class Driver:
         self.lookup(plan, cid, view, op.path)
         created, _opaque = view.mkdir(op.path)
         self._dirs_created(plan, cid, created)
-        plan.cpu(DATA, self.costs.metadata_update)
+        self._dir_changed(plan, cid, op.path)
 
     def _op_rmdir(self, plan, cid, view, op):
         self.lookup(plan, cid, view, op.path)
         self._dirs_created(plan, cid, view.rmdir(op.path))
-        plan.cpu(DATA, self.costs.metadata_update)
+        self._dir_changed(plan, cid, op.path)
 
     def _op_rename(self, plan, cid, view, op):
         self.lookup(plan, cid, view, op.path)
@@ -233,12 +275,23 @@ class Driver:
         self._copied_up(plan, cid, view, copy)
         self._dirs_created(plan, cid, created)
         self._name_dropped(cid, view, replaced)
+        if parent_of(op.path) == parent_of(op.target):
+            return self._dir_changed(plan, cid, op.path)
+        # lock_rename: the filesystem's rename mutex, then both directories (in one order)
+        locks = [self.rename_lock(cid), *sorted((self.dir_lock(cid, op.path), self.dir_lock(cid, op.target)))]
+        for lock in locks:
+            plan.lock(DATA, lock)
         plan.cpu(DATA, self.costs.metadata_update)
+        for lock in reversed(locks):
+            plan.unlock(DATA, lock)
 
     def _op_chmod(self, plan, cid, view, op):
+        lock = self.file_lock(cid, op.path)
+        plan.lock(DATA, lock)
         self._file_or_dir(plan, cid, view, op.path)
         self._metadata_changed(plan, cid, view, op.path)
         plan.cpu(DATA, self.costs.metadata_update)
+        plan.unlock(DATA, lock)
 
     def _file(self, plan, cid, view, path):
         entry = self.lookup(plan, cid, view, path)
@@ -273,7 +326,8 @@ class Driver:
                 above = found[3]
             else:
                 entry, lower = view.resolve(prefix, above)
-                step = probe_step(LOOKUP, (self.mounts[cid], prefix), *self.probe(cid, view, prefix, lower, parent_upper))
+                step = probe_step(LOOKUP, (self.mounts[cid], prefix), *self.probe(cid, view, prefix, lower, parent_upper),
+                                  self.probe_lock(cid, view, prefix, lower))
                 steps.append(step)
                 if prefix == path:
                     return entry
@@ -297,6 +351,10 @@ class Driver:
         if entries <= self.costs.dir_entries_per_block:
             return (("meta", mount, prefix),), self.probe_cpu
         return (("meta", mount, prefix),) + dir_index_keys(mount, parent, name, entries, self.costs), self.probe_cpu
+
+    def probe_lock(self, cid: int, view: ContainerView, prefix: str, lower: str | None):
+        """The lock a dentry miss of ``prefix`` holds while it probes, if any (``sim.plan.probe_step``)."""
+        return None
 
     def mount_id(self, cid: int):
         return ("ctr", cid)

@@ -2,13 +2,15 @@
 
 The thin pool shares blocks of ``block_size`` (64 KiB, 512 KiB in Docker's direct-lvm example);
 the first write to part of a shared block copies the whole block below the filesystem
-(``dm-thin``). Creating and removing thin devices is slow; containers do not share the page cache.
+(``dm-thin``). dm-thin breaks the sharing when the write reaches the device, that is at
+writeback, or at the fsync that sends it: a buffered write does not wait for the copy.
+Creating and removing thin devices is slow; containers do not share the page cache.
 """
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..plan import COPY_UP
 from ..units import Size
-from .base import register
+from .base import PAGE, register, round_up
 from .snapshot import SnapshotDriver
 
 
@@ -36,7 +38,21 @@ class Devicemapper(SnapshotDriver):
     def block_size(self) -> int:
         return self.options.block_size
 
+    def __init__(self, options=None, profile=None):
+        super().__init__(options, profile)
+        self._unsent_copy = 0  # bytes of shared blocks the operation being planned must copy
+
     def _break_block(self, plan, cid, view, path, entry, start, block, whole, size):
         if not whole:
-            plan.disk_read(COPY_UP, block)
-            plan.disk_write(COPY_UP, block)
+            # A file smaller than a thin block shares it with the files its filesystem packed
+            # beside it: the block is copied once for all of them, this file's share its own size.
+            self._unsent_copy += min(block, round_up(size, PAGE))
+
+    def _flush(self, plan, cid, path, offset, nbytes, sync):
+        copy, self._unsent_copy = self._unsent_copy, 0
+        if copy and sync:  # the fsync sends the write: the block is copied first, and waited for
+            plan.disk_read(COPY_UP, copy)
+            plan.disk_write(COPY_UP, copy)
+        elif copy:  # copied when writeback sends the write (its read of the old block left out)
+            plan.writeback(COPY_UP, copy)
+        super()._flush(plan, cid, path, offset, nbytes, sync)

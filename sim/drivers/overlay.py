@@ -8,12 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..plan import SETUP
 from .base import register
-from .union import UnionDriver
+from .union import UnionDriver, UnionOptions
 
 
 class OverlayOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reflink: bool = Field(False, description="the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied")
+    tmpfile: bool = UnionOptions.model_fields["tmpfile"]
 
 
 @register

@@ -24,13 +24,14 @@ class UnionOptions(BaseModel):
     volatile: bool = Field(False, description="skip every sync: no fsync after copy-up, fsync(2) is a no-op")
     redirect_dir: bool = Field(False, description="renaming a lower directory records a redirect instead of failing with EXDEV")
     reflink: bool = Field(False, description="the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied")
+    tmpfile: bool = Field(True, description="files are copied up through an O_TMPFILE outside the upper filesystem's rename lock (ovl_copy_up_tmpfile); false: in the work directory under that lock, data and fsync included (ovl_copy_up_workdir: upper filesystems without O_TMPFILE, and kernels before the O_TMPFILE copy-up such as 4.9)")
 
 
 class UnionDriver(Driver):
     Options = UnionOptions
     fuse = False            # every request crosses to a user-space daemon
     single_lower = False    # legacy overlay: one lower directory holding hard links of every layer
-    copy_up_scans_layers = False  # aufs: a copy-up consults every branch
+    copy_up_syncs = True    # the kernel fsyncs a copied-up file (since 4.9); aufs does not
     mount_extra_layers = 1  # lower directories the mount adds to the image's (-init)
     # Docker mounts overlayfs with index=off (moby overlay2 ``Init``): a copy-up makes a new upper
     # inode and breaks a lower file's hard links (xfstests overlay/018; docs/model.md).
@@ -138,6 +139,11 @@ class UnionDriver(Driver):
     def mount_id(self, cid):
         return ("ovl", cid)
 
+    def rename_lock(self, cid):
+        """Every container's upper and work directories lie on one filesystem (/var/lib/docker):
+        its one s_vfs_rename_mutex, which lock_rename(workdir, upperdir) takes, is the host's."""
+        return ("s_vfs_rename_mutex", "upper")
+
     # -- data placement ------------------------------------------------------------------------
     def _lower_key(self, cid, image: Image, layer: int, lower: str) -> tuple:
         """A lower file's pages: its inode's in its layer, whichever hard link reads it."""
@@ -155,24 +161,48 @@ class UnionDriver(Driver):
 
     # -- copy-up -------------------------------------------------------------------------------
     def _dirs_created(self, plan, cid, created):
+        """Each missing ancestor directory is copied up on its own: made in the work directory and
+        renamed into place under the upper filesystem's rename lock (ovl_copy_up_workdir)."""
         per_dir = self.costs.dir_copy_up + (self.costs.fuse_request if self.fuse else 0.0)
-        plan.cpu(COPY_UP, per_dir * len(created))
+        for path in created:
+            lock = self._dir_copy_up_lock(cid, path)
+            plan.lock(COPY_UP, lock)
+            plan.cpu(COPY_UP, per_dir)
+            self._new_inode(plan, cid)
+            plan.unlock(COPY_UP, lock)
+
+    def _dir_copy_up_lock(self, cid, path) -> tuple:
+        return self.rename_lock(cid)
+
+    def _new_inode(self, plan, cid) -> None:
+        """What a new inode in the upper layer costs besides its creation (aufs: its xino entry)."""
+        return None
 
     def _copied_up(self, plan, cid, view, copy):
         if copy is None:
             return
         self._dirs_created(plan, cid, copy.created_dirs)
+        # ovl_copy_up_workdir holds lock_rename(workdir, upperdir) through the whole copy, data
+        # and fsync included; ovl_copy_up_tmpfile copies into an O_TMPFILE without it.
+        whole = self.rename_lock(cid) if not self.fuse and not getattr(self.options, "tmpfile", True) else None
+        if whole is not None:
+            plan.lock(COPY_UP, whole)
         if self._upper_metadata:
             # The upper filesystem's own metadata a copy-up touches: from disk after a cache drop
             # (measured on the real kernel: a cold first write costs more than lookup plus copy).
             plan.probe(COPY_UP, ("upper-metadata",), self._upper_metadata, 0.0)
-        setup = self.costs.copy_up_setup
-        if self.copy_up_scans_layers:
-            setup += self.costs.layer_probe * len(view.image.layers)
-        plan.cpu(COPY_UP, setup)
+        self._copy_setup(plan, cid, view, copy)
         plan.copy_ups += 1
-        if not copy.with_data or copy.size == 0:
-            return
+        if copy.with_data and copy.size:
+            self._copy_data(plan, cid, view, copy)
+        if whole is not None:
+            plan.unlock(COPY_UP, whole)
+
+    def _copy_setup(self, plan, cid, view, copy) -> None:
+        """Create the upper file, copy its attributes and xattrs (all but the data)."""
+        plan.cpu(COPY_UP, self.costs.copy_up_setup)
+
+    def _copy_data(self, plan, cid, view, copy) -> None:
         if getattr(self.options, "reflink", False):
             plan.cpu(COPY_UP, self.costs.clone_base + self.costs.clone_per_gib * copy.size / GIB)
             self._cloned.setdefault(cid, {})[copy.inode] = 0
@@ -181,7 +211,7 @@ class UnionDriver(Driver):
         plan.read(COPY_UP, source, 0, copy.size, copy.size, chunks(copy.size, self.costs.copy_chunk))
         plan.write(COPY_UP, ("upper", cid, copy.inode), 0, copy.size)
         plan.copy_up_bytes += copy.size
-        if self._volatile():
+        if self._volatile() or not self.copy_up_syncs:
             plan.writeback(COPY_UP, copy.size)
         else:
             plan.sync(COPY_UP, copy.size)
