@@ -92,8 +92,8 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "rings", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests",
-                 "fsyncs", "rng", "jitter", "jitter_index")
+                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs",
+                 "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
         self.env = env
@@ -105,9 +105,7 @@ class Disk:
         self.arriving: list[tuple] = []  # (arrival, order, transfer) still in their access time (a heap)
         self.arrivals = 0   # transfers submitted: the order among equal times
         self.waited: list[tuple] = []    # (tag, order, transfer) in service with waiters (a heap)
-        # (earliest end, order, transfer, ring it was reckoned at) with waiters, still arriving (a heap)
-        self.expected: list[tuple] = []
-        self.rings = 0       # alarms gone off
+        self.expected: list[tuple] = []  # (earliest end, order, transfer) with waiters, still arriving (a heap)
         self.waits = 0       # transfers waited for: their order among equal times
         self.alarm = None    # the timeout that goes off next, at ``alarm_at``
         self.alarm_at = INF
@@ -222,17 +220,13 @@ class Disk:
         if transfer.tag == -INF:
             return transfer.arrival if transfer.arrival > now else now
         self.advance(now)
-        if transfer.tag <= self.vtime:
-            return now
-        return self._end(transfer)
-
-    def _end(self, transfer: Transfer) -> float:
-        """:meth:`finish_time` of a transfer that has not ended, the state being up to date."""
         tag = transfer.tag
         vtime = self.vtime
+        if tag <= vtime:
+            return now
         tags = self.tags
         served = len(tags)
-        t = self.clock
+        t = now
         index = 0
         if tag == INF:  # still in its access time: the others' departures up to its arrival
             arrival = transfer.arrival
@@ -261,7 +255,7 @@ class Disk:
             event = transfer.event = self.env.event()
             self.waits += 1
             if transfer.tag == INF:
-                heapq.heappush(self.expected, (earliest, self.waits, transfer, self.rings))
+                heapq.heappush(self.expected, (earliest, self.waits, transfer))
             else:
                 heapq.heappush(self.waited, (transfer.tag, self.waits, transfer))
             if earliest < self.alarm_at:
@@ -281,7 +275,6 @@ class Disk:
         if alarm is self.alarm:  # else a stale one, set before an earlier one replaced it
             self.alarm = None
             self.alarm_at = INF
-        self.rings += 1
         self.advance(now)
         vtime = self.vtime
         waited = self.waited
@@ -290,17 +283,10 @@ class Disk:
             ended.append(heapq.heappop(waited)[2].event)
         # The next alarm: when the first waited transfer in service ends if nothing else begins
         # (the departures before it walked as ``advance`` will, the same arithmetic), or the
-        # earliest a waited one still in its access time can end, as of now (what began since
-        # it was reckoned delays it).
+        # earliest a waited one still in its access time can end.
         expected = self.expected
-        while expected:
-            _, order, transfer, reckoned = expected[0]
-            if transfer.tag != INF:  # begun: in ``waited`` now
-                heapq.heappop(expected)
-            elif reckoned == self.rings:
-                break
-            else:
-                heapq.heapreplace(expected, (self._end(transfer), order, transfer, self.rings))
+        while expected and expected[0][2].tag != INF:  # begun: in ``waited`` now
+            heapq.heappop(expected)
         at = expected[0][0] if expected else INF
         if waited:
             tag = waited[0][0]
