@@ -147,8 +147,8 @@ class ProbeImage(Strict):
     dir_depth: int = field(1, unit="levels", ge=0, le=256, description="directories between the root and the target")
     dir_entries: int = field(PROBE_DIR_ENTRIES, unit="count", ge=0, le=100_000,
                              description="files each layer holds in the target's directory (beside the target in the "
-                                         f"bottom one); {PROBE_DIR_ENTRIES}: the median directory of the Debian bookworm "
-                                         "listing, counted per file")
+                                         f"bottom one); {PROBE_DIR_ENTRIES}: the median directory of the Debian "
+                                         "bookworm listing, counted per file")
 
     @model_validator(mode="after")
     def _bounded(self) -> ProbeImage:
@@ -165,7 +165,7 @@ class FileImage(Strict):
                                   "(.csv/.csv.gz); `from:` is the same field")
 
 
-ImageSpec = Annotated[Union[SyntheticImage, ProbeImage, FileImage], Field(discriminator="kind")]
+ImageSpec = Annotated[SyntheticImage | ProbeImage | FileImage, Field(discriminator="kind")]
 
 
 class VolumeSpec(Strict):
@@ -233,7 +233,8 @@ class CopyupProbe(Strict):
 
 class Mix(Strict):
     kind: Literal["mix"] = field("mix", description="random operations drawn from a mix")
-    ops: dict[str, float] = field(default_factory=lambda: {"read": 0.7, "write": 0.15, "append": 0.05, "stat": 0.05, "create": 0.05},
+    ops: dict[str, float] = field(default_factory=lambda: {"read": 0.7, "write": 0.15, "append": 0.05, "stat": 0.05,
+                                                           "create": 0.05},
                                   description="probability of each operation: " + ", ".join(OPS_IN_MIX))
     file_choice: Literal["uniform", "zipf", "sequential"] = field("zipf", description=(
         "how files are picked: uniformly, by Zipf rank, or sequential: each stream walks the image's files in path "
@@ -286,7 +287,7 @@ class Trace(Strict):
         return value
 
 
-WorkloadSpec = Annotated[Union[CopyupProbe, Mix, Trace], Field(discriminator="kind")]
+WorkloadSpec = Annotated[CopyupProbe | Mix | Trace, Field(discriminator="kind")]
 
 
 class Scenario(Strict):
@@ -359,7 +360,8 @@ class Scenario(Strict):
             most = 1 if isinstance(image, ProbeImage) else \
                 image.layers * image.files_per_layer if isinstance(image, SyntheticImage) else None
             if most is not None and workload.files > most:
-                raise FieldError(f"{workload.files:,} files asked, the image holds at most {most:,}", "workload", "files")
+                raise FieldError(f"{workload.files:,} files asked, the image holds at most {most:,}",
+                                 "workload", "files")
         return self
 
 
@@ -557,7 +559,8 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> tuple
         if key in sweep:
             data["sweep"] = {k: v for k, v in sweep.items() if k != key}
         elif any(isinstance(g, dict) and key in g for g in sweep.get(ZIP) or []):
-            raise SweepError(f"{label}: {key} moves with others in a zip group; override the group with --set sweep.zip=...", ())
+            raise SweepError(f"{label}: {key} moves with others in a zip group; "
+                             "override the group with --set sweep.zip=...", ())
         set_dotted(data, key, value)
         origins[tuple(key.split("."))] = label
     return data, origins
@@ -692,7 +695,8 @@ def json_schema() -> dict:
     def widen(node: Any) -> None:
         if isinstance(node, dict):
             if node.get("unit") in HUMAN_UNITS and "type" in node:
-                number = {k: node.pop(k) for k in list(node) if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
+                number = {k: node.pop(k) for k in list(node)
+                          if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
                 node["anyOf"] = [number, {"type": "string", "description": HUMAN_UNITS[node["unit"]]}]
             elif node.get("unit") in HUMAN_UNITS and "anyOf" in node:
                 node["anyOf"].append({"type": "string", "description": HUMAN_UNITS[node["unit"]]})
