@@ -241,7 +241,8 @@ def _check_blob(store, name: str, descriptor: dict, where: str) -> None:
             hasher.update(chunk)
             size += len(chunk)
     if "size" in descriptor and size != descriptor["size"]:
-        raise ImageFormatError(f"{where}: blob {descriptor['digest']} holds {size} bytes, its descriptor says {descriptor['size']}")
+        raise ImageFormatError(f"{where}: blob {descriptor['digest']} holds {size} bytes, "
+                               f"its descriptor says {descriptor['size']}")
     if "sha256:" + hasher.hexdigest() != descriptor.get("digest"):
         raise ImageFormatError(f"{where}: blob {descriptor.get('digest')} does not match its digest")
 
@@ -384,7 +385,8 @@ def load_image(path: str | Path) -> Image:
     try:
         archive = tarfile.open(path, mode="r:*")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise ImageFormatError(f"{where}: not a docker save tar, an OCI layout or a listing: {_reason(error)}") from None
+        raise ImageFormatError(f"{where}: not a docker save tar, an OCI layout or a listing: "
+                               f"{_reason(error)}") from None
     with archive:
         try:
             store = TarStore(archive, where)

@@ -30,13 +30,25 @@ class DiskProfile(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    read_bandwidth: Rate = Field(gt=0, description="sequential read bandwidth (fio rw=read bs=1M), shared by every transfer in service [bytes/s]")
-    write_bandwidth: Rate = Field(gt=0, description="sequential write bandwidth (fio rw=write bs=1M direct=1), shared by every transfer in service [bytes/s]")
-    read_latency: Duration = Field(ge=0, description="access time of one read request besides its transfer (fio rw=randread bs=4k iodepth=1: mean completion latency minus 4 KiB / read_bandwidth) [s]")
-    write_latency: Duration = Field(ge=0, description="access time of one write request besides its transfer (fio rw=randwrite bs=4k iodepth=1 direct=1, as for reads) [s]")
-    fsync_latency: Duration = Field(ge=0, description="cache flush / journal commit per fsync, an access time like the others (fio fsync=1: its latency minus a write's) [s]")
-    queue_depth: int = Field(ge=1, le=1024, description="requests whose access times overlap: random 4k IOPS at iodepth d is about min(d, queue_depth) / latency. It does not multiply bandwidth [count]")
-    latency_cv: float = Field(0.0, ge=0, le=5, description="variability of request latency: coefficient of variation of a gamma factor with mean 1, drawn per request from the `disk` random stream; 0 = deterministic [1]")
+    read_bandwidth: Rate = Field(gt=0, description=(
+        "sequential read bandwidth (fio rw=read bs=1M), shared by every transfer in service [bytes/s]"))
+    write_bandwidth: Rate = Field(gt=0, description=(
+        "sequential write bandwidth (fio rw=write bs=1M direct=1), shared by every transfer in service [bytes/s]"))
+    read_latency: Duration = Field(ge=0, description=(
+        "access time of one read request besides its transfer (fio rw=randread bs=4k iodepth=1: mean completion "
+        "latency minus 4 KiB / read_bandwidth) [s]"))
+    write_latency: Duration = Field(ge=0, description=(
+        "access time of one write request besides its transfer (fio rw=randwrite bs=4k iodepth=1 direct=1, as for "
+        "reads) [s]"))
+    fsync_latency: Duration = Field(ge=0, description=(
+        "cache flush / journal commit per fsync, an access time like the others (fio fsync=1: its latency minus a "
+        "write's) [s]"))
+    queue_depth: int = Field(ge=1, le=1024, description=(
+        "requests whose access times overlap: random 4k IOPS at iodepth d is about min(d, queue_depth) / latency. It "
+        "does not multiply bandwidth [count]"))
+    latency_cv: float = Field(0.0, ge=0, le=5, description=(
+        "variability of request latency: coefficient of variation of a gamma factor with mean 1, drawn per request "
+        "from the `disk` random stream; 0 = deterministic [1]"))
 
 
 class KernelCosts(BaseModel):
@@ -45,35 +57,75 @@ class KernelCosts(BaseModel):
     model_config = ConfigDict(extra="forbid")
     syscall: Duration = Field(2e-6, ge=0, description="fixed CPU per file operation (open/close/syscall entry) [s]")
     dentry_hit: Duration = Field(0.3e-6, ge=0, description="CPU of a path component found in the dentry cache [s]")
-    layer_probe: Duration = Field(1.5e-6, ge=0, description="CPU of probing one layer for one path component on a dentry miss [s]")
-    metadata_block: Size = Field(4096, gt=0, description="bytes read from disk for a directory/inode not in cache [bytes]")
-    dir_entries_per_block: int = Field(128, ge=1, le=65536, description="entries one directory block holds (ext4/xfs: 8-byte header + name; 12-byte mean name in the Debian listing: ~180 at full, leaves ~3/4 full after hashed-index splits); a directory of more entries is indexed [count]")
-    dir_index_fanout: int = Field(508, ge=2, le=65536, description="children of one index block of a hashed directory (ext4 htree: 8-byte dx_entry in 4 KiB): a lookup in an indexed directory reads one index block per level, ceil(log(blocks) / log(fanout)) levels [count]")
-    btree_lookup: Duration = Field(2e-6, ge=0, description="CPU of a btrfs lookup of one name on a dentry miss: two searches of the subvolume's B-tree, the parent's DIR_ITEM and the name's inode item (btrfs_lookup_dentry, btrfs_iget) [s]")
-    inodes_per_block: int = Field(16, ge=1, le=4096, description="inodes one inode-table block holds (ext4: 256-byte inodes, 4 KiB blocks): fuse-overlayfs loading a directory opens every entry of every layer's copy, reading their inodes a block at a time [count]")
+    layer_probe: Duration = Field(1.5e-6, ge=0, description=(
+        "CPU of probing one layer for one path component on a dentry miss [s]"))
+    metadata_block: Size = Field(4096, gt=0, description=(
+        "bytes read from disk for a directory/inode not in cache [bytes]"))
+    dir_entries_per_block: int = Field(128, ge=1, le=65536, description=(
+        "entries one directory block holds (ext4/xfs: 8-byte header + name; 12-byte mean name in the Debian listing: "
+        "~180 at full, leaves ~3/4 full after hashed-index splits); a directory of more entries is indexed [count]"))
+    dir_index_fanout: int = Field(508, ge=2, le=65536, description=(
+        "children of one index block of a hashed directory (ext4 htree: 8-byte dx_entry in 4 KiB): a lookup in an "
+        "indexed directory reads one index block per level, ceil(log(blocks) / log(fanout)) levels [count]"))
+    btree_lookup: Duration = Field(2e-6, ge=0, description=(
+        "CPU of a btrfs lookup of one name on a dentry miss: two searches of the subvolume's B-tree, the parent's "
+        "DIR_ITEM and the name's inode item (btrfs_lookup_dentry, btrfs_iget) [s]"))
+    inodes_per_block: int = Field(16, ge=1, le=4096, description=(
+        "inodes one inode-table block holds (ext4: 256-byte inodes, 4 KiB blocks): fuse-overlayfs loading a directory "
+        "opens every entry of every layer's copy, reading their inodes a block at a time [count]"))
     memcpy_bandwidth: Rate = Field(8e9, gt=0, description="copy rate between user and page cache [bytes/s]")
-    copy_chunk: Size = Field(2**20, gt=0, description="chunk size of a data copy-up; one disk request per chunk [bytes]")
-    copy_up_setup: Duration = Field(30e-6, ge=0, description="CPU of one file copy-up besides data: tmpfile in workdir, xattrs, rename [s]")
-    lookup_cold_reads: int = Field(0, ge=0, le=4096, description="metadata blocks the first lookup after a cache drop reads besides the directories it probes (inode tables of the layers' filesystem); once per cache drop, host-wide. 0 in the datasheet profiles; measured by cowsim calibrate [count]")
-    copy_up_cold_reads: int = Field(0, ge=0, le=4096, description="metadata blocks a copy-up reads from disk when the upper filesystem's metadata are not cached (workdir and upper directory blocks, inode and block bitmaps); once per cache drop, host-wide. 0 in the datasheet profiles; measured by cowsim calibrate [count]")
-    dir_copy_up: Duration = Field(25e-6, ge=0, description="CPU of copying up one ancestor directory: mkdir, xattrs, attributes, rename [s]")
-    metadata_update: Duration = Field(5e-6, ge=0, description="CPU of a metadata change: create, unlink, rename, chmod, mkdir [s]")
+    copy_chunk: Size = Field(2**20, gt=0, description=(
+        "chunk size of a data copy-up; one disk request per chunk [bytes]"))
+    copy_up_setup: Duration = Field(30e-6, ge=0, description=(
+        "CPU of one file copy-up besides data: tmpfile in workdir, xattrs, rename [s]"))
+    lookup_cold_reads: int = Field(0, ge=0, le=4096, description=(
+        "metadata blocks the first lookup after a cache drop reads besides the directories it probes (inode tables of "
+        "the layers' filesystem); once per cache drop, host-wide. 0 in the datasheet profiles; measured by cowsim "
+        "calibrate [count]"))
+    copy_up_cold_reads: int = Field(0, ge=0, le=4096, description=(
+        "metadata blocks a copy-up reads from disk when the upper filesystem's metadata are not cached (workdir and "
+        "upper directory blocks, inode and block bitmaps); once per cache drop, host-wide. 0 in the datasheet "
+        "profiles; measured by cowsim calibrate [count]"))
+    dir_copy_up: Duration = Field(25e-6, ge=0, description=(
+        "CPU of copying up one ancestor directory: mkdir, xattrs, attributes, rename [s]"))
+    metadata_update: Duration = Field(5e-6, ge=0, description=(
+        "CPU of a metadata change: create, unlink, rename, chmod, mkdir [s]"))
     clone_base: Duration = Field(60e-6, ge=0, description="fixed cost of a reflink clone (FICLONE) [s]")
-    clone_per_gib: Duration = Field(50e-6, ge=0, description="extra clone cost per GiB of file: extent references, few for a contiguous file [s]")
-    fuse_request: Duration = Field(15e-6, ge=0, description="round trip kernel<->fuse daemon per request (two context switches) [s]")
-    fuse_layer_probe: Duration = Field(12e-6, ge=0, description="CPU of probing one layer in user space on a cold lookup (fuse-overlayfs) [s]")
-    fuse_dir_entry: Duration = Field(0.5e-6, ge=0, description="CPU of one entry read from one layer's copy of a directory when fuse-overlayfs loads the directory on first access (its share of getdents, a lookup in the directory's children hash table; load_dir in fuse-overlayfs main.c) [s]")
-    fuse_entry_layer_check: Duration = Field(3e-6, ge=0, description="CPU of checking one layer for an entry fuse-overlayfs meets for the first time while loading a directory: open or stat of the name, fstat, origin xattrs, in every layer from the one holding it down to the directory's lowest (make_ovl_node; quadratic in layers when each layer adds names) [s]")
-    fuse_bandwidth: Rate = Field(945e6, gt=0, description="data rate through a FUSE daemon (fuse-overlayfs #390: 945 MB/s) [bytes/s]")
-    layer_create: Duration = Field(400e-6, ge=0, description="creating one union layer directory (upper, work, mount) [s]")
-    hardlink: Duration = Field(4e-6, ge=0, description="one hard link when the legacy overlay driver builds a layer [s]")
-    btrfs_snapshot: Duration = Field(8e-3, ge=0, description="one btrfs subvolume snapshot ioctl, including its commit [s]")
+    clone_per_gib: Duration = Field(50e-6, ge=0, description=(
+        "extra clone cost per GiB of file: extent references, few for a contiguous file [s]"))
+    fuse_request: Duration = Field(15e-6, ge=0, description=(
+        "round trip kernel<->fuse daemon per request (two context switches) [s]"))
+    fuse_layer_probe: Duration = Field(12e-6, ge=0, description=(
+        "CPU of probing one layer in user space on a cold lookup (fuse-overlayfs) [s]"))
+    fuse_dir_entry: Duration = Field(0.5e-6, ge=0, description=(
+        "CPU of one entry read from one layer's copy of a directory when fuse-overlayfs loads the directory on first "
+        "access (its share of getdents, a lookup in the directory's children hash table; load_dir in fuse-overlayfs "
+        "main.c) [s]"))
+    fuse_entry_layer_check: Duration = Field(3e-6, ge=0, description=(
+        "CPU of checking one layer for an entry fuse-overlayfs meets for the first time while loading a directory: "
+        "open or stat of the name, fstat, origin xattrs, in every layer from the one holding it down to the "
+        "directory's lowest (make_ovl_node; quadratic in layers when each layer adds names) [s]"))
+    fuse_bandwidth: Rate = Field(945e6, gt=0, description=(
+        "data rate through a FUSE daemon (fuse-overlayfs #390: 945 MB/s) [bytes/s]"))
+    layer_create: Duration = Field(400e-6, ge=0, description=(
+        "creating one union layer directory (upper, work, mount) [s]"))
+    hardlink: Duration = Field(4e-6, ge=0, description=(
+        "one hard link when the legacy overlay driver builds a layer [s]"))
+    btrfs_snapshot: Duration = Field(8e-3, ge=0, description=(
+        "one btrfs subvolume snapshot ioctl, including its commit [s]"))
     zfs_clone: Duration = Field(150e-3, ge=0, description="zfs snapshot + clone through the zfs CLI [s]")
-    dm_thin_create: Duration = Field(1.95, ge=0, description="devicemapper thin device creation + activation (containerd #2988 on EBS) [s]")
+    dm_thin_create: Duration = Field(1.95, ge=0, description=(
+        "devicemapper thin device creation + activation (containerd #2988 on EBS) [s]"))
     dm_remove: Duration = Field(0.5, ge=0, description="devicemapper device removal with discards [s]")
-    aufs_copy_block: Duration = Field(1.0e-6, ge=0, description="CPU of one block of aufs's own copy-up loop besides the memcpy: a kernel read and a write of one filesystem block (4 KiB) and the all-zero test (aufs cpup.c au_do_copy_file) [s]")
-    aufs_revalidate: Duration = Field(0.3e-6, ge=0, description="CPU of aufs revalidating one cached path component against one branch (udba=reval, the default: aufs checks its cached dentries on every access); default: one dentry-cache hit's worth per branch [s]")
-    aufs_xino_write: Duration = Field(3e-6, ge=0, description="CPU of one write of aufs's external inode number table (xino file) for a new inode on the writable branch, under the xino file's lock [s]")
+    aufs_copy_block: Duration = Field(1.0e-6, ge=0, description=(
+        "CPU of one block of aufs's own copy-up loop besides the memcpy: a kernel read and a write of one filesystem "
+        "block (4 KiB) and the all-zero test (aufs cpup.c au_do_copy_file) [s]"))
+    aufs_revalidate: Duration = Field(0.3e-6, ge=0, description=(
+        "CPU of aufs revalidating one cached path component against one branch (udba=reval, the default: aufs checks "
+        "its cached dentries on every access); default: one dentry-cache hit's worth per branch [s]"))
+    aufs_xino_write: Duration = Field(3e-6, ge=0, description=(
+        "CPU of one write of aufs's external inode number table (xino file) for a new inode on the writable branch, "
+        "under the xino file's lock [s]"))
 
 
 class Profile(BaseModel):
@@ -88,7 +140,9 @@ class Profile(BaseModel):
     page_cache: Size = Field(4 * 2**30, gt=0, description="page cache capacity [bytes]")
     cache_block: Size = Field(128 * 2**10, gt=0, description="page cache granularity (readahead window) [bytes]")
     dentry_cache: int = Field(1_000_000, ge=1, description="dentries one mount's cache holds [entries]")
-    cores: int = Field(2, ge=1, le=4096, description="CPUs that run the kernel's and the FUSE daemons' work for every container, first come first served (default: a 2-vCPU VM, this project's machine kind) [count]")
+    cores: int = Field(2, ge=1, le=4096, description=(
+        "CPUs that run the kernel's and the FUSE daemons' work for every container, first come first served (default: "
+        "a 2-vCPU VM, this project's machine kind) [count]"))
 
 
 def builtin_profiles() -> list[str]:
@@ -127,4 +181,5 @@ def load_profile(name_or_path: str | Path | None = None) -> Profile:
         return _load(str(candidate))
     if Path(name).suffix in (".yaml", ".yml") or "/" in name:
         return _load(str(Path(name).resolve()))
-    raise ProfileError(f"unknown profile {name!r}: use one of {', '.join(builtin_profiles())} or a path to a profile YAML")
+    raise ProfileError(f"unknown profile {name!r}: use one of {', '.join(builtin_profiles())} "
+                       "or a path to a profile YAML")

@@ -107,12 +107,15 @@ class SyntheticImage(Strict):
     kind: Literal["synthetic"] = field("synthetic", description="an image generated from the seed")
     layers: int = field(5, unit="count", ge=1, description="image layers")
     files_per_layer: int = field(200, unit="count", ge=0, le=MAX_IMAGE_ENTRIES, description="files each layer adds")
-    size_distribution: Literal["fixed", "lognormal", "empirical"] = field("lognormal", description="file-size distribution")
-    file_size: Size = field(16384, unit="bytes", gt=0, le=MAX_FILE_SIZE, description="fixed size, or median of the lognormal")
+    size_distribution: Literal["fixed", "lognormal", "empirical"] = field("lognormal", description=(
+        "file-size distribution"))
+    file_size: Size = field(16384, unit="bytes", gt=0, le=MAX_FILE_SIZE, description=(
+        "fixed size, or median of the lognormal"))
     sigma: float = field(1.5, ge=0, le=5, description="shape of the lognormal (sigma of log size)")
     size_table: list[tuple[Size, float]] = field(default_factory=list, unit="[bytes, 1]", max_length=10_000,
                                                  description="empirical rows [size, weight]")
-    dir_depth: int = field(3, unit="levels", ge=0, le=64, description="files lie 1..dir_depth directories below the root")
+    dir_depth: int = field(3, unit="levels", ge=0, le=64, description=(
+        "files lie 1..dir_depth directories below the root"))
     fanout: int = field(4, unit="count", ge=1, le=1000, description="subdirectories per directory")
     overwrite_fraction: float = field(0.05, ge=0, le=1, description="share of lower files each layer rewrites")
     delete_fraction: float = field(0.01, ge=0, le=1, description="share of lower files each layer deletes (whiteouts)")
@@ -144,8 +147,8 @@ class ProbeImage(Strict):
     dir_depth: int = field(1, unit="levels", ge=0, le=256, description="directories between the root and the target")
     dir_entries: int = field(PROBE_DIR_ENTRIES, unit="count", ge=0, le=100_000,
                              description="files each layer holds in the target's directory (beside the target in the "
-                                         f"bottom one); {PROBE_DIR_ENTRIES}: the median directory of the Debian bookworm "
-                                         "listing, counted per file")
+                                         f"bottom one); {PROBE_DIR_ENTRIES}: the median directory of the Debian "
+                                         "bookworm listing, counted per file")
 
     @model_validator(mode="after")
     def _bounded(self) -> ProbeImage:
@@ -162,13 +165,14 @@ class FileImage(Strict):
                                   "(.csv/.csv.gz); `from:` is the same field")
 
 
-ImageSpec = Annotated[Union[SyntheticImage, ProbeImage, FileImage], Field(discriminator="kind")]
+ImageSpec = Annotated[SyntheticImage | ProbeImage | FileImage, Field(discriminator="kind")]
 
 
 class VolumeSpec(Strict):
     name: str = field(description="volume name; containers naming the same volume share it")
     mount: str = field(description="mount point inside the container, e.g. /data")
-    kind: Literal["named", "bind"] = field("named", description="named: filled from the image directory on first mount; bind: starts empty")
+    kind: Literal["named", "bind"] = field("named", description=(
+        "named: filled from the image directory on first mount; bind: starts empty"))
 
     @field_validator("name")
     @classmethod
@@ -200,7 +204,8 @@ class VolumeSpec(Strict):
 
 class ContainersSpec(Strict):
     count: int = field(1, unit="count", ge=1, le=MAX_WORKERS, description="containers started from the image")
-    volumes: list[VolumeSpec] = field(default_factory=list, max_length=1000, description="volumes every container mounts")
+    volumes: list[VolumeSpec] = field(default_factory=list, max_length=1000, description=(
+        "volumes every container mounts"))
     remove_at_end: bool = field(False, description="delete the containers when the workload ends (volumes stay)")
 
     @field_validator("volumes")
@@ -220,16 +225,20 @@ class ContainersSpec(Strict):
 
 class CopyupProbe(Strict):
     kind: Literal["copyup_probe"] = field("copyup_probe", description="each container writes chosen files twice")
-    files: int = field(1, unit="count", ge=1, le=MAX_IMAGE_ENTRIES, description="files per container given a first and a second write")
+    files: int = field(1, unit="count", ge=1, le=MAX_IMAGE_ENTRIES, description=(
+        "files per container given a first and a second write"))
     write_size: Size = field(1, unit="bytes", ge=1, le=MAX_FILE_SIZE, description="bytes each write writes")
     fsync: bool = field(True, description="fsync before close")
 
 
 class Mix(Strict):
     kind: Literal["mix"] = field("mix", description="random operations drawn from a mix")
-    ops: dict[str, float] = field(default_factory=lambda: {"read": 0.7, "write": 0.15, "append": 0.05, "stat": 0.05, "create": 0.05},
+    ops: dict[str, float] = field(default_factory=lambda: {"read": 0.7, "write": 0.15, "append": 0.05, "stat": 0.05,
+                                                           "create": 0.05},
                                   description="probability of each operation: " + ", ".join(OPS_IN_MIX))
-    file_choice: Literal["uniform", "zipf", "sequential"] = field("zipf", description="how files are picked: uniformly, by Zipf rank, or sequential: each stream walks the image's files in path order (depth first) from the start, as a program walking a tree does")
+    file_choice: Literal["uniform", "zipf", "sequential"] = field("zipf", description=(
+        "how files are picked: uniformly, by Zipf rank, or sequential: each stream walks the image's files in path "
+        "order (depth first) from the start, as a program walking a tree does"))
     zipf_s: float = field(1.1, gt=0, le=5, description="Zipf exponent")
     request_size: Size = field(4096, unit="bytes", gt=0, le=MAX_FILE_SIZE, description="bytes per read/write/append")
     create_size: Size = field(4096, unit="bytes", ge=0, le=MAX_FILE_SIZE, description="bytes written into a new file")
@@ -238,7 +247,8 @@ class Mix(Strict):
     workers: int = field(1, unit="count", ge=1, le=10_000, description="closed loop: concurrent workers per container")
     think_time: Duration = field(0.0, unit="s", ge=0, description="closed loop: pause between a worker's operations")
     arrival_rate: float = field(100.0, unit="1/s", gt=0, description="open loop: operations per second per container")
-    operations: int | None = field(1000, unit="count", ge=1, le=MAX_OPERATIONS, description="stop after this many operations in all")
+    operations: int | None = field(1000, unit="count", ge=1, le=MAX_OPERATIONS, description=(
+        "stop after this many operations in all"))
     duration: Duration | None = field(None, unit="s", gt=0, description="stop after this much simulated time")
     volume_fraction: float = field(0.0, ge=0, le=1, description="share of operations on files in the volumes")
 
@@ -261,10 +271,13 @@ class Mix(Strict):
 
 class Trace(Strict):
     kind: Literal["trace"] = field("trace", description="each container replays a recorded program's file I/O")
-    path: str = field(description="`strace -f -tt -T` output (plain or .gz) of the program whose file I/O each container replays")
+    path: str = field(description=(
+        "`strace -f -tt -T` output (plain or .gz) of the program whose file I/O each container replays"))
     cwd: str = field("/", description="working directory the traced program started in (for its relative paths)")
-    think_scale: float = field(1.0, ge=0, le=1e6, description="multiplies the recorded time between file operations (0: back to back)")
-    start_interval: Duration = field(0.0, unit="s", ge=0, description="container i starts its replay i times this later")
+    think_scale: float = field(1.0, ge=0, le=1e6, description=(
+        "multiplies the recorded time between file operations (0: back to back)"))
+    start_interval: Duration = field(0.0, unit="s", ge=0, description=(
+        "container i starts its replay i times this later"))
 
     @field_validator("cwd")
     @classmethod
@@ -274,24 +287,32 @@ class Trace(Strict):
         return value
 
 
-WorkloadSpec = Annotated[Union[CopyupProbe, Mix, Trace], Field(discriminator="kind")]
+WorkloadSpec = Annotated[CopyupProbe | Mix | Trace, Field(discriminator="kind")]
 
 
 class Scenario(Strict):
     """One experiment: a host, a driver, an image, containers and their workload."""
 
-    name: str = field("scenario", description="scenario name (results go to results/<name>/)", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = field("scenario", description=(
+        "scenario name (results go to results/<name>/)"), pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = field("", description="what the scenario asks")
     seed: int = field(0, ge=0, le=MAX_SEED, description="root of every random stream (numpy SeedSequence)")
-    replicates: int = field(1, unit="count", ge=1, le=10_000, description="runs per point, each with its own random streams")
+    replicates: int = field(1, unit="count", ge=1, le=10_000, description=(
+        "runs per point, each with its own random streams"))
     profile: str = field("ssd", description="host profile: nvme, ssd, hdd, or a path to a profile YAML")
-    cache: Literal["cold", "warm"] = field("cold", description="cold: empty caches at start; warm: image files and dentries cached")
-    settle: bool = field(True, description="true: the workload starts on a quiet host, once the disk has written what preparing the image and creating the containers left behind (as after `sync`; the wait is the setup operation `settle`, counted in setup_s); false: that traffic is still on the disk when the workload starts")
+    cache: Literal["cold", "warm"] = field("cold", description=(
+        "cold: empty caches at start; warm: image files and dentries cached"))
+    settle: bool = field(True, description=(
+        "true: the workload starts on a quiet host, once the disk has written what preparing the image and creating "
+        "the containers left behind (as after `sync`; the wait is the setup operation `settle`, counted in setup_s); "
+        "false: that traffic is still on the disk when the workload starts"))
     driver: DriverSpec = field(default_factory=DriverSpec, description="the storage driver and its options")
     image: ImageSpec = field(default_factory=SyntheticImage, description="the image (kind: synthetic, probe or file)")
     containers: ContainersSpec = field(default_factory=ContainersSpec, description="containers and their volumes")
-    workload: WorkloadSpec = field(default_factory=Mix, description="what the containers do (kind: mix, copyup_probe or trace)")
-    sweep: dict[str, list[Any]] = field(default_factory=dict, description="dotted field -> values; `zip:` holds groups that move together")
+    workload: WorkloadSpec = field(default_factory=Mix, description=(
+        "what the containers do (kind: mix, copyup_probe or trace)"))
+    sweep: dict[str, list[Any]] = field(default_factory=dict, description=(
+        "dotted field -> values; `zip:` holds groups that move together"))
     keep_ops: bool = field(True, description="write the per-operation table ops.parquet")
 
     @model_validator(mode="before")
@@ -339,7 +360,8 @@ class Scenario(Strict):
             most = 1 if isinstance(image, ProbeImage) else \
                 image.layers * image.files_per_layer if isinstance(image, SyntheticImage) else None
             if most is not None and workload.files > most:
-                raise FieldError(f"{workload.files:,} files asked, the image holds at most {most:,}", "workload", "files")
+                raise FieldError(f"{workload.files:,} files asked, the image holds at most {most:,}",
+                                 "workload", "files")
         return self
 
 
@@ -537,7 +559,8 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> tuple
         if key in sweep:
             data["sweep"] = {k: v for k, v in sweep.items() if k != key}
         elif any(isinstance(g, dict) and key in g for g in sweep.get(ZIP) or []):
-            raise SweepError(f"{label}: {key} moves with others in a zip group; override the group with --set sweep.zip=...", ())
+            raise SweepError(f"{label}: {key} moves with others in a zip group; "
+                             "override the group with --set sweep.zip=...", ())
         set_dotted(data, key, value)
         origins[tuple(key.split("."))] = label
     return data, origins
@@ -672,7 +695,8 @@ def json_schema() -> dict:
     def widen(node: Any) -> None:
         if isinstance(node, dict):
             if node.get("unit") in HUMAN_UNITS and "type" in node:
-                number = {k: node.pop(k) for k in list(node) if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
+                number = {k: node.pop(k) for k in list(node)
+                          if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
                 node["anyOf"] = [number, {"type": "string", "description": HUMAN_UNITS[node["unit"]]}]
             elif node.get("unit") in HUMAN_UNITS and "anyOf" in node:
                 node["anyOf"].append({"type": "string", "description": HUMAN_UNITS[node["unit"]]})

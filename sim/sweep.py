@@ -107,7 +107,8 @@ def pack(spec: dict, *, summary: dict | None = None, ops: pa.Table | None = None
             "status": "failed" if failure else "ok", "failure": failure, "traceback": trace,
             "summary": summary or {}, "space": space or [], "ops_file": ops_file,
             "ops_rows": table.num_rows if ops_rows is None else ops_rows}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PART_KEY: json.dumps(meta, default=_plain).encode()})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           PART_KEY: json.dumps(meta, default=_plain).encode()})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

@@ -40,14 +40,16 @@ BAD_SCENARIOS = [
     # sizes and numbers out of range
     ("size 1e400MiB", PROBE + "sweep: {image.file_size: [1e400MiB]}\n", "'1e400MiB' is not a finite size"),
     ("size 100TiB", PROBE.replace("layers: 2", "layers: 2, file_size: 100TiB"), "less than or equal to 1099511627776"),
-    ("size 10^29 bytes", PROBE.replace("layers: 2", "layers: 2, file_size: " + "1" + "0" * 29), "less than or equal to"),
+    ("size 10^29 bytes", PROBE.replace("layers: 2", "layers: 2, file_size: " + "1" + "0" * 29),
+     "less than or equal to"),
     ("request 2TiB", MIX.replace("operations: 10", "operations: 10, request_size: 2TiB"), "less than or equal to"),
     ("seed beyond int64", PROBE + f"seed: {2**70}\n", "seed: should be less than or equal to 9223372036854775807"),
     ("operations 10^13", MIX.replace("operations: 10", "operations: 10000000000000"), "less than or equal to"),
     ("think time 1e400s", MIX.replace("operations: 10", "operations: 10, think_time: 1e400s"), "not a finite duration"),
     ("infinite mix weight", MIX.replace("operations: 10", "operations: 10, ops: {read: .inf}"), "finite"),
-    ("negative size_table weight", MIX.replace("files_per_layer: 10", "files_per_layer: 10, size_distribution: empirical, "
-                                               "size_table: [[4096, 1], [8192, -1]]"), "a weight is a positive"),
+    ("negative size_table weight", MIX.replace("files_per_layer: 10", "files_per_layer: 10, "
+                                               "size_distribution: empirical, size_table: [[4096, 1], [8192, -1]]"),
+     "a weight is a positive"),
     ("zero size_table weight", MIX.replace("files_per_layer: 10", "files_per_layer: 10, size_distribution: empirical, "
                                            "size_table: [[4096, 0]]"), "a weight is a positive"),
     ("empty size_table", MIX.replace("files_per_layer: 10", "files_per_layer: 10, size_distribution: empirical"),
@@ -57,13 +59,16 @@ BAD_SCENARIOS = [
      "layers x files_per_layer = 6,000,000 files, more than 4,000,000"),
     ("probe layers x dir_entries", PROBE.replace("layers: 2", "layers: 100, dir_entries: 100000"),
      "layers x dir_entries = 10,000,000 files, more than 4,000,000"),
-    ("containers x workers", MIX.replace("operations: 10", "operations: 10, workers: 1000") + "containers: {count: 1000}\n",
+    ("containers x workers",
+     MIX.replace("operations: 10", "operations: 10, workers: 1000") + "containers: {count: 1000}\n",
      "containers.count x workload.workers = 1,000,000 simulated processes, more than 100,000"),
-    ("sweep 10^4 x 10^4 points", PROBE + f"sweep:\n  image.file_size: {values(10000)}\n  image.dir_depth: {values(10000)}\n",
+    ("sweep 10^4 x 10^4 points",
+     PROBE + f"sweep:\n  image.file_size: {values(10000)}\n  image.dir_depth: {values(10000)}\n",
      "the sweep has 10000 x 10000 = 100,000,000 points, more than 100,000"),
     ("8000 points x 10000 replicates", PROBE + f"replicates: 10000\nsweep:\n  image.file_size: {values(8000)}\n",
      "8,000 points x replicates = 80,000,000 runs, more than 1,000,000"),
-    ("unknown swept field, big sweep", PROBE + f"sweep:\n  image.file_size: {values(300)}\n  image.nosuch: {values(300)}\n",
+    ("unknown swept field, big sweep",
+     PROBE + f"sweep:\n  image.file_size: {values(300)}\n  image.nosuch: {values(300)}\n",
      "sweep.image.nosuch: unknown field 'nosuch'"),
     # YAML
     ("100,000 nested [", "name: s\nimage: " + "[" * 100_000 + "\n", "nested more than 64 levels deep"),
@@ -82,7 +87,8 @@ BAD_SCENARIOS = [
     ("empty volume name", MIX + volumes("{name: '', mount: /data}"), "a volume name is 1 to 255 characters"),
     ("one volume, two kinds", MIX + volumes("{name: v, mount: /a}", "{name: v, mount: /b, kind: bind}"),
      "volume 'v' is mounted as both named and bind"),
-    ("two volumes at one mount", MIX + volumes("{name: v, mount: /a}", "{name: w, mount: /a/.}"), "two volumes are mounted at /a"),
+    ("two volumes at one mount", MIX + volumes("{name: v, mount: /a}", "{name: w, mount: /a/.}"),
+     "two volumes are mounted at /a"),
     ("mount name over NAME_MAX", MIX + volumes("{name: v, mount: /" + "x" * 300 + "}"), "longer than NAME_MAX"),
     # files that are not regular
     ("trace /dev/zero", MIX.replace("kind: mix, operations: 10", "kind: trace, path: /dev/zero"),
@@ -138,7 +144,8 @@ BAD_TRACES = [
      "trace.strace:2: read of 100,000,000,000,000,000,000,000 bytes at offset 0: beyond 1,099,511,627,776 bytes"),
     ("pread at offset 2^62", TRACE_HEAD + f'100 10:00:00.100000 pread64(3, "x", 1, {2**62}) = 1 <0.000010>\n',
      "trace.strace:2: read of 1 bytes at offset"),
-    ("a call of 10^9 s", TRACE_HEAD + '100 10:00:00.100000 close(3) = 0 <1000000000.000000>\n', "a call that took 1e+09 s"),
+    ("a call of 10^9 s", TRACE_HEAD + '100 10:00:00.100000 close(3) = 0 <1000000000.000000>\n',
+     "a call that took 1e+09 s"),
     ("a 2 MiB line", TRACE_HEAD + "100 10:00:00.100000 write(1, \"" + "x" * (2 << 20) + "\", 1) = 1\n",
      "trace.strace:2: a line longer than 1,048,576 characters"),
 ]
@@ -166,7 +173,8 @@ def test_a_path_of_500000_components_is_not_replayed_and_costs_no_time(tmp_path)
     result, elapsed = invoke(["trace", "inspect", tmp_path / "trace.strace", "--json"])
     assert result.exit_code == 0 and elapsed < SECONDS, (result.output[-300:], elapsed)
     summary = json.loads(result.output)
-    assert summary["ops"] == 1 and "a path longer than PATH_MAX or a name longer than NAME_MAX" in summary["unusable_reasons"]
+    assert summary["ops"] == 1
+    assert "a path longer than PATH_MAX or a name longer than NAME_MAX" in summary["unusable_reasons"]
 
 
 def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
@@ -214,7 +222,8 @@ def bad_images(tmp_path: Path) -> list[tuple[str, Path, str]]:
         ("member name over PATH_MAX", docker_save(tmp_path / "long.tar", b'[{"Layers": ["l/layer.tar"]}]',
                                                    {"l/layer.tar": tar_bytes([member("d/" * 2100 + "f")])}),
          "longer than PATH_MAX"),
-        ("listing of 100,000 layers", _listing(tmp_path / "layers.csv", "".join(f"{i},f{i},file,1,0644,\n" for i in range(100_000))),
+        ("listing of 100,000 layers",
+         _listing(tmp_path / "layers.csv", "".join(f"{i},f{i},file,1,0644,\n" for i in range(100_000))),
          "layer 1000: more than 1,000 layers"),
         ("docker save with a good layer but broken JSON", docker_save(tmp_path / "json.tar", b"{", {"l": layer}),
          "manifest.json is not valid JSON"),
@@ -281,12 +290,13 @@ print(json.dumps(outcome))
 
 
 def test_the_worst_inputs_under_an_address_space_limit(tmp_path):
-    cases = {"sweep 10^4 x 10^4": PROBE + f"sweep:\n  image.file_size: {values(10000)}\n  image.dir_depth: {values(10000)}\n",
+    cases = {"sweep 10^4 x 10^4":
+             PROBE + f"sweep:\n  image.file_size: {values(10000)}\n  image.dir_depth: {values(10000)}\n",
              "8000 x 10000 runs": PROBE + f"replicates: 10000\nsweep:\n  image.file_size: {values(8000)}\n",
              "nesting": "name: s\nimage: " + "[" * 100_000 + "\n",
              "image 10^29 bytes": PROBE.replace("layers: 2", "layers: 2, file_size: " + "1" + "0" * 29)}
     commands = []
-    for name, text in cases.items():
+    for text in cases.values():
         path = tmp_path / f"{len(commands)}.yaml"
         path.write_text(text)
         commands.append(["validate", str(path)])

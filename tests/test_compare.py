@@ -166,11 +166,13 @@ def test_what_cannot_be_compared_exits_2_with_one_line(tmp_path, change, message
 def test_unknown_metric_and_missing_folders_exit_2(tmp_path):
     sim.run_scenario(probe_sweep(), out=tmp_path / "base")
     result = invoke("compare", tmp_path / "base", tmp_path / "base", "--metric", "latency_p42_s")
-    assert result.exit_code == 2 and result.output.startswith("cowsim: error: unknown metric 'latency_p42_s': use one of ops,")
+    assert result.exit_code == 2
+    assert result.output.startswith("cowsim: error: unknown metric 'latency_p42_s': use one of ops,")
     assert len(result.output.splitlines()) == 1
     (tmp_path / "empty").mkdir()
     result = invoke("compare", tmp_path / "empty", tmp_path / "base")
-    assert result.exit_code == 2 and result.output == f"cowsim: error: {tmp_path / 'empty'}: neither a run folder nor a baseline\n"
+    assert result.exit_code == 2
+    assert result.output == f"cowsim: error: {tmp_path / 'empty'}: neither a run folder nor a baseline\n"
 
 
 def test_baseline_save_is_reviewable_and_never_overwritten_silently(tmp_path):

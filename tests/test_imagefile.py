@@ -268,7 +268,8 @@ def test_scenario_image_from(tmp_path):
 def test_debian_image_runs_under_every_driver(driver):
     scenario = {"name": "debian", "driver": {"name": driver}, "image": {"from": str(DEBIAN)},
                 "containers": {"count": 2},
-                "workload": {"kind": "mix", "operations": 200, "ops": {"read": 0.5, "write": 0.3, "create": 0.1, "stat": 0.1}}}
+                "workload": {"kind": "mix", "operations": 200,
+                             "ops": {"read": 0.5, "write": 0.3, "create": 0.1, "stat": 0.1}}}
     summary = api.run_scenario(scenario).summary.iloc[0]
     assert summary["ops"] == 200
     if driver == "vfs":  # every container is a full copy made up front: nothing left to copy up

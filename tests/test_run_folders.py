@@ -79,7 +79,8 @@ def test_a_damaged_run_folder_is_named_in_one_line(tmp_path, complete, name, dam
     shutil.copytree(complete, folder)
     damage(folder / name)
     runner = CliRunner()
-    for args in (["report", folder], ["compare", folder, complete], ["compare", complete, folder, "--output-dir", tmp_path],
+    for args in (["report", folder], ["compare", folder, complete],
+                 ["compare", complete, folder, "--output-dir", tmp_path],
                  ["baseline", "save", folder, "b", "--root", tmp_path / "baselines"]):
         one_line(runner.invoke(main, [str(a) for a in args]), str(folder / name), message)
     assert not (tmp_path / "baselines").exists() and not (folder / "report").exists()

@@ -39,7 +39,7 @@ def test_axes_are_a_cartesian_product_and_zip_groups_move_together():
                       "image.file_size": ["4KiB", "1MiB"]}}
     points = expand_points(data)
     assert len(points) == 2 * 3 * 2
-    combos = [(p.values["driver.name"], p.values["image.layers"], p.values["image.dir_depth"], p.values["image.file_size"])
+    combos = [tuple(p.values[key] for key in ("driver.name", "image.layers", "image.dir_depth", "image.file_size"))
               for p in points]
     assert combos[:3] == [("overlay2", 1, 0, "4KiB"), ("overlay2", 1, 0, "1MiB"), ("overlay2", 8, 4, "4KiB")]
     assert {(layers, depth) for _, layers, depth, _ in combos} == {(1, 0), (8, 4), (64, 16)}
@@ -96,7 +96,8 @@ def test_same_tables_whatever_the_executor(tmp_path):
         # enough runs that dask gets them in batches
         many = ["sweep.image.file_size=[4KiB, 64KiB, 1MiB]", "sweep.image.dir_depth=[0, 1, 2, 4, 8, 16, 32, 64]"]
         (tmp_path / "s.yaml").write_text(PROBE_SWEEP)
-        dask_many = sim.run_scenario(tmp_path / "s.yaml", overrides=many, executor="dask", scheduler=cluster.scheduler_address)
+        dask_many = sim.run_scenario(tmp_path / "s.yaml", overrides=many, executor="dask",
+                                     scheduler=cluster.scheduler_address)
     serial_many = sim.run_scenario(tmp_path / "s.yaml", overrides=many)
     assert len(serial_many.summary) == 96
     for one, other in ((serial, processes), (serial, dask), (serial_many, dask_many)):
@@ -113,7 +114,8 @@ def test_the_copyup_sweep_file_reduced_from_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     summary = pd.read_parquet(tmp_path / "run/summary.parquet")
     assert len(summary) == 8 * 2 * 2 * 2 * 2
-    assert summary.groupby(["driver.name", "image.file_size", "image.layers", "image.dir_depth", "replicate"]).size().eq(1).all()
+    point_keys = ["driver.name", "image.file_size", "image.layers", "image.dir_depth", "replicate"]
+    assert summary.groupby(point_keys).size().eq(1).all()
     manifest = json.loads((tmp_path / "run/manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["runs"] == 128 and manifest["points"] == 64
     assert len(manifest["overrides"]) == 4 and len(manifest["scenario_sha256"]) == 64
@@ -139,13 +141,14 @@ def test_validate_prints_the_number_of_points(tmp_path):
 
 def test_schema_documents_every_field_and_emits_json_schema():
     text = CliRunner().invoke(main, ["schema"]).output
-    for line in ("image[kind=probe].file_size: int = 1048576 [bytes] (>= 0, <= 1099511627776)", "replicates: int = 1 [count] (>= 1, <= 10000)",
-                 "driver.options.metacopy  (driver overlay2)", "zip"):
+    for line in ("image[kind=probe].file_size: int = 1048576 [bytes] (>= 0, <= 1099511627776)",
+                 "replicates: int = 1 [count] (>= 1, <= 10000)", "driver.options.metacopy  (driver overlay2)", "zip"):
         assert line in text, line
     schema = json.loads(CliRunner().invoke(main, ["schema", "--json-schema"]).output)
     assert schema["additionalProperties"] is False and "sweep" in schema["properties"]
     size = schema["$defs"]["ProbeImage"]["properties"]["file_size"]
-    assert {"type": "integer", "minimum": 0, "maximum": 2**40} in size["anyOf"] and any(s["type"] == "string" for s in size["anyOf"])
+    assert {"type": "integer", "minimum": 0, "maximum": 2**40} in size["anyOf"]
+    assert any(s["type"] == "string" for s in size["anyOf"])
     assert schema["$defs"]["ProbeImage"]["properties"]["layers"]["unit"] == "count"
 
 
@@ -278,8 +281,8 @@ def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_pa
     kept = len(list((run / "points").glob("*.arrow")))
     assert kept == 5, kept
     assert not (run / "summary.parquet").exists()
-    resume = subprocess.run([sys.executable, "-m", "sim", "run", "--resume", str(run), "-j", "2", "--no-report"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    resume = subprocess.run([sys.executable, "-m", "sim", "run", "--resume", str(run), "-j", "2", "--no-report"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert resume.returncode == 0, resume.stderr
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["sessions"][-1]["runs_before"] == kept
@@ -306,7 +309,8 @@ def test_progress_bar_on_a_terminal_and_quiet_otherwise(tmp_path, monkeypatch):
     sim.run_scenario(tmp_path / "s.yaml", progress=False)
     assert quiet.getvalue() == ""
     monkeypatch.undo()
-    result = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r"), "-j", "1", "--no-report"])
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r"), "-j", "1",
+                                       "--no-report"])
     assert result.exit_code == 0 and result.stderr == ""  # not a terminal: no bar
 
 

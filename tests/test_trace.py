@@ -119,7 +119,8 @@ def test_parser_follows_descriptors_processes_and_offsets(small_trace):
 
 
 def every_line_accounted(trace) -> None:
-    assert trace.syscalls == sum(trace.replayed.values()) + sum(trace.bookkeeping.values()) + sum(trace.unusable.values())
+    assert trace.syscalls == (sum(trace.replayed.values()) + sum(trace.bookkeeping.values())
+                              + sum(trace.unusable.values()))
     assert trace.lines == trace.syscalls + trace.joined + trace.events + trace.unparsed
     assert len(trace.ops) == sum(trace.replayed.values())
 
@@ -276,7 +277,8 @@ def test_strace_output_variants_parse_alike(tmp_path, variant):
     path = tmp_path / "variant.strace"
     path.write_text(variant(TRACE))
     trace = parse_trace(path)
-    assert [(t.label, t.op.kind, t.op.path, t.op.offset, t.op.nbytes, t.op.sync, t.failed) for t in trace.ops] == EXPECTED
+    assert [(t.label, t.op.kind, t.op.path, t.op.offset, t.op.nbytes, t.op.sync, t.failed)
+            for t in trace.ops] == EXPECTED
     every_line_accounted(trace)
 
 

@@ -13,7 +13,8 @@ def test_sizes(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [("2ms", 2e-3), ("150us", 150e-6), ("1.5s", 1.5), (0.25, 0.25), ("3min", 180)])
+@pytest.mark.parametrize("text, expected",
+                         [("2ms", 2e-3), ("150us", 150e-6), ("1.5s", 1.5), (0.25, 0.25), ("3min", 180)])
 def test_durations(text, expected):
     assert math.isclose(parse_duration(text), expected)
 

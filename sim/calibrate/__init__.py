@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import CowsimError
 from .measure import host_description, measure
 from .realfs import Skip
-from .validate import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, STATISTICS, Validation, format_report, plot, points, read_measurements, validate_profile
+from .validate import (DEFAULT_STATISTIC, DEFAULT_THRESHOLD, STATISTICS, Validation, format_report, plot, points,
+                       read_measurements, validate_profile)
 
 
 @dataclass
@@ -52,7 +53,8 @@ def calibrate(out: str | Path, *, quick: bool = False, measurements: str | Path 
             raise CowsimError("nothing could be measured: " + "; ".join(skipped))
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(csv_path, index=False)
-        command = "cowsim calibrate " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["calibrate"] else "sim.calibrate.calibrate()"
+        command = ("cowsim calibrate " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["calibrate"]
+                   else "sim.calibrate.calibrate()")
         source = (f"measured by `{command}` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; kernel "
                   f"{host['kernel']} ({host['machine']}, {host['cpus']} CPUs); host filesystem {host['host_fs']}; "
                   f"raw measurements {csv_path.name}" + (" (--quick)" if quick else ""))

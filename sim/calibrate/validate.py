@@ -238,8 +238,9 @@ def format_report(result: Validation) -> str:
         lines.append("slopes (seconds per unit of the swept variable):")
         for row in result.slopes.itertuples(index=False):
             at = f" ({row.layers} layers)" if row.sweep == "dir_entries" else ""
-            lines.append(f"  {row.experiment:<21}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}vs {row.sweep}{at:<12}"
-                         f"{row.cache:<5} measured {row.measured_slope:.3g} predicted {row.predicted_slope:.3g} {row.unit}"
+            lines.append(f"  {row.experiment:<21}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}"
+                         f"vs {row.sweep}{at:<12}{row.cache:<5} "
+                         f"measured {row.measured_slope:.3g} predicted {row.predicted_slope:.3g} {row.unit}"
                          + (" (both flat: the sweep moves it by less than 25%)" if row.flat else
                             f" (ratio {row.ratio:.2f}{'' if row.trend_right else ', WRONG DIRECTION'})"))
     errors = result.table["error"].abs()
