@@ -452,11 +452,30 @@ def calibrate(out, quick, measurements, workdir, statistic) -> None:
               help="what stands for a point's repeats (use the one the profile was fitted with)")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None,
               help="PNG of predicted against measured (default <measurements>.validation.png, never overwritten)")
+@click.option("--held-out", is_flag=True,
+              help="for each experiment family, fit without it (starting from PROFILE, as calibrate starts from "
+                   "ssd) and predict it; exit 1 unless 90%% of those points are within 1.5x and none beyond 2x")
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="--held-out: fits run at once, in processes")
 @user_errors
-def validate_profile(profile, measurements, threshold, drivers, statistic, figure) -> None:
+def validate_profile(profile, measurements, threshold, drivers, statistic, figure, held_out, jobs) -> None:
     """Simulate the measured experiments with PROFILE; exit 1 when a point is off by more than the threshold."""
     from pathlib import Path
 
+    if held_out:
+        from .calibrate import points, read_measurements
+        from .calibrate.heldout import format_held_out
+        from .calibrate.heldout import held_out as run_held_out
+        table = points(read_measurements(measurements), statistic)
+        if drivers:
+            table = table[table["driver"].isin(drivers)]
+        held = run_held_out(table, profile, statistic, progress=lambda message: click.echo(message, err=True),
+                            jobs=jobs)
+        click.echo(format_held_out(held))
+        if not held.ok:
+            click.echo("FAIL: the held-out goal is not met", err=True)
+            sys.exit(1)
+        return
     from .calibrate import format_report, plot
     from .calibrate import validate_profile as run_validation
     result = run_validation(profile, measurements, threshold, statistic)

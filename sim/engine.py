@@ -56,12 +56,6 @@ INF = float("inf")
 NO_WAITS = ()  # a read that finds no page in flight
 
 
-def rounding(now: float) -> float:
-    """A few hundred ulps of ``now``: a transfer due that close ends now. Waiting for it would
-    move the clock by less than its rounding, and virtual time would never reach its tag."""
-    return 1e-15 + now * 1e-13
-
-
 class Transfer:
     """One disk request: its access time on a channel, then its bytes on the shared bandwidth."""
 
@@ -92,22 +86,20 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "rings", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests",
-                 "fsyncs", "rng", "jitter", "jitter_index")
+                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs",
+                 "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
         self.env = env
         self.profile = profile.disk
         self.channels = [0.0] * self.profile.queue_depth  # when each channel is free (a heap)
-        self.clock = 0.0    # the time the sharing state below was brought up to
+        self.clock = 0.0    # the last arrival or departure: the sharing state below is as of then
         self.vtime = 0.0    # virtual time at ``clock``: the work each transfer in service has had
         self.tags: list[float] = []  # finish tags of the transfers in service, sorted
         self.arriving: list[tuple] = []  # (arrival, order, transfer) still in their access time (a heap)
         self.arrivals = 0   # transfers submitted: the order among equal times
         self.waited: list[tuple] = []    # (tag, order, transfer) in service with waiters (a heap)
-        # (earliest end, order, transfer, ring it was reckoned at) with waiters, still arriving (a heap)
-        self.expected: list[tuple] = []
-        self.rings = 0       # alarms gone off
+        self.expected: list[tuple] = []  # (earliest end, order, transfer) with waiters, still arriving (a heap)
         self.waits = 0       # transfers waited for: their order among equal times
         self.alarm = None    # the timeout that goes off next, at ``alarm_at``
         self.alarm_at = INF
@@ -175,12 +167,14 @@ class Disk:
 
     def advance(self, now: float) -> None:
         """Bring the sharing state up to ``now``: begin the transfers whose access time has
-        ended and end those whose tag virtual time has reached, in time order."""
+        ended and end those whose tag virtual time has reached, in time order. The state is
+        kept as of the last of those events, never of ``now``: it then depends only on the
+        requests, not on when (and how often) someone asked, and every estimate made from it
+        is the same float whichever process asks, at whichever time."""
         tags = self.tags
         arriving = self.arriving
         clock = self.clock
         vtime = self.vtime
-        slack = rounding(now)
         while True:
             count = len(tags)
             depart = clock + (tags[0] - vtime) * count if count else INF
@@ -200,25 +194,16 @@ class Disk:
                     self.waits += 1
                     heapq.heappush(self.waited, (tag, self.waits, transfer))
             else:
-                if depart > now + slack:
+                if depart > now:
                     break
-                clock = depart if depart < now else now
+                clock = depart
                 vtime = tags.pop(0)
-        if tags:
-            vtime += (now - clock) / len(tags)
-            if vtime > tags[0]:
-                vtime = tags[0]
-        self.clock = now
+        self.clock = clock
         self.vtime = vtime
 
     def finish_time(self, transfer: Transfer, now: float) -> float:
         """When ``transfer`` ends if nothing else begins meanwhile, a lower bound (a transfer
-        that begins slows the others down); ``now`` if it has ended.
-
-        Until a transfer with tag ``F`` ends, each one in service with tag ``T`` receives
-        ``min(T, F) - V`` more work, and the device does one second of work per second: the
-        time left is the sum of those, over the sorted tags (one C-level ``sum``).
-        """
+        that begins slows the others down); ``now`` if it has ended."""
         if transfer.tag == -INF:
             return transfer.arrival if transfer.arrival > now else now
         self.advance(now)
@@ -227,29 +212,39 @@ class Disk:
         return self._end(transfer)
 
     def _end(self, transfer: Transfer) -> float:
-        """:meth:`finish_time` of a transfer that has not ended, the state being up to date."""
-        tag = transfer.tag
-        vtime = self.vtime
+        """:meth:`finish_time` of a transfer that has not ended: the departures before it (and
+        its own arrival) walked from the last event with :meth:`advance`'s very arithmetic.
+        From the same events it is the same float, whenever it is asked, and with no arrival
+        before it ends, the float at which ``advance`` ends it: whether a process waits for its
+        alarm or moves the clock there itself, it resumes at the same time."""
         tags = self.tags
         served = len(tags)
-        t = self.clock
+        clock = self.clock
+        vtime = self.vtime
+        tag = transfer.tag
+        count = served
         index = 0
         if tag == INF:  # still in its access time: the others' departures up to its arrival
             arrival = transfer.arrival
             while index < served:
-                depart = t + (tags[index] - vtime) * (served - index)
+                depart = clock + (tags[index] - vtime) * (count - index)
                 if depart > arrival:
                     break
-                t = depart
+                clock = depart
                 vtime = tags[index]
                 index += 1
             if index < served:
-                vtime += (arrival - t) / (served - index)
-            t = arrival
+                vtime += (arrival - clock) / (count - index)
+                if vtime > tags[index]:
+                    vtime = tags[index]
+            clock = arrival
             tag = vtime + transfer.work
-            t += tag - vtime  # its own work
-        below = bisect.bisect_left(tags, tag, index)
-        return t + sum(tags[index:below]) - (below - index) * vtime + (served - below) * (tag - vtime)
+            count += 1  # it shares the device from then on
+        while index < served and tags[index] < tag:
+            clock += (tags[index] - vtime) * (count - index)
+            vtime = tags[index]
+            index += 1
+        return clock + (tag - vtime) * (count - index)
 
     def wait(self, transfer: Transfer, earliest: float) -> simpy.Event:
         """The event to yield to wait for ``transfer`` (not ended), which ends no earlier than
@@ -261,7 +256,7 @@ class Disk:
             event = transfer.event = self.env.event()
             self.waits += 1
             if transfer.tag == INF:
-                heapq.heappush(self.expected, (earliest, self.waits, transfer, self.rings))
+                heapq.heappush(self.expected, (earliest, self.waits, transfer))
             else:
                 heapq.heappush(self.waited, (transfer.tag, self.waits, transfer))
             if earliest < self.alarm_at:
@@ -281,43 +276,25 @@ class Disk:
         if alarm is self.alarm:  # else a stale one, set before an earlier one replaced it
             self.alarm = None
             self.alarm_at = INF
-        self.rings += 1
         self.advance(now)
         vtime = self.vtime
         waited = self.waited
         ended = []
         while waited and waited[0][0] <= vtime:
             ended.append(heapq.heappop(waited)[2].event)
-        # The next alarm: when the first waited transfer in service ends if nothing else begins
-        # (the departures before it walked as ``advance`` will, the same arithmetic), or the
-        # earliest a waited one still in its access time can end, as of now (what began since
-        # it was reckoned delays it).
+        # The next alarm: when the first waited transfer in service ends if nothing else begins,
+        # or the earliest a waited one still in its access time can end (both after now: what
+        # is due now has been done).
         expected = self.expected
-        while expected:
-            _, order, transfer, reckoned = expected[0]
-            if transfer.tag != INF:  # begun: in ``waited`` now
-                heapq.heappop(expected)
-            elif reckoned == self.rings:
-                break
-            else:
-                heapq.heapreplace(expected, (self._end(transfer), order, transfer, self.rings))
+        while expected and expected[0][2].tag != INF:  # begun: in ``waited`` now
+            heapq.heappop(expected)
         at = expected[0][0] if expected else INF
         if waited:
-            tag = waited[0][0]
-            tags = self.tags
-            clock = now
-            count = len(tags)
-            index = 0
-            while tags[index] < tag:
-                clock += (tags[index] - vtime) * (count - index)
-                vtime = tags[index]
-                index += 1
-            clock += (tag - vtime) * (count - index)
-            if clock < at:
-                at = clock
+            end = self._end(waited[0][2])
+            if end < at:
+                at = end
         if at < self.alarm_at:
-            # never again at this very time: what is due now has been done
-            self._set_alarm(max(at, now + rounding(now)))
+            self._set_alarm(at)
         if not ended:
             return
         # The waiters resume within this alarm, as SimPy would one step later, and in the same

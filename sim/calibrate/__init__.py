@@ -65,6 +65,8 @@ def calibrate(out: str | Path, *, quick: bool = False, measurements: str | Path 
     table = points(frame, statistic)
     source += f"; each point is the {statistic} of its repeats"
     profile, outcomes = fit_profile(table, out.stem, f"Calibrated on a real kernel ({host['kernel']}).", source)
+    # The CPUs are a fact of the host, not a fit (its FUSE daemons and kernel work share them).
+    profile = profile.model_copy(update={"cores": host["cpus"] or profile.cores})
     text = profile_yaml(profile, outcomes)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "x") as handle:  # never overwrite

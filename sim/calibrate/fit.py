@@ -20,7 +20,7 @@ import yaml
 from scipy.optimize import lsq_linear
 
 from ..profile import Profile, load_profile
-from .validate import Predictor
+from .validate import Predictor, families
 
 # parameter -> the profile fields it sets (tied fields move together) and whether it is a rate
 # (fitted as its inverse, seconds per byte).
@@ -39,55 +39,59 @@ PARAMETERS = {
     "clone_per_gib": ((("costs", "clone_per_gib"),), False),
     "fuse_request": ((("costs", "fuse_request"),), False),
     "fuse_layer_probe": ((("costs", "fuse_layer_probe"),), False),
+    "fuse_dir_entry": ((("costs", "fuse_dir_entry"),), False),
+    "fuse_entry_layer_check": ((("costs", "fuse_entry_layer_check"),), False),
+    "btree_lookup": ((("costs", "btree_lookup"),), False),
     "layer_create": ((("costs", "layer_create"),), False),
     "btrfs_snapshot": ((("costs", "btrfs_snapshot"),), False),
 }
 FASTEST = 1e-12  # s/byte: the lower bound of an inverse bandwidth (1 TB/s)
+# Every cost adds to a point's time, so none can take more than the whole of a point it is part
+# of: a parameter the points hardly move (one layer probe in a millisecond) is bounded by
+# this many times the smallest measured time over its coefficient, instead of running away.
+WHOLE_POINT = 2.0
 
 
 @dataclass
 class Stage:
+    """Parameters fitted together, and the experiment families (``validate.FAMILIES``) that
+    inform them: a family left out of the fit (held out) is simply not among the points."""
+
     name: str
+    families: tuple[str, ...]
     parameters: tuple[str, ...]
     # integer cost fields the engine multiplies by fitted latencies (not linear): each candidate
     # is tried with a full linear fit, the best weighted residual wins (one field after another)
     scanned: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # the families the scan of those integers fits (all when empty): each candidate is a whole
+    # linear fit, and a simulation of eight containers costs as much as dozens of probes
+    scanned_on: tuple[str, ...] = ()
 
-    def selects(self, table: pd.DataFrame) -> pd.Series:
-        raise NotImplementedError
-
-
-class KernelOverlay(Stage):
-    def selects(self, table):
-        return (table["driver"] == "overlay2") & (table["options"] == "") & (table["experiment"] != "create")
-
-
-class Reflink(Stage):
-    def selects(self, table):
-        return (table["driver"] == "overlay2") & table["options"].str.contains("reflink=true")
-
-
-class Fuse(Stage):
-    def selects(self, table):
-        return table["driver"] == "fuse-overlayfs"
-
-
-class Create(Stage):
-    def selects(self, table):
-        return (table["experiment"] == "create") & table["driver"].isin(["overlay2", "btrfs"])
+    def selects(self, table: pd.DataFrame, among: tuple[str, ...] = ()) -> pd.Series:
+        return families(table).isin(among or self.families)
 
 
 STAGES = [
-    KernelOverlay("kernel overlayfs on the host filesystem",
-                  ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
-                   "copy_up_setup", "dir_copy_up"),
-                  scanned=(("lookup_cold_reads", (0, 1, 2, 4, 6, 8, 12, 16, 24, 32)),
-                           ("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)))),
-    Reflink("overlayfs on xfs with reflink", ("clone_base", "clone_per_gib")),
+    # Concurrent copy-ups and reads move the same disk, page cache and kernel costs as one at a
+    # time; the engine shares the device among them (no parameter of their own). The cold
+    # metadata reads are scanned on one operation at a time, then everything is fitted at once.
+    Stage("kernel overlayfs on the host filesystem",
+          ("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries", "concurrent_copy_up",
+           "concurrent_read"),
+          ("request_latency", "read_bandwidth", "write_bandwidth", "fsync_latency", "syscall", "layer_probe",
+           "copy_up_setup", "dir_copy_up"),
+          scanned=(("lookup_cold_reads", (0, 1, 2, 4, 6, 8, 12, 16, 24, 32)),
+                   ("copy_up_cold_reads", (0, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128))),
+          scanned_on=("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries")),
+    Stage("overlayfs on xfs with reflink", ("reflink",), ("clone_base", "clone_per_gib")),
     # fuse_bandwidth is not fitted: the probes write 1 byte, so a data rate would only stand in
     # for the per-request cost (and copy-up data does not cross FUSE in the model)
-    Fuse("fuse-overlayfs", ("fuse_request", "fuse_layer_probe")),
-    Create("container creation", ("layer_create", "btrfs_snapshot")),
+    Stage("fuse-overlayfs", ("fuse_file_size", "fuse_layers", "fuse_dir_entries"),
+          ("fuse_request", "fuse_layer_probe", "fuse_dir_entry", "fuse_entry_layer_check")),
+    Stage("container creation", ("overlay_create", "btrfs_create"), ("layer_create", "btrfs_snapshot")),
+    # btrfs on a loop device: the disk and kernel costs are the host's (fitted above); the walks
+    # fit the CPU of a B-tree lookup only
+    Stage("btrfs walks", ("btrfs_dir_depth",), ("btree_lookup",)),
 ]
 
 
@@ -124,18 +128,25 @@ class Fitter:
         """Fit one stage's parameters on its points; returns what it found (and the residuals)."""
         chosen = table[stage.selects(table)]
         if chosen.empty:
-            return {"stage": stage.name, "points": 0, "parameters": {}}
-        if not stage.scanned:
+            return {"stage": stage.name, "points": 0, "parameters": {}, "unused": list(stage.parameters)}
+        scanned_on = table[stage.selects(table, stage.scanned_on)]
+        if not stage.scanned or scanned_on.empty:
             return self._linear(stage, chosen)
         for field, candidates in stage.scanned:  # one field at a time, the others at their best
             start, tried = self.data, []
             for count in sorted(candidates):
                 self.data = {**start, "costs": {**start["costs"], field: count}}
-                tried.append((self._linear(stage, chosen), self.data))
+                tried.append((self._linear(stage, scanned_on), self.data))
+                # past the valley: two candidates in a row half as good again as the best
+                best = min(outcome["weighted_sse"] for outcome, _ in tried)
+                if len(tried) > 2 and all(o["weighted_sse"] > 1.5 * best for o, _ in tried[-2:]):
+                    break
             # More reads at a lower latency fit nearly as well (a valley, not a point): take the
             # fewest reads whose residual is within 2% of the best one.
             least = min(outcome["weighted_sse"] for outcome, _ in tried)
             outcome, self.data = next(pair for pair in tried if pair[0]["weighted_sse"] <= 1.02 * least)
+        if len(scanned_on) < len(chosen):
+            outcome = self._linear(stage, chosen)
         outcome["scanned"] = {field: self.data["costs"][field] for field, _ in stage.scanned}
         return outcome
 
@@ -149,11 +160,12 @@ class Fitter:
         measured = chosen["measured_s"].to_numpy()
         weight = 1.0 / measured
         lower = [FASTEST if PARAMETERS[n][1] else 0.0 for n in names]
-        used = np.abs(design).sum(axis=0) > 0
         values = {name: _current(self.data, name) for name in names}
+        used = np.abs(design).sum(axis=0) > 0
         if used.any():
+            upper = np.array([_largest(design[:, index], measured, lower[index]) for index in np.flatnonzero(used)])
             solution = lsq_linear(design[:, used] * weight[:, None], (measured - base) * weight,
-                                  bounds=(np.array(lower)[used], np.inf))
+                                  bounds=(np.array(lower)[used], upper))
             for name, value in zip(np.array(names)[used], solution.x):
                 values[name] = float(value)
         self.data = _with(self.data, values)
@@ -162,6 +174,15 @@ class Fitter:
         return {"stage": stage.name, "points": len(chosen), "parameters": values,
                 "unused": [n for n, u in zip(names, used) if not u],
                 "median_abs_error": float(np.median(np.abs(relative))), "weighted_sse": float(relative @ relative)}
+
+
+def _largest(column: np.ndarray, measured: np.ndarray, lower: float) -> float:
+    """The largest value a parameter may take: WHOLE_POINT times the measured time of the point
+    it would fill first."""
+    touched = (column > 0) & (measured > 0)
+    if not touched.any():
+        return np.inf
+    return max(float(np.min(WHOLE_POINT * measured[touched] / column[touched])), 2 * lower)
 
 
 def fit_profile(table: pd.DataFrame, name: str, description: str, source: str,

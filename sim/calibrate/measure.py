@@ -5,16 +5,22 @@ measured row and its prediction describe the same files, layers and directories.
 clock around the system calls (``time.perf_counter``); each configuration is repeated and the
 fit and the validation use the median.
 
-Rows: experiment, sweep, driver, fs, options, file_size, layers, dir_depth, cache, repeat, seconds.
-``experiment`` is ``lookup`` (stat of the file), ``first_write`` / ``second_write`` (open for
-write, write 1 byte, fsync, close), ``copy_up`` (first minus second write) or ``create``
-(a container's layers: overlay mkdir+mount, two btrfs snapshots, two full copies).
+Rows: experiment, sweep, driver, fs, options, file_size, layers, dir_depth, dir_entries,
+concurrency, cache, repeat, seconds. ``experiment`` is ``lookup`` (stat of the file),
+``first_write`` / ``second_write`` (open for write, write 1 byte, fsync, close), ``copy_up``
+(first minus second write), ``read`` (the whole file), ``create`` (a container's layers: overlay
+mkdir+mount, two btrfs snapshots, two full copies) or ``first_write_makespan`` /
+``read_makespan`` (``concurrency`` containers doing the same first write or read at once: from the
+first start to the last end; their ``first_write`` / ``read`` row is the mean of the containers'
+latencies). ``dir_entries``: the
+names each layer holds in the target's directory.
 """
 from __future__ import annotations
 
 import os
 import platform
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +33,11 @@ from ..image import Image, probe_image
 from .realfs import Sandbox, Skip, btrfs_snapshot, btrfs_subvolume, drop_caches, is_root, materialize, require
 
 KIB, MIB = 2**10, 2**20
-COLUMNS = ["experiment", "sweep", "driver", "fs", "options", "file_size", "layers", "dir_depth", "cache",
-           "repeat", "seconds"]
+COLUMNS = ["experiment", "sweep", "driver", "fs", "options", "file_size", "layers", "dir_depth", "dir_entries",
+           "concurrency", "cache", "repeat", "seconds"]
+# Columns a measurements file written before they existed may lack, and what its images had:
+# one name per layer beside the target (``probe_image``), one container at a time.
+OPTIONAL_COLUMNS = {"dir_entries": 1, "concurrency": 1}
 
 
 @dataclass
@@ -43,6 +52,12 @@ class Plan:
     clone_sizes: list[int]
     fuse_sizes: list[int]
     fuse_layer_counts: list[int]
+    concurrency: list[int]          # containers doing the same thing at once
+    concurrent_copy_size: int       # the file each of them copies up
+    concurrent_read_size: int       # the cold file each of them reads whole
+    dir_entries: list[int]          # names per layer in the target's directory
+    entries_layer_counts: list[int]
+    btrfs_depths: list[int]
     layers_dir_depth: int = 3
     depth_layers: int = 2
     small_file: int = 4 * KIB
@@ -52,10 +67,15 @@ class Plan:
 FULL = Plan(repeats=11, sizes=[4 * KIB, 64 * KIB, MIB, 8 * MIB, 32 * MIB, 128 * MIB],
             layer_counts=[1, 2, 5, 10, 20, 50, 100], dir_depths=[1, 2, 4, 8, 16, 32],
             image_sizes=[MIB, 32 * MIB, 256 * MIB], clone_sizes=[4 * KIB, MIB, 32 * MIB, 256 * MIB],
-            fuse_sizes=[4 * KIB, MIB, 32 * MIB], fuse_layer_counts=[1, 5, 20, 50])
+            fuse_sizes=[4 * KIB, MIB, 32 * MIB], fuse_layer_counts=[1, 5, 20, 50],
+            concurrency=[1, 2, 4, 8], concurrent_copy_size=16 * MIB, concurrent_read_size=256 * MIB,
+            dir_entries=[1, 10, 100, 1000], entries_layer_counts=[1, 5, 20],
+            btrfs_depths=[1, 2, 4, 8, 16, 32, 64])
 QUICK = Plan(repeats=3, sizes=[4 * KIB, MIB, 16 * MIB], layer_counts=[1, 10, 50], dir_depths=[1, 4, 16],
              image_sizes=[MIB, 16 * MIB], clone_sizes=[4 * KIB, 16 * MIB], fuse_sizes=[4 * KIB, 16 * MIB],
-             fuse_layer_counts=[1, 10])
+             fuse_layer_counts=[1, 10], concurrency=[1, 4], concurrent_copy_size=4 * MIB,
+             concurrent_read_size=16 * MIB, dir_entries=[1, 100], entries_layer_counts=[1, 5],
+             btrfs_depths=[1, 16])
 
 
 @dataclass
@@ -63,9 +83,10 @@ class Recorder:
     rows: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
-    def add(self, experiment, sweep, driver, fs, options, file_size, layers, dir_depth, cache, repeat, seconds):
+    def add(self, experiment, sweep, driver, fs, options, file_size, layers, dir_depth, cache, repeat, seconds,
+            dir_entries=OPTIONAL_COLUMNS["dir_entries"], concurrency=OPTIONAL_COLUMNS["concurrency"]):
         self.rows.append(dict(zip(COLUMNS, (experiment, sweep, driver, fs, options, file_size, layers, dir_depth,
-                                            cache, repeat, seconds))))
+                                            dir_entries, concurrency, cache, repeat, seconds))))
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=COLUMNS)
@@ -116,6 +137,51 @@ def warm_up(merged: Path, target: str) -> None:
     with open(merged / target, "rb") as handle:
         while handle.read(MIB):
             pass
+
+
+def read_whole(root: int, target: str, buffer: bytearray) -> None:
+    """Read the file to its end, a buffer at a time (the system call releases the GIL)."""
+    fd = os.open(target, os.O_RDONLY, dir_fd=root)
+    try:
+        view = memoryview(buffer)
+        while os.readv(fd, [view]):
+            pass
+    finally:
+        os.close(fd)
+
+
+def at_once(actions: list[Callable[[], None]]) -> tuple[list[float], float]:
+    """Run the actions in threads released together by a barrier: each one's latency and the
+    makespan (first start to last end). The timed work is system calls, which release the GIL."""
+    barrier = threading.Barrier(len(actions))
+    spans: list[tuple[float, float] | None] = [None] * len(actions)
+    errors: list[BaseException] = []
+
+    def body(index: int) -> None:
+        try:
+            barrier.wait()
+            start = time.perf_counter()
+            actions[index]()
+            spans[index] = (start, time.perf_counter())
+        except BaseException as error:  # re-raised in the calling thread
+            barrier.abort()
+            errors.append(error)
+
+    threads = [threading.Thread(target=body, args=(index,)) for index in range(len(actions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return [end - start for start, end in spans], max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def image_of(file_size: int, layers: int, dir_depth: int,
+             dir_entries: int = OPTIONAL_COLUMNS["dir_entries"]) -> tuple[Image, str]:
+    """The probe image with ``dir_entries`` names per layer in the target's directory: one,
+    unless the experiment sweeps them (a row records the number)."""
+    return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth, dir_entries=dir_entries)
 
 
 # -- one layered container --------------------------------------------------------------------
@@ -200,16 +266,16 @@ class Calibration:
         plan, fs = self.plan, host_description()["host_fs"].split()[0]
         points = []  # (sweep, layers object, layer count, target, size, depth, experiments kept, lookup)
         for size in plan.sizes:
-            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, target = image_of(size, 1, 1)
             points.append(("file_size", Layers(sandbox, sandbox.path(f"size{size}"), image), 1, target, size, 1,
                            ("first_write", "second_write"), False))
         deepest = max(plan.layer_counts)
-        image, target = probe_image(file_size=plan.small_file, layers=deepest, dir_depth=plan.layers_dir_depth)
+        image, target = image_of(plan.small_file, deepest, plan.layers_dir_depth)
         layers = Layers(sandbox, sandbox.path("layers"), image)
         points += [("layers", layers, count, target, plan.small_file, plan.layers_dir_depth,
                     ("lookup", "first_write"), True) for count in plan.layer_counts]
         for depth in plan.dir_depths:
-            image, target = probe_image(file_size=plan.small_file, layers=plan.depth_layers, dir_depth=depth)
+            image, target = image_of(plan.small_file, plan.depth_layers, depth)
             points.append(("dir_depth", Layers(sandbox, sandbox.path(f"depth{depth}"), image), plan.depth_layers,
                            target, plan.small_file, depth, ("first_write",), False))
         os.sync()
@@ -225,7 +291,7 @@ class Calibration:
         """A container of overlay2: its -init and writable layer directories and the mount."""
         fs = host_description()["host_fs"].split()[0]
         for size in self.plan.image_sizes:
-            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, _ = image_of(size, 1, 1)
             layers = Layers(sandbox, sandbox.path(f"create{size}"), image)
             for repeat in range(self.plan.repeats):
                 base = layers.root / f"ctr{repeat}"
@@ -243,7 +309,7 @@ class Calibration:
         largest = max(self.plan.clone_sizes)
         mount = sandbox.loop_filesystem("xfs", max(512 * MIB, 4 * largest), "xfs", ("-m", "reflink=1"))
         for size in self.plan.clone_sizes:
-            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, target = image_of(size, 1, 1)
             layers = Layers(sandbox, mount / f"size{size}", image)
             for repeat in range(self.plan.repeats):
                 result = _container_run(layers, "overlay", 1, target, "warm")
@@ -257,7 +323,7 @@ class Calibration:
         require("fuse-overlayfs")
         fs = host_description()["host_fs"].split()[0]
         for size in self.plan.fuse_sizes:
-            image, target = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, target = image_of(size, 1, 1)
             layers = Layers(sandbox, sandbox.path(f"fuse{size}"), image)
             for repeat in range(self.plan.repeats):
                 result = _container_run(layers, "fuse", 1, target, "warm")
@@ -265,8 +331,7 @@ class Calibration:
                              size, 1, 1, "warm", repeat)
                 self._tick()
         deepest = max(self.plan.fuse_layer_counts)
-        image, target = probe_image(file_size=self.plan.small_file, layers=deepest,
-                                    dir_depth=self.plan.layers_dir_depth)
+        image, target = image_of(self.plan.small_file, deepest, self.plan.layers_dir_depth)
         layers = Layers(sandbox, sandbox.path("fuselayers"), image)
         for count in self.plan.fuse_layer_counts:
             for repeat in range(self.plan.repeats):
@@ -280,7 +345,7 @@ class Calibration:
         largest = max(self.plan.image_sizes)
         mount = sandbox.loop_filesystem("btrfs", max(512 * MIB, 4 * largest), "btrfs")
         for size in self.plan.image_sizes:
-            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, _ = image_of(size, 1, 1)
             source = btrfs_subvolume(mount, f"image{size}")
             materialize(image.layers[0], source)
             os.sync()
@@ -296,7 +361,7 @@ class Calibration:
         """vfs: a container is two full copies of the image (cold cache, no fsync)."""
         fs = host_description()["host_fs"].split()[0]
         for size in self.plan.image_sizes:
-            image, _ = probe_image(file_size=size, layers=1, dir_depth=1)
+            image, _ = image_of(size, 1, 1)
             source = sandbox.path(f"vfs{size}", "image")
             materialize(image.layers[0], source)
             for repeat in range(self.plan.repeats):
@@ -310,6 +375,124 @@ class Calibration:
                     shutil.rmtree(sandbox.path(f"vfs{size}", f"{copy}{repeat}"))
                 self._tick()
 
+    def _record_at_once(self, experiment: str, latencies: list[float], makespan: float, driver: str, fs: str,
+                        size: int, cache: str, repeat: int) -> None:
+        """Concurrent runs: the mean of the containers' latencies, and the makespan."""
+        count = len(latencies)
+        for name, seconds in ((experiment, sum(latencies) / count), (f"{experiment}_makespan", makespan)):
+            self.rec.add(name, "concurrency", driver, fs, "", size, 1, 1, cache, repeat, seconds,
+                         concurrency=count)
+
+    def concurrent_copy_up(self, sandbox: Sandbox) -> None:
+        """Kernel overlayfs: ``n`` containers over one image first-write the same file at once
+        (cold: the lower file is read by all of them; warm: it is in the page cache)."""
+        plan, fs = self.plan, host_description()["host_fs"].split()[0]
+        size = plan.concurrent_copy_size
+        image, target = image_of(size, 1, 1)
+        layers = Layers(sandbox, sandbox.path("concurrent"), image)
+        os.sync()
+        for repeat in range(plan.repeats):
+            for count in plan.concurrency:
+                for cache in ("cold", "warm"):
+                    mounts = [layers.mount("overlay", 1) for _ in range(count)]
+                    roots = [os.open(merged, os.O_RDONLY | os.O_DIRECTORY) for merged, _ in mounts]
+                    try:
+                        if cache == "warm":
+                            warm_up(mounts[0][0], target)
+                            os.sync()
+                        else:
+                            drop_caches()
+                        latencies, makespan = at_once([lambda root=root: timed_write(root, target) for root in roots])
+                    finally:
+                        for root in roots:
+                            os.close(root)
+                        for merged, handle in mounts:
+                            handle.close()
+                            shutil.rmtree(merged.parent, ignore_errors=True)
+                    self._record_at_once("first_write", latencies, makespan, "overlay2", fs, size, cache, repeat)
+                    self._tick()
+
+    def concurrent_read(self, sandbox: Sandbox) -> None:
+        """``n`` containers read a big file whole at once, cold. vfs: each its own copy on the host
+        filesystem (the device's bandwidth is shared); overlay2: the one lower file (the page
+        cache is shared: they wait on the same pages)."""
+        plan, fs = self.plan, host_description()["host_fs"].split()[0]
+        size, largest = plan.concurrent_read_size, max(plan.concurrency)
+        image, target = image_of(size, 1, 1)
+        copies = [sandbox.path("vfsread", f"c{index}") for index in range(largest)]
+        for copy in copies:
+            materialize(image.layers[0], copy)
+        layers = Layers(sandbox, sandbox.path("overlayread"), image)
+        os.sync()
+        buffers = [bytearray(MIB) for _ in range(largest)]
+        for repeat in range(plan.repeats):
+            for count in plan.concurrency:
+                for driver in ("vfs", "overlay2"):
+                    mounts = [layers.mount("overlay", 1) for _ in range(count)] if driver == "overlay2" else []
+                    tops = [merged for merged, _ in mounts] or copies[:count]
+                    roots = [os.open(top, os.O_RDONLY | os.O_DIRECTORY) for top in tops]
+                    try:
+                        drop_caches()
+                        latencies, makespan = at_once([lambda root=root, buffer=buffer: read_whole(root, target, buffer)
+                                                       for root, buffer in zip(roots, buffers)])
+                    finally:
+                        for root in roots:
+                            os.close(root)
+                        for merged, handle in mounts:
+                            handle.close()
+                            shutil.rmtree(merged.parent, ignore_errors=True)
+                    self._record_at_once("read", latencies, makespan, driver, fs, size, "cold", repeat)
+                    self._tick()
+
+    def directory_entries(self, sandbox: Sandbox) -> None:
+        """Cold lookups (stat) of a file whose directory holds ``dir_entries`` names in every
+        layer, under kernel overlayfs and fuse-overlayfs, at several layer counts."""
+        plan, fs = self.plan, host_description()["host_fs"].split()[0]
+        kinds = [("overlay", "overlay2")] + ([("fuse", "fuse-overlayfs")] if shutil.which("fuse-overlayfs") else [])
+        if len(kinds) == 1:
+            self.rec.skipped.append("directory entries under fuse-overlayfs: fuse-overlayfs not installed")
+        points = []
+        for entries in plan.dir_entries:
+            image, target = image_of(plan.small_file, max(plan.entries_layer_counts), 1, entries)
+            points.append((entries, target, Layers(sandbox, sandbox.path(f"entries{entries}"), image)))
+        os.sync()
+        for repeat in range(plan.repeats):
+            for entries, target, layers in points:
+                for count in plan.entries_layer_counts:
+                    for kind, driver in kinds:
+                        result = _container_run(layers, kind, count, target, "cold", lookup=True)
+                        self.rec.add("lookup", "dir_entries", driver, fs, "", plan.small_file, count, 1, "cold",
+                                     repeat, result["lookup"], dir_entries=entries)
+                        self._tick()
+
+    def btrfs_walk(self, sandbox: Sandbox) -> None:
+        """btrfs: cold lookup (stat) and cold first write of a file ``dir_depth`` directories down
+        in a container (a snapshot of the image's -init snapshot, as Docker's driver makes it)."""
+        plan = self.plan
+        mount = sandbox.loop_filesystem("btrfs", 512 * MIB, "btrfs")
+        sources = []
+        for depth in plan.btrfs_depths:
+            image, target = image_of(plan.small_file, 1, depth)
+            source = btrfs_subvolume(mount, f"image{depth}")
+            materialize(image.layers[0], source)
+            sources.append((depth, target, btrfs_snapshot(source, mount, f"init{depth}")))
+        os.sync()
+        for repeat in range(plan.repeats):
+            for depth, target, init in sources:
+                container = btrfs_snapshot(init, mount, f"c{depth}-{repeat}")
+                root = os.open(container, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    drop_caches()
+                    result = {"lookup": timed_stat(root, target)}
+                    drop_caches()
+                    result["first_write"] = timed_write(root, target)
+                    result["second_write"] = timed_write(root, target)
+                finally:
+                    os.close(root)
+                self._record(result, ("lookup", "first_write", "second_write"), "dir_depth", "btrfs", "btrfs", "",
+                             plan.small_file, 1, depth, "cold", repeat)
+                self._tick()
+
     def steps(self) -> list[tuple[str, Callable[[Sandbox], None], int]]:
         """(name, experiment, timed runs) in the order they run."""
         p = self.plan
@@ -319,7 +502,12 @@ class Calibration:
                 ("overlay on xfs with reflink (loop device)", self.overlay_xfs_reflink, p.repeats * len(p.clone_sizes)),
                 ("fuse-overlayfs", self.fuse_overlay, p.repeats * (len(p.fuse_sizes) + len(p.fuse_layer_counts))),
                 ("btrfs snapshots (loop device)", self.btrfs_create, p.repeats * len(p.image_sizes)),
-                ("vfs full copies", self.vfs_create, p.repeats * len(p.image_sizes))]
+                ("vfs full copies", self.vfs_create, p.repeats * len(p.image_sizes)),
+                ("concurrent copy-ups (overlay)", self.concurrent_copy_up, 2 * p.repeats * len(p.concurrency)),
+                ("concurrent reads (vfs, overlay)", self.concurrent_read, 2 * p.repeats * len(p.concurrency)),
+                ("directory entries (overlay, fuse-overlayfs)", self.directory_entries,
+                 2 * p.repeats * len(p.dir_entries) * len(p.entries_layer_counts)),
+                ("btrfs walks (loop device)", self.btrfs_walk, p.repeats * len(p.btrfs_depths))]
 
     def run(self, workdir: str | Path | None = None, only: tuple[str, ...] = ()) -> Recorder:
         if not is_root():

@@ -16,10 +16,12 @@ import pandas as pd
 from ..api import probe, run_scenario
 from ..errors import CowsimError
 from ..units import format_duration
-from .measure import COLUMNS
+from .measure import COLUMNS, OPTIONAL_COLUMNS
 
-POINT = ["experiment", "sweep", "driver", "fs", "options", "file_size", "layers", "dir_depth", "cache"]
-SWEPT = {"file_size": "file_size", "layers": "layers", "dir_depth": "dir_depth", "image_size": "file_size"}
+POINT = ["experiment", "sweep", "driver", "fs", "options", "file_size", "layers", "dir_depth", "dir_entries",
+         "concurrency", "cache"]
+SWEPT = {"file_size": "file_size", "layers": "layers", "dir_depth": "dir_depth", "image_size": "file_size",
+         "dir_entries": "dir_entries", "concurrency": "concurrency"}
 DEFAULT_THRESHOLD = 0.25
 FLAT = 0.25  # a sweep that moves the time by less than this fraction of its mean has no trend
 
@@ -32,6 +34,9 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
         raise CowsimError(f"{path}: no such measurements file") from None
     except (OSError, ValueError) as error:
         raise CowsimError(f"{path}: cannot read measurements: {error}") from None
+    for column, default in OPTIONAL_COLUMNS.items():
+        if column not in frame.columns:
+            frame[column] = default
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise CowsimError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
@@ -66,6 +71,32 @@ def points(measurements: pd.DataFrame, statistic: str = DEFAULT_STATISTIC) -> pd
     return table.reset_index()
 
 
+# Experiment families: what one held-out fit leaves out (``cowsim validate-profile --held-out``)
+# and what each stage of the fit learns from (``fit.STAGES``). A family is a driver's sweep, but
+# xfs reflink copy-ups and concurrent runs are one family each, and a driver's container
+# creation is ``<driver>_create``.
+DRIVER_FAMILY = {"overlay2": "overlay", "fuse-overlayfs": "fuse", "btrfs": "btrfs", "vfs": "vfs"}
+FAMILIES = ("overlay_file_size", "overlay_layers", "overlay_dir_depth", "overlay_dir_entries", "fuse_file_size",
+            "fuse_layers", "fuse_dir_entries", "reflink", "overlay_create", "btrfs_create", "vfs_create",
+            "btrfs_dir_depth", "concurrent_copy_up", "concurrent_read")
+
+
+def family(row) -> str:
+    driver = DRIVER_FAMILY.get(row.driver, row.driver)
+    if row.experiment == "create":
+        return f"{driver}_create"
+    if row.sweep == "concurrency":
+        return "concurrent_read" if row.experiment.startswith("read") else "concurrent_copy_up"
+    if "reflink=true" in str(row.options):
+        return "reflink"
+    return f"{driver}_{row.sweep}"
+
+
+def families(table: pd.DataFrame) -> pd.Series:
+    """Each point's experiment family."""
+    return pd.Series([family(row) for row in table.itertuples(index=False)], index=table.index, dtype=object)
+
+
 def _options(text: str) -> dict:
     options = {}
     for item in filter(None, str(text).split(",")):
@@ -82,26 +113,49 @@ class Predictor:
         self._memo: dict[tuple, dict] = {}
 
     def _probe(self, row) -> dict:
-        key = ("probe", row.driver, row.options, int(row.file_size), int(row.layers), int(row.dir_depth), row.cache)
+        key = ("probe", row.driver, row.options, int(row.file_size), int(row.layers), int(row.dir_depth),
+               int(row.dir_entries), row.cache)
         if key not in self._memo:
             self._memo[key] = probe(row.driver, int(row.file_size), int(row.layers), int(row.dir_depth), row.cache,
-                                    self.profile, **_options(row.options))
+                                    self.profile, int(row.dir_entries), **_options(row.options))
         return self._memo[key]
 
-    def _create(self, row) -> float:
-        key = ("create", row.driver, row.options, int(row.file_size))
+    def _scenario(self, row, workload: dict) -> pd.DataFrame:
+        """The operations of ``row.concurrency`` containers over the row's probe image."""
+        key = ("scenario", row.driver, row.options, int(row.file_size), int(row.layers), int(row.dir_depth),
+               int(row.dir_entries), int(row.concurrency), row.cache, workload["kind"])
         if key not in self._memo:
-            scenario = {"name": "calibrate-create", "profile": self.profile,
+            scenario = {"name": "calibrate", "profile": self.profile, "cache": row.cache,
                         "driver": {"name": row.driver, "options": _options(row.options)},
-                        "image": {"kind": "probe", "file_size": int(row.file_size), "layers": 1, "dir_depth": 1},
-                        "workload": {"kind": "copyup_probe"}}
-            ops = run_scenario(scenario).ops
-            self._memo[key] = {"create": float(ops.loc[ops["op"] == "create_container", "latency_s"].iloc[0])}
-        return self._memo[key]["create"]
+                        "image": {"kind": "probe", "file_size": int(row.file_size), "layers": int(row.layers),
+                                  "dir_depth": int(row.dir_depth), "dir_entries": int(row.dir_entries)},
+                        "containers": {"count": int(row.concurrency)}, "workload": workload}
+            self._memo[key] = run_scenario(scenario).ops
+        return self._memo[key]
+
+    def _at_once(self, row) -> float:
+        """Concurrent containers: the mean latency of their ``first_write`` or ``read``, or for
+        ``<op>_makespan``, from the first start to the last end."""
+        op = row.experiment.removesuffix("_makespan")
+        if op == "read":
+            workload = {"kind": "mix", "ops": {"read": 1.0}, "file_choice": "uniform",
+                        "request_size": int(row.file_size), "operations": int(row.concurrency)}
+        elif op == "first_write":
+            workload = {"kind": "copyup_probe"}
+        else:
+            raise CowsimError(f"unknown concurrent experiment {row.experiment!r}")
+        ops = self._scenario(row, workload)
+        ops = ops[ops["op"] == op]
+        if row.experiment.endswith("_makespan"):
+            return float((ops["start_s"] + ops["latency_s"]).max() - ops["start_s"].min())
+        return float(ops["latency_s"].mean())
 
     def predict(self, row) -> float:
         if row.experiment == "create":
-            return self._create(row)
+            ops = self._scenario(row, {"kind": "copyup_probe"})
+            return float(ops.loc[ops["op"] == "create_container", "latency_s"].iloc[0])
+        if row.sweep == "concurrency":
+            return self._at_once(row)
         result = self._probe(row)
         if row.experiment == "lookup":
             return result["lookup_s"]
@@ -133,25 +187,32 @@ class Validation:
         return self.failed.empty
 
 
+UNITS = {"file_size": "s/byte", "image_size": "s/byte", "layers": "s/layer", "dir_depth": "s/dir",
+         "dir_entries": "s/entry", "concurrency": "s/container"}
+
+
 def slopes(table: pd.DataFrame) -> pd.DataFrame:
-    """Least-squares slope of seconds against the swept variable, measured and predicted."""
+    """Least-squares slope of seconds against the swept variable, measured and predicted, for
+    each series (every other variable of the point fixed)."""
     rows = []
-    for keys, group in table.groupby(["experiment", "sweep", "driver", "fs", "options", "cache"], sort=False):
-        x = group[SWEPT[keys[1]]].astype(float).to_numpy()
-        if len(np.unique(x)) < 2:
-            continue
-        measured = np.polyfit(x, group["measured_s"].to_numpy(), 1)[0]
-        predicted = np.polyfit(x, group["predicted_s"].to_numpy(), 1)[0]
-        # A trend is what the sweep changes relative to the mean; under FLAT both call it flat
-        span = (x.max() - x.min()) / group["measured_s"].mean()
-        measured_flat, predicted_flat = abs(measured) * span < FLAT, abs(predicted) * span < FLAT
-        flat = measured_flat and predicted_flat
-        right = flat or (measured_flat == predicted_flat and np.sign(measured) == np.sign(predicted))
-        rows.append({**dict(zip(["experiment", "sweep", "driver", "fs", "options", "cache"], keys)),
-                     "unit": "s/byte" if SWEPT[keys[1]] == "file_size" else f"s/{SWEPT[keys[1]][:-1] if keys[1] == 'layers' else 'dir'}",
-                     "measured_slope": measured, "predicted_slope": predicted,
-                     "ratio": predicted / measured if measured else np.nan,
-                     "flat": bool(flat), "trend_right": bool(right)})
+    for sweep, swept in table.groupby("sweep", sort=False):
+        x_column = SWEPT[sweep]
+        fixed = [c for c in POINT if c not in ("sweep", x_column)]
+        for keys, group in swept.groupby(fixed, sort=False):
+            x = group[x_column].astype(float).to_numpy()
+            if len(np.unique(x)) < 2:
+                continue
+            measured = np.polyfit(x, group["measured_s"].to_numpy(), 1)[0]
+            predicted = np.polyfit(x, group["predicted_s"].to_numpy(), 1)[0]
+            # A trend is what the sweep changes relative to the mean; under FLAT both call it flat
+            span = (x.max() - x.min()) / group["measured_s"].mean()
+            measured_flat, predicted_flat = abs(measured) * span < FLAT, abs(predicted) * span < FLAT
+            flat = measured_flat and predicted_flat
+            right = flat or (measured_flat == predicted_flat and np.sign(measured) == np.sign(predicted))
+            rows.append({**dict(zip(fixed, keys)), "sweep": sweep, "unit": UNITS[sweep],
+                         "measured_slope": measured, "predicted_slope": predicted,
+                         "ratio": predicted / measured if measured else np.nan,
+                         "flat": bool(flat), "trend_right": bool(right)})
     return pd.DataFrame(rows)
 
 
@@ -165,18 +226,19 @@ def validate_profile(profile: str | Path, measurements: str | Path, threshold: f
 
 
 def format_report(result: Validation) -> str:
-    lines = [f"{'experiment':<13}{'driver':<15}{'fs':<6}{'options':<13}{'size':>10}{'layers':>7}{'depth':>6}"
-             f"  {'cache':<5}{'measured':>11}{'predicted':>11}{'error':>8}"]
+    lines = [f"{'experiment':<21}{'driver':<15}{'fs':<6}{'options':<13}{'size':>10}{'layers':>7}{'depth':>6}"
+             f"{'entries':>8}{'n':>3}  {'cache':<5}{'measured':>11}{'predicted':>11}{'error':>8}"]
     for row in result.table.itertuples(index=False):
         flag = "  !" if abs(row.error) > result.threshold else ""
-        lines.append(f"{row.experiment:<13}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}{row.file_size:>10}"
-                     f"{row.layers:>7}{row.dir_depth:>6}  {row.cache:<5}{format_duration(row.measured_s):>11}"
-                     f"{format_duration(row.predicted_s):>11}{row.error:>+8.0%}{flag}")
+        lines.append(f"{row.experiment:<21}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}{row.file_size:>10}"
+                     f"{row.layers:>7}{row.dir_depth:>6}{row.dir_entries:>8}{row.concurrency:>3}  {row.cache:<5}"
+                     f"{format_duration(row.measured_s):>11}{format_duration(row.predicted_s):>11}{row.error:>+8.0%}{flag}")
     if not result.slopes.empty:
         lines.append("")
         lines.append("slopes (seconds per unit of the swept variable):")
         for row in result.slopes.itertuples(index=False):
-            lines.append(f"  {row.experiment:<13}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}vs {row.sweep:<10}"
+            at = f" ({row.layers} layers)" if row.sweep == "dir_entries" else ""
+            lines.append(f"  {row.experiment:<21}{row.driver:<15}{row.fs:<6}{row.options or '-':<13}vs {row.sweep}{at:<12}"
                          f"{row.cache:<5} measured {row.measured_slope:.3g} predicted {row.predicted_slope:.3g} {row.unit}"
                          + (" (both flat: the sweep moves it by less than 25%)" if row.flat else
                             f" (ratio {row.ratio:.2f}{'' if row.trend_right else ', WRONG DIRECTION'})"))
