@@ -202,10 +202,11 @@ class ContainerView:
         return view
 
     def _shown_names(self, lower: str) -> list[str]:
-        """Names under which the container sees a lower entry. An upper directory hides what
-        the layers hold at its name, as an upper file does: ``lower_path`` ignores it, since
-        the layers below it still count where it is a merged directory (ovl_lookup stops at
-        a lower entry that is not a directory under an upper one)."""
+        """Names under which the container sees a lower entry as itself. An upper directory
+        stands for its name: a lower directory there merges into it (shown as the upper one), a
+        lower file is gone (ovl_lookup_single drops a lower non-directory under an upper
+        directory), though ``lower_path`` of the name, which must reach the layers below a
+        merged directory, still finds it."""
         return [name for name in self._names_of(lower)
                 if name not in self.upper_dirs and self.lower_path(name) == lower]
 
