@@ -38,9 +38,21 @@ class Environment(simpy.Environment):
         self._sole_waiter = False
 
     def step(self) -> None:
+        """SimPy's ``step`` (less its StopSimulation bookkeeping: ``run`` is never given an
+        ``until``), inlined: one call fewer per event."""
         queue = self._queue
-        self._sole_waiter = bool(queue) and len(queue[0][3].callbacks or ()) == 1
-        super().step()
+        if not queue:
+            raise simpy.core.EmptySchedule
+        event = queue[0][3]
+        self._sole_waiter = len(event.callbacks or ()) == 1
+        self._now = heapq.heappop(queue)[0]
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
 
     def skip_ahead(self, delay: float) -> bool:
         """Advance the clock by ``delay`` now, if that changes nothing; else False (wait)."""
