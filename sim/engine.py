@@ -572,6 +572,7 @@ class Engine:
         dentries = self.dentries
         touch = dentries.touch
         cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
+        dentry_capacity = dentries.capacity
         dentry_hit = costs.dentry_hit
         dentry_hits = 0  # counted here, stored once: most steps are dentry hits
         step = None
@@ -601,8 +602,13 @@ class Engine:
                 pending += cpu
                 phase_s[step[1]] += cpu
                 cold = 0
-                for key in probes:
-                    if not touch(key):
+                for key in probes:  # LRU.touch, inlined: a miss probes a key per layer
+                    if key in cached:
+                        cached.move_to_end(key)
+                    else:
+                        cached[key] = None
+                        if len(cached) > dentry_capacity:
+                            cached.popitem(last=False)
                         cold += 1
                 if not cold and held is None:
                     continue
