@@ -17,6 +17,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 import simpy
+from simpy.events import Event, Timeout
 
 from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
@@ -31,6 +32,9 @@ class Environment(simpy.Environment):
     SimPy would compute), same order of everything, one event fewer. Only when the event being
     processed has that process as its one waiter: another waiter would otherwise run after it at
     the later time.
+
+    The engine's hot paths read ``_now`` and build ``Timeout`` and ``Event`` themselves: SimPy's
+    ``now`` property and ``env.timeout`` descriptor cost a Python call each, for the same objects.
     """
 
     def __init__(self, initial_time: float = 0) -> None:
@@ -262,10 +266,10 @@ class Disk:
         """The event to yield to wait for ``transfer`` (not ended), which ends no earlier than
         ``earliest`` (from :meth:`finish_time`). Triggered exactly when it ends."""
         if transfer.tag == -INF:  # nothing to transfer: it ends with its access time
-            return self.env.timeout(transfer.arrival - self.env._now)
+            return Timeout(self.env, transfer.arrival - self.env._now)
         event = transfer.event
         if event is None:
-            event = transfer.event = self.env.event()
+            event = transfer.event = Event(self.env)
             self.waits += 1
             if transfer.tag == INF:
                 heapq.heappush(self.expected, (earliest, self.waits, transfer))
@@ -277,7 +281,7 @@ class Disk:
 
     def _set_alarm(self, at: float) -> None:
         self.alarm_at = at
-        self.alarm = self.env.timeout(at - self.env._now)
+        self.alarm = Timeout(self.env, at - self.env._now)
         self.alarm.callbacks.append(self._ring)
 
     def _ring(self, alarm) -> None:
@@ -405,7 +409,7 @@ class Locks:
         else:
             waiters = state
         self.waits += 1
-        event = self.env.event()
+        event = Event(self.env)
         waiters.append(event)
         return event
 
@@ -413,7 +417,7 @@ class Locks:
         table = self.table
         state = table[lock_id]
         if state is HELD:
-            if at > self.env.now:
+            if at > self.env._now:
                 table[lock_id] = at
             else:
                 del table[lock_id]
@@ -566,7 +570,7 @@ class Engine:
         lock_table = locks.table  # the uncontended mutexes' fast path, inlined from Locks
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet run on a core
-        ready = env.now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
+        ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
         dentries = self.dentries
@@ -664,7 +668,7 @@ class Engine:
                         lock_table[step[2]] = HELD
                         continue
                 elif state is HELD:
-                    if ready + pending > env.now:
+                    if ready + pending > env._now:
                         lock_table[step[2]] = ready + pending
                     else:
                         del lock_table[step[2]]
@@ -702,19 +706,19 @@ class Engine:
                 continue
             issue = ready
             for transfer in waits:
-                finish = disk.finish_time(transfer, env.now)
-                while finish > env.now:
-                    if env.skip_ahead(finish - env.now):  # nothing else happens meanwhile: look again
-                        finish = disk.finish_time(transfer, env.now)
+                finish = disk.finish_time(transfer, env._now)
+                while finish > env._now:
+                    if env.skip_ahead(finish - env._now):  # nothing else happens meanwhile: look again
+                        finish = disk.finish_time(transfer, env._now)
                     else:
                         yield disk.wait(transfer, finish)
                         break
                 transfer.done = True
-            if env.now < issue:  # the pages were in flight and arrived before this step's CPU was done
-                if not env.skip_ahead(issue - env.now):
-                    yield env.timeout(issue - env.now)
-            phase_s[step[1]] += env.now - issue
-            ready = env.now + 0.0
+            if env._now < issue:  # the pages were in flight and arrived before this step's CPU was done
+                if not env.skip_ahead(issue - env._now):
+                    yield Timeout(env, issue - env._now)
+            phase_s[step[1]] += env._now - issue
+            ready = env._now + 0.0
             if held is not None:
                 locks.release(held, ready)
                 held = None
@@ -725,8 +729,8 @@ class Engine:
             heapreplace(cores, finish)
             phase_s[step[1]] += finish - ready - pending
             ready = finish
-        if ready > env.now and not env.skip_ahead(ready - env.now):
-            yield env.timeout(ready - env.now)
+        if ready > env._now and not env.skip_ahead(ready - env._now):
+            yield Timeout(env, ready - env._now)
 
     def settle(self, result: OpResult):
         """A SimPy process body: wait until the disk has served every request it holds (as
