@@ -574,7 +574,6 @@ class Engine:
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
         dentries = self.dentries
-        touch = dentries.touch
         cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
         dentry_capacity = dentries.capacity
         dentry_hit = costs.dentry_hit
@@ -589,7 +588,9 @@ class Engine:
                     pending += dentry_hit
                     phase_s[step[1]] += dentry_hit
                     continue
-                touch(step[2])
+                cached[step[2]] = None  # the miss enters the cache: LRU.touch, inlined
+                if len(cached) > dentry_capacity:
+                    cached.popitem(last=False)
                 result.dentry_misses += 1
                 if len(step) > 5:  # the miss holds a directory lock while it probes
                     if pending:
