@@ -17,6 +17,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 import simpy
+from simpy.events import Event, Timeout
 
 from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
@@ -31,6 +32,9 @@ class Environment(simpy.Environment):
     SimPy would compute), same order of everything, one event fewer. Only when the event being
     processed has that process as its one waiter: another waiter would otherwise run after it at
     the later time.
+
+    The engine's hot paths read ``_now`` and build ``Timeout`` and ``Event`` themselves: SimPy's
+    ``now`` property and ``env.timeout`` descriptor cost a Python call each, for the same objects.
     """
 
     def __init__(self, initial_time: float = 0) -> None:
@@ -38,9 +42,21 @@ class Environment(simpy.Environment):
         self._sole_waiter = False
 
     def step(self) -> None:
+        """SimPy's ``step`` (less its StopSimulation bookkeeping: ``run`` is never given an
+        ``until``), inlined: one call fewer per event."""
         queue = self._queue
-        self._sole_waiter = bool(queue) and len(queue[0][3].callbacks or ()) == 1
-        super().step()
+        if not queue:
+            raise simpy.core.EmptySchedule
+        event = queue[0][3]
+        self._sole_waiter = len(event.callbacks or ()) == 1
+        self._now = heapq.heappop(queue)[0]
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
 
     def skip_ahead(self, delay: float) -> bool:
         """Advance the clock by ``delay`` now, if that changes nothing; else False (wait)."""
@@ -250,10 +266,10 @@ class Disk:
         """The event to yield to wait for ``transfer`` (not ended), which ends no earlier than
         ``earliest`` (from :meth:`finish_time`). Triggered exactly when it ends."""
         if transfer.tag == -INF:  # nothing to transfer: it ends with its access time
-            return self.env.timeout(transfer.arrival - self.env._now)
+            return Timeout(self.env, transfer.arrival - self.env._now)
         event = transfer.event
         if event is None:
-            event = transfer.event = self.env.event()
+            event = transfer.event = Event(self.env)
             self.waits += 1
             if transfer.tag == INF:
                 heapq.heappush(self.expected, (earliest, self.waits, transfer))
@@ -265,7 +281,7 @@ class Disk:
 
     def _set_alarm(self, at: float) -> None:
         self.alarm_at = at
-        self.alarm = self.env.timeout(at - self.env._now)
+        self.alarm = Timeout(self.env, at - self.env._now)
         self.alarm.callbacks.append(self._ring)
 
     def _ring(self, alarm) -> None:
@@ -393,7 +409,7 @@ class Locks:
         else:
             waiters = state
         self.waits += 1
-        event = self.env.event()
+        event = Event(self.env)
         waiters.append(event)
         return event
 
@@ -401,7 +417,7 @@ class Locks:
         table = self.table
         state = table[lock_id]
         if state is HELD:
-            if at > self.env.now:
+            if at > self.env._now:
                 table[lock_id] = at
             else:
                 del table[lock_id]
@@ -554,12 +570,12 @@ class Engine:
         lock_table = locks.table  # the uncontended mutexes' fast path, inlined from Locks
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet run on a core
-        ready = env.now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
+        ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
         dentries = self.dentries
-        touch = dentries.touch
         cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
+        dentry_capacity = dentries.capacity
         dentry_hit = costs.dentry_hit
         dentry_hits = 0  # counted here, stored once: most steps are dentry hits
         step = None
@@ -572,7 +588,9 @@ class Engine:
                     pending += dentry_hit
                     phase_s[step[1]] += dentry_hit
                     continue
-                touch(step[2])
+                cached[step[2]] = None  # the miss enters the cache: LRU.touch, inlined
+                if len(cached) > dentry_capacity:
+                    cached.popitem(last=False)
                 result.dentry_misses += 1
                 if len(step) > 5:  # the miss holds a directory lock while it probes
                     if pending:
@@ -589,8 +607,13 @@ class Engine:
                 pending += cpu
                 phase_s[step[1]] += cpu
                 cold = 0
-                for key in probes:
-                    if not touch(key):
+                for key in probes:  # LRU.touch, inlined: a miss probes a key per layer
+                    if key in cached:
+                        cached.move_to_end(key)
+                    else:
+                        cached[key] = None
+                        if len(cached) > dentry_capacity:
+                            cached.popitem(last=False)
                         cold += 1
                 if not cold and held is None:
                     continue
@@ -646,7 +669,7 @@ class Engine:
                         lock_table[step[2]] = HELD
                         continue
                 elif state is HELD:
-                    if ready + pending > env.now:
+                    if ready + pending > env._now:
                         lock_table[step[2]] = ready + pending
                     else:
                         del lock_table[step[2]]
@@ -684,19 +707,19 @@ class Engine:
                 continue
             issue = ready
             for transfer in waits:
-                finish = disk.finish_time(transfer, env.now)
-                while finish > env.now:
-                    if env.skip_ahead(finish - env.now):  # nothing else happens meanwhile: look again
-                        finish = disk.finish_time(transfer, env.now)
+                finish = disk.finish_time(transfer, env._now)
+                while finish > env._now:
+                    if env.skip_ahead(finish - env._now):  # nothing else happens meanwhile: look again
+                        finish = disk.finish_time(transfer, env._now)
                     else:
                         yield disk.wait(transfer, finish)
                         break
                 transfer.done = True
-            if env.now < issue:  # the pages were in flight and arrived before this step's CPU was done
-                if not env.skip_ahead(issue - env.now):
-                    yield env.timeout(issue - env.now)
-            phase_s[step[1]] += env.now - issue
-            ready = env.now + 0.0
+            if env._now < issue:  # the pages were in flight and arrived before this step's CPU was done
+                if not env.skip_ahead(issue - env._now):
+                    yield Timeout(env, issue - env._now)
+            phase_s[step[1]] += env._now - issue
+            ready = env._now + 0.0
             if held is not None:
                 locks.release(held, ready)
                 held = None
@@ -707,8 +730,8 @@ class Engine:
             heapreplace(cores, finish)
             phase_s[step[1]] += finish - ready - pending
             ready = finish
-        if ready > env.now and not env.skip_ahead(ready - env.now):
-            yield env.timeout(ready - env.now)
+        if ready > env._now and not env.skip_ahead(ready - env._now):
+            yield Timeout(env, ready - env._now)
 
     def settle(self, result: OpResult):
         """A SimPy process body: wait until the disk has served every request it holds (as

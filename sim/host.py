@@ -50,9 +50,9 @@ class Host:
     def execute(self, label: str, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
         """Run ``plan`` and record it; ``label`` is the record's container column ("host" for the image)."""
         result = OpResult()
-        start = self.env.now
+        start = self.env._now
         yield from self.engine.execute(plan, result)
-        self.records.add(label, worker, op_name, path, nbytes, start, self.env.now, plan, result)
+        self.records.add(label, worker, op_name, path, nbytes, start, self.env._now, plan, result)
         return plan
 
     def prepare_image(self, image: Image):
@@ -65,9 +65,9 @@ class Host:
         """Wait until the disk is idle: what preparing the image and creating the containers
         wrote is on disk (as after ``sync``). Recorded as the setup operation ``settle``."""
         result = OpResult()
-        start = self.env.now
+        start = self.env._now
         yield from self.engine.settle(result)
-        self.records.add("host", 0, "settle", "", 0, start, self.env.now, Plan(), result)
+        self.records.add("host", 0, "settle", "", 0, start, self.env._now, Plan(), result)
 
     def create_container(self, cid: int, image: Image, mounts: Sequence[Mount] = ()):
         container = Container(cid, image, list(mounts))

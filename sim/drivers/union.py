@@ -92,10 +92,13 @@ class UnionDriver(Driver):
         else:
             layers = image.probe_layers(lower)
             layer_keys: list[tuple] = []
+            per_block = costs.dir_entries_per_block
             for index in layers:
                 layer_id = image.layer_ids[index]
                 layer_keys.append(("meta", layer_id, lower))
-                layer_keys.extend(dir_index_keys(layer_id, parent, name, image.dir_entries[index].get(parent, 0), costs))
+                entries = image.dir_entries[index].get(parent, 0)
+                if entries > per_block:  # else one block, no index (dir_index_keys's first test, a call fewer)
+                    layer_keys.extend(dir_index_keys(layer_id, parent, name, entries, costs))
             keys, probes = tuple(layer_keys), len(layers)
         cpu = probes * self.probe_cpu
         if self.fuse and image.merged.get(lower, (None,))[0] == DIR:
