@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .image import DIR, FILE, Image, ancestors, is_below, parent_of, prefixes
+from .image import DIR, FILE, Image, ancestors, is_below, parent_of
 
 
 TOP = (None, False)  # ``lower_path``'s walk before the first component: no redirect, not hidden

@@ -22,7 +22,11 @@ from .union import UnionDriver
 
 class AufsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    exclusive_lookup: bool = Field(False, description="a cold lookup holds each branch directory's lock exclusively (aufs before shared lookups: mutex_lock_nested(&h_dir->i_mutex) in au_lkup_dentry), so containers looking up in the same image directory queue; false: shared, as later aufs (inode_lock_shared_nested)")
+    exclusive_lookup: bool = Field(False, description=(
+        "a cold lookup holds each branch directory's lock exclusively (aufs before shared lookups: "
+        "mutex_lock_nested(&h_dir->i_mutex) in au_lkup_dentry), so containers looking up in the same image directory "
+        "queue; false: shared, as later aufs (inode_lock_shared_nested)"
+    ))
 
 
 @register

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from ..fsview import TOP, ContainerView, CopyUp, Entry, FsError
 from ..image import DIR, FILE, Image, parent_of, prefixes
 from ..operation import OPERATIONS, Op
-from ..plan import COPY_UP, DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
+from ..plan import DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
 from ..profile import Profile
 
 DOCKER_IMAGE_LAYER_LIMIT = 125  # 127 minus the -init and container layers (moby layer_store.go)
@@ -77,7 +77,8 @@ class Driver:
     def check_layers(cls, layers: int) -> None:
         limit = min(cls.max_layers, DOCKER_IMAGE_LAYER_LIMIT)
         if layers > limit:
-            raise LayerLimitError(f"{cls.name} allows at most {limit} image layers, got {layers}: {cls.layer_limit_reason}")
+            raise LayerLimitError(f"{cls.name} allows at most {limit} image layers, got {layers}: "
+                                  f"{cls.layer_limit_reason}")
         if layers < 1:
             raise LayerLimitError(f"an image needs at least 1 layer, got {layers}")
 
@@ -312,7 +313,8 @@ class Driver:
                 above = found[3]
             else:
                 entry, lower = view.resolve(prefix, above)
-                step = probe_step(LOOKUP, (self.mounts[cid], prefix), *self.probe(cid, view, prefix, lower, parent_upper),
+                step = probe_step(LOOKUP, (self.mounts[cid], prefix),
+                                  *self.probe(cid, view, prefix, lower, parent_upper),
                                   self.probe_lock(cid, view, prefix, lower))
                 steps.append(step)
                 if prefix == path:
@@ -325,7 +327,8 @@ class Driver:
                 memo[prefix] = (entry.fields(), step, parent_upper, above)
             parent_upper = prefix in upper_dirs
 
-    def probe(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool) -> tuple[tuple, float]:
+    def probe(self, cid: int, view: ContainerView, prefix: str, lower: str | None,
+              parent_upper: bool) -> tuple[tuple, float]:
         """The metadata keys a dentry miss of ``prefix`` reads and its CPU. Natively (ext4 or
         xfs, also inside a devicemapper thin device) the name's directory block and inode in the
         mount's own tree, and the index blocks of a large parent directory. ``lower`` is

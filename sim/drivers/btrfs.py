@@ -103,8 +103,13 @@ class BtreeLayout:
 
 class BtrfsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    fsync_metadata_bytes: Size = Field(16384, ge=0, description="tree-log / metadata written per fsync: one 16 KiB node by default [bytes]")
-    nodesize: Size = Field(16384, ge=4096, le=65536, description="B-tree node size (mkfs.btrfs --nodesize, 16 KiB by default): how many items a leaf holds and how many children an internal node has [bytes]")
+    fsync_metadata_bytes: Size = Field(16384, ge=0, description=(
+        "tree-log / metadata written per fsync: one 16 KiB node by default [bytes]"
+    ))
+    nodesize: Size = Field(16384, ge=4096, le=65536, description=(
+        "B-tree node size (mkfs.btrfs --nodesize, 16 KiB by default): how many items a leaf holds and how many "
+        "children an internal node has [bytes]"
+    ))
 
 
 @register

@@ -16,7 +16,9 @@ from .snapshot import SnapshotDriver
 
 class DevicemapperOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    block_size: Size = Field(64 * 1024, ge=64 * 1024, le=2**30, description="thin-pool block size, a multiple of 64 KiB [bytes]")
+    block_size: Size = Field(64 * 1024, ge=64 * 1024, le=2**30, description=(
+        "thin-pool block size, a multiple of 64 KiB [bytes]"
+    ))
 
     @field_validator("block_size")
     @classmethod

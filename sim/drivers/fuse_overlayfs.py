@@ -20,8 +20,14 @@ from .union import UnionDriver
 class FuseOverlayfsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     volatile: bool = Field(False, description="fuse-overlayfs -o fsync=0: no fsync after copy-up, fsync(2) is a no-op")
-    reflink: bool = Field(False, description="copy-up by copy_file_range on a filesystem that clones (xfs with reflink, btrfs)")
-    threads: int = Field(1, ge=1, le=1024, description="daemon threads serving the mount: 1 is fuse-overlayfs's default single-threaded loop; more is -o threaded=1, where data reads and writes run in parallel and every other request holds the daemon's big lock [count]")
+    reflink: bool = Field(False, description=(
+        "copy-up by copy_file_range on a filesystem that clones (xfs with reflink, btrfs)"
+    ))
+    threads: int = Field(1, ge=1, le=1024, description=(
+        "daemon threads serving the mount: 1 is fuse-overlayfs's default single-threaded loop; more is -o "
+        "threaded=1, where data reads and writes run in parallel and every other request holds the daemon's big lock "
+        "[count]"
+    ))
 
 
 @register

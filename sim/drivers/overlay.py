@@ -13,14 +13,19 @@ from .union import UnionDriver, UnionOptions
 
 class OverlayOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reflink: bool = Field(False, description="the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied")
+    reflink: bool = Field(False, description=(
+        "the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied"
+    ))
     tmpfile: bool = UnionOptions.model_fields["tmpfile"]
 
 
 @register
 class Overlay(UnionDriver):
     name = "overlay"
-    summary = "legacy kernel overlayfs: one lower directory of hard links; lookups probe 2 layers, layer builds cost O(entries)"
+    summary = (
+        "legacy kernel overlayfs: one lower directory of hard links; lookups probe 2 layers, layer builds cost "
+        "O(entries)"
+    )
     layer_limit_reason = "Docker caps images at 125 layers (127 minus -init and container layers)"
     Options = OverlayOptions
     single_lower = True

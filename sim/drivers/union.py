@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..image import DIR, FILE, Image
 from ..plan import COPY_UP, SETUP
-from .base import Driver, FsError, chunks, dir_index_keys
+from .base import Driver, chunks, dir_index_keys
 
 GIB = 2**30
 
@@ -24,9 +24,17 @@ class UnionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metacopy: bool = Field(False, description="chmod/chown copy up metadata only; data follows at the first data write")
     volatile: bool = Field(False, description="skip every sync: no fsync after copy-up, fsync(2) is a no-op")
-    redirect_dir: bool = Field(False, description="renaming a lower directory records a redirect instead of failing with EXDEV")
-    reflink: bool = Field(False, description="the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied")
-    tmpfile: bool = Field(True, description="files are copied up through an O_TMPFILE outside the upper filesystem's rename lock (ovl_copy_up_tmpfile); false: in the work directory under that lock, data and fsync included (ovl_copy_up_workdir: upper filesystems without O_TMPFILE, and kernels before the O_TMPFILE copy-up such as 4.9)")
+    redirect_dir: bool = Field(False, description=(
+        "renaming a lower directory records a redirect instead of failing with EXDEV"
+    ))
+    reflink: bool = Field(False, description=(
+        "the backing filesystem clones (xfs with reflink, btrfs): copy-up data is cloned, not copied"
+    ))
+    tmpfile: bool = Field(True, description=(
+        "files are copied up through an O_TMPFILE outside the upper filesystem's rename lock (ovl_copy_up_tmpfile); "
+        "false: in the work directory under that lock, data and fsync included (ovl_copy_up_workdir: upper "
+        "filesystems without O_TMPFILE, and kernels before the O_TMPFILE copy-up such as 4.9)"
+    ))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """zfs: each layer a snapshot, each container a clone; 128 KiB records.
 
 A write smaller than a record reads the whole record first (read-modify-write) and writes the
-whole record back; a file smaller than the recordsize is a single block of its own size. Clones share cached blocks in the ARC, so containers share the page cache of
-unmodified image files.
+whole record back; a file smaller than the recordsize is a single block of its own size. Clones
+share cached blocks in the ARC, so containers share the page cache of unmodified image files.
 """
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,7 +13,9 @@ from .snapshot import SnapshotDriver
 
 class ZfsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    recordsize: Size = Field(128 * 1024, ge=512, le=16 * 2**20, description="dataset recordsize: the copy-on-write unit [bytes]")
+    recordsize: Size = Field(128 * 1024, ge=512, le=16 * 2**20, description=(
+        "dataset recordsize: the copy-on-write unit [bytes]"
+    ))
 
 
 @register
