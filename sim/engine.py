@@ -564,7 +564,7 @@ class Engine:
         costs = self.costs
         page_cache = self.page_cache
         run = self.cores.run
-        cores = self.cores.free  # a burst on the first free core: Cores.run, inlined where frequent
+        cores = self.cores.free  # a burst on the first free core: Cores.run, inlined at the end of every operation
         heapreplace = heapq.heapreplace
         locks = self.locks
         lock_table = locks.table  # the uncontended mutexes' fast path, inlined from Locks
@@ -618,9 +618,7 @@ class Engine:
                 if not cold and held is None:
                     continue
                 if pending:
-                    free = cores[0]
-                    finish = (ready if ready > free else free) + pending
-                    heapreplace(cores, finish)
+                    finish = run(ready, pending)
                     phase_s[step[1]] += finish - ready - pending
                     ready, pending = finish, 0.0
                 if not cold:
@@ -643,9 +641,7 @@ class Engine:
                 if not miss and not waits:
                     continue
                 if pending:
-                    free = cores[0]
-                    finish = (ready if ready > free else free) + pending
-                    heapreplace(cores, finish)
+                    finish = run(ready, pending)
                     phase_s[step[1]] += finish - ready - pending
                     ready, pending = finish, 0.0
                 if miss:
