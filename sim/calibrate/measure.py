@@ -17,12 +17,13 @@ names each layer holds in the target's directory.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,21 @@ def read_whole(root: int, target: str, buffer: bytearray) -> None:
             pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def opened_roots(tops: list[Path], mounts: list) -> Iterator[list[int]]:
+    """Directory descriptors of ``tops`` for the timed threads; closed after, and the overlay
+    ``mounts`` (merged directory, handle) among them unmounted and removed."""
+    roots = [os.open(top, os.O_RDONLY | os.O_DIRECTORY) for top in tops]
+    try:
+        yield roots
+    finally:
+        for root in roots:
+            os.close(root)
+        for merged, handle in mounts:
+            handle.close()
+            shutil.rmtree(merged.parent, ignore_errors=True)
 
 
 def at_once(actions: list[Callable[[], None]]) -> tuple[list[float], float]:
@@ -395,20 +411,13 @@ class Calibration:
             for count in plan.concurrency:
                 for cache in ("cold", "warm"):
                     mounts = [layers.mount("overlay", 1) for _ in range(count)]
-                    roots = [os.open(merged, os.O_RDONLY | os.O_DIRECTORY) for merged, _ in mounts]
-                    try:
+                    with opened_roots([merged for merged, _ in mounts], mounts) as roots:
                         if cache == "warm":
                             warm_up(mounts[0][0], target)
                             os.sync()
                         else:
                             drop_caches()
                         latencies, makespan = at_once([lambda root=root: timed_write(root, target) for root in roots])
-                    finally:
-                        for root in roots:
-                            os.close(root)
-                        for merged, handle in mounts:
-                            handle.close()
-                            shutil.rmtree(merged.parent, ignore_errors=True)
                     self._record_at_once("first_write", latencies, makespan, "overlay2", fs, size, cache, repeat)
                     self._tick()
 
@@ -430,17 +439,10 @@ class Calibration:
                 for driver in ("vfs", "overlay2"):
                     mounts = [layers.mount("overlay", 1) for _ in range(count)] if driver == "overlay2" else []
                     tops = [merged for merged, _ in mounts] or copies[:count]
-                    roots = [os.open(top, os.O_RDONLY | os.O_DIRECTORY) for top in tops]
-                    try:
+                    with opened_roots(tops, mounts) as roots:
                         drop_caches()
                         latencies, makespan = at_once([lambda root=root, buffer=buffer: read_whole(root, target, buffer)
                                                        for root, buffer in zip(roots, buffers)])
-                    finally:
-                        for root in roots:
-                            os.close(root)
-                        for merged, handle in mounts:
-                            handle.close()
-                            shutil.rmtree(merged.parent, ignore_errors=True)
                     self._record_at_once("read", latencies, makespan, driver, fs, size, "cold", repeat)
                     self._tick()
 
