@@ -19,6 +19,8 @@ from click.testing import CliRunner
 
 from sim.cli import main
 
+from .refusals import one_line
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = "name: s\nimage: {kind: probe, layers: 2}\nworkload: {kind: copyup_probe}\n"
 MIX = "name: s\nimage: {kind: synthetic, layers: 2, files_per_layer: 10}\nworkload: {kind: mix, operations: 10}\n"
@@ -113,14 +115,9 @@ def invoke(args: list[str], cwd: Path | None = None):
 
 def refused(result, elapsed: float, *needles: str, seconds: float = SECONDS) -> str:
     """The one line of a refusal, checked: exit 2, no traceback, quick, saying ``needles``."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == 2, result.output
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cowsim: error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    line = one_line(result, *needles)
     assert elapsed < seconds, f"took {elapsed:.1f} s"
-    return lines[0]
+    return line
 
 
 @pytest.mark.parametrize("text, message", [case[1:] for case in BAD_SCENARIOS], ids=[case[0] for case in BAD_SCENARIOS])

@@ -14,6 +14,8 @@ import sim
 from sim import api
 from sim.cli import main
 
+from .refusals import one_line
+
 SCENARIO = {"name": "folders", "seed": 3, "replicates": 2, "image": {"kind": "probe", "layers": 2},
             "workload": {"kind": "copyup_probe"},
             "sweep": {"driver.name": ["overlay2", "btrfs"], "image.file_size": ["4KiB", "1MiB"]}}
@@ -61,16 +63,6 @@ CORRUPTIONS = [
     ("resolved scenario broken", "scenario.resolved.yaml", lambda p: p.write_text("name: [unclosed\n"), "damaged"),
     ("resolved scenario a list", "scenario.resolved.yaml", lambda p: p.write_text("- 1\n"), "not a scenario mapping"),
 ]
-
-
-def one_line(result, *needles: str) -> str:
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == 2, result.output
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cowsim: error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("name, damage, message", [c[1:] for c in CORRUPTIONS], ids=[c[0] for c in CORRUPTIONS])
