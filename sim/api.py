@@ -572,7 +572,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         "status": "failed" if failed else "complete",
         "runs_ok": len(status) - len(failed), "runs_failed": len(failed),
         "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in manifest["sessions"]),
-        "events": int(summary["events"].sum()) if "events" in summary else 0,
+        "operations_executed": int(summary["operations_executed"].sum()) if "operations_executed" in summary else 0,
         "run_status": [[entry["point"], entry["replicate"], entry["status"]] for entry in status],
         "failures": failed,
     })

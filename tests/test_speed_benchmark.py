@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from benchmarks import speed
@@ -11,12 +12,23 @@ TINY = {"name": "tiny_mix", "seed": 1, "image": {"kind": "synthetic", "layers": 
         "workload": {"kind": "mix", "operations": 60}, "sweep": {"driver.name": ["overlay2", "btrfs"]}}
 
 
-def test_measure_counts_operations_points_and_disk_events():
+def test_measure_compares_per_operation_with_one_bare_cycle_per_operation():
     row = speed.measure(TINY, repeat=1)
     assert (row["scenario"], row["points"], row["runs"]) == ("tiny_mix", 2, 2)
-    assert row["operations"] >= 120 and row["disk_events"] > 0
+    # every measured operation, plus each run's setup (image preparation, container creation and removal)
+    assert row["measured_ops"] == 120 and row["operations"] > row["measured_ops"] and row["disk_requests"] > 0
     assert row["ops_per_s"] == row["operations"] / row["cpu_s"]
-    assert row["slowdown_vs_bare"] == row["cpu_s"] / row["bare_cpu_s"] > 0
+    assert row["us_per_operation"] == pytest.approx(1e6 * row["cpu_s"] / row["operations"])
+    assert row["bare_us_per_cycle"] == pytest.approx(1e6 * row["bare_cpu_s"] / row["operations"])
+    assert row["cycles_per_operation"] == pytest.approx(row["cpu_s"] / row["bare_cpu_s"])
+    assert row["cycles_per_operation"] > 0
+
+
+def test_bare_loop_runs_one_cycle_per_operation_executed(monkeypatch):
+    asked = []
+    monkeypatch.setattr(speed, "bare_simpy", lambda cycles: asked.append(cycles) or 1.0)
+    row = speed.measure(TINY, repeat=1)
+    assert asked == [row["operations"]] and row["bare_cpu_s"] == 1.0
 
 
 def test_command_writes_json_and_compares_two_files(tmp_path, capsys):
@@ -26,7 +38,7 @@ def test_command_writes_json_and_compares_two_files(tmp_path, capsys):
         assert speed.main([str(scenario), "--repeat", "1", "--json", str(tmp_path / f"{name}.json")]) == 0
     figures = json.loads((tmp_path / "new.json").read_text())
     assert [row["scenario"] for row in figures["scenarios"]] == ["tiny_mix", "all"]
-    assert "x slower than bare" in capsys.readouterr().out
+    assert "cycles/operation" in capsys.readouterr().out
     assert speed.main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[0] == "tiny_mix" and len(lines) == 3
