@@ -74,7 +74,7 @@ def _child_main() -> None:
     request = json.loads(sys.stdin.read())
     kind, data, options = request["kind"], request["data"], request["options"]
     measures: dict[str, Callable[..., dict]] = {"throughput": _throughput, "sweep": _sweep, "simulate": _simulate,
-                                                "run": _run, "points": _points, "idle": _idle}
+                                                "run": _run, "api": _api, "points": _points, "idle": _idle}
     figures = measures[kind](data, **options)
     figures["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(figures))
@@ -171,6 +171,33 @@ def _run(data: dict) -> dict:
             "ops_per_s": operations / wall, "ops_parquet_bytes": written}
 
 
+def _api(data: dict) -> dict:
+    """The scenario through the Python API without a run folder (``sim.run_scenario(data)``), as
+    a notebook calls it; then its operations counted, and whatever temporary files it made
+    checked for once the result is gone."""
+    import gc
+    from sim.api import run_scenario
+    before = _temporaries()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run_scenario(data)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    operations, records = int(result.summary["ops"].sum()), result.operations
+    during = _temporaries() - before
+    del result
+    gc.collect()
+    return {"operations": operations, "records": records, "wall_s": wall, "cpu_s": cpu,
+            "ops_per_s": operations / wall, "ops_parquet_bytes": sum(_size(path) for path in during),
+            "temporaries_left": sorted(map(str, _temporaries() - before))}
+
+
+def _temporaries() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("cowsim-*"))
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
 # -- the targets -----------------------------------------------------------------------------------
 
 def throughput(quick: bool) -> dict:
@@ -202,14 +229,16 @@ def memory(quick: bool) -> dict:
     operations = 1_000_000 if quick else 10_000_000
     data = scenario("throughput", **{"workload.operations": operations})
     measured: list[tuple[str, str, dict[str, Any]]] = [("streamed", "simulate", {"stream_ops": True}),
-                                                       ("run folder", "run", {})]
+                                                       ("run folder", "run", {}), ("API, no folder", "api", {})]
     if quick:
         measured.append(("in memory", "simulate", {"stream_ops": False}))
     rows = {}
     for label, kind, options in measured:
         row = rows[label] = child(kind, data, **options)
         print(f"memory ({label}): {row['operations']:,} ops, peak RSS {row['peak_rss_bytes'] / GIB:.2f} GiB "
-              f"(target < 1 GiB), {row['wall_s']:.0f} s wall, ops.parquet {row['ops_parquet_bytes'] / 2**20:.0f} MiB")
+              f"(target < 1 GiB), {row['wall_s']:.0f} s wall, ops.parquet {row['ops_parquet_bytes'] / 2**20:.0f} MiB"
+              + (f"; temporary files left behind: {', '.join(row['temporaries_left'])}"
+                 if row.get("temporaries_left") else ""))
     return rows
 
 
