@@ -131,9 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; the best counts (default 3)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"), help="compare two --json files")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="the throughput scenario's CPU time per operation by component, and the flat loop's floor")
+    parser.add_argument("--operations", type=int, default=40_000, help="with --breakdown: operations of the "
+                        "larger run (default 40,000)")
     args = parser.parse_args(argv)
     if args.compare:
         print(compare_files(*args.compare))
+        return 0
+    if args.breakdown:
+        from benchmarks import breakdown, floor
+        figures = {"breakdown": breakdown.breakdown(args.operations),
+                   "floor": floor.measure(args.operations, args.repeat)}
+        print(breakdown.table(figures["breakdown"]))
+        print(f"floor (benchmarks.floor, the same mechanism work in one flat loop, {args.operations:,} operations): "
+              f"{figures['floor']['us_per_operation']:.2f} us per operation")
+        if args.json:
+            args.json.write_text(json.dumps({"environment": environment(), **figures}, indent=1) + "\n")
         return 0
     paths = [Path(p) for p in args.scenarios] or sorted(SCENARIOS.glob("*.yaml"))
     rows = [measure(path, args.repeat) for path in paths]

@@ -173,29 +173,25 @@ def _run(data: dict) -> dict:
 
 def _api(data: dict) -> dict:
     """The scenario through the Python API without a run folder (``sim.run_scenario(data)``), as
-    a notebook calls it; then its operations counted, and whatever temporary files it made
-    checked for once the result is gone."""
+    a notebook calls it; its temporary files go to a private folder, checked empty once the
+    result is gone."""
     import gc
     from sim.api import run_scenario
-    before = _temporaries()
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = run_scenario(data)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    operations, records = int(result.summary["ops"].sum()), result.operations
-    during = _temporaries() - before
-    del result
-    gc.collect()
+    with tempfile.TemporaryDirectory(prefix="cowsim-bench-") as private:
+        tempfile.tempdir = private  # where the API's temporary folders go
+        try:
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = run_scenario(data)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            operations, records = int(result.summary["ops"].sum()), result.operations
+            written = sum(f.stat().st_size for f in Path(private).rglob("*") if f.is_file())
+            del result
+            gc.collect()
+            left = sorted(str(path) for path in Path(private).iterdir())
+        finally:
+            tempfile.tempdir = None
     return {"operations": operations, "records": records, "wall_s": wall, "cpu_s": cpu,
-            "ops_per_s": operations / wall, "ops_parquet_bytes": sum(_size(path) for path in during),
-            "temporaries_left": sorted(map(str, _temporaries() - before))}
-
-
-def _temporaries() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("cowsim-*"))
-
-
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            "ops_per_s": operations / wall, "ops_parquet_bytes": written, "temporaries_left": left}
 
 
 # -- the targets -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from benchmarks import speed
+from benchmarks import breakdown, floor, speed
 
 TINY = {"name": "tiny_mix", "seed": 1, "image": {"kind": "synthetic", "layers": 2, "files_per_layer": 30},
         "workload": {"kind": "mix", "operations": 60}, "sweep": {"driver.name": ["overlay2", "btrfs"]}}
@@ -42,3 +42,35 @@ def test_command_writes_json_and_compares_two_files(tmp_path, capsys):
     assert speed.main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[0] == "tiny_mix" and len(lines) == 3
+
+
+def test_floor_loop_does_the_mechanism_work_of_each_operation():
+    row = floor.measure(3000, repeat=1)
+    assert row["records"] == row["operations"] == 3000 and row["us_per_operation"] > 0
+    assert row["lru_touches_per_operation"] > 2  # a dentry per path component, a page-cache block
+    assert 0 < row["disk_waits_share"] < 1 and 0 < row["dentry_hit_ratio"] < 1
+
+
+def test_breakdown_puts_each_function_in_its_component():
+    import sim.engine
+    engine = sim.engine.__file__
+    lru_line = sim.engine.LRU.touch.__code__.co_firstlineno
+    spans: dict = {}
+    assert breakdown._component(("/x/sim/fsview.py", 10, "lookup"), spans) == "path lookup"
+    assert breakdown._component(("/x/sim/drivers/union.py", 10, "plan"), spans) == "driver plans"
+    assert breakdown._component((engine, lru_line, "touch"), spans) == "LRU"
+    assert breakdown._component((engine, sim.engine.Engine.execute.__code__.co_firstlineno, "execute"), spans) \
+        == "engine"
+    assert breakdown._component(("~", 0, "<method 'move_to_end' of 'collections.OrderedDict' objects>"), spans) \
+        == "LRU"
+    assert breakdown._component(("~", 0, "<built-in method _bisect.bisect_right>"), spans) is None  # its callers'
+    assert breakdown._component(("/usr/lib/python3/simpy/core.py", 1, "step"), spans) == "SimPy"
+    assert breakdown._component(("/usr/lib/python3/json/decoder.py", 1, "decode"), spans) == "other"
+
+
+def test_breakdown_command_prints_the_components_and_the_floor(capsys):
+    assert speed.main(["--breakdown", "--operations", "1200", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    for component, _what, _markers in breakdown.COMPONENTS:
+        assert f"\n{component} " in out
+    assert "floor (benchmarks.floor" in out and "Python calls per operation" in out

@@ -29,3 +29,8 @@ def test_run_child_writes_a_run_folder():
     row = targets.child("run", tiny("throughput"))
     assert row["operations"] == 300 and row["records"] > 300 and row["ops_parquet_bytes"] > 0
     assert row["peak_rss_bytes"] > 0
+
+
+def test_api_child_runs_without_a_folder_and_leaves_no_temporary():
+    row = targets.child("api", tiny("throughput"))
+    assert row["operations"] == 300 and row["records"] > 300 and row["temporaries_left"] == []
