@@ -337,9 +337,10 @@ def against(source: Path, quick: bool, repeat: int = 2, operations: int | None =
                "points_speedup_wall": b["points"]["wall_s"] / a["points"]["wall_s"],
                "target_speedup": TARGET_SPEEDUP, "target_met": speedup >= TARGET_SPEEDUP}
     print(f"against {source}, alternately, best of {repeat} each (CPU time of fresh child processes):\n"
-          f"  throughput scenario (scenarios/bench/throughput.yaml, {operations:,} ops, end to end):\n"
-          f"    {source}: {b['mix']['ops_per_cpu_s']:>9,.0f} ops per CPU second ({b['mix']['cpu_s']:.1f} s)\n"
-          f"    {ROOT}: {a['mix']['ops_per_cpu_s']:>9,.0f} ops per CPU second ({a['mix']['cpu_s']:.1f} s)\n"
+          f"  throughput scenario (scenarios/bench/throughput.yaml, {operations:,} ops, end to end; before: "
+          f"{source}, after: {ROOT}):\n"
+          f"    before:    {b['mix']['ops_per_cpu_s']:>9,.0f} ops per CPU second ({b['mix']['cpu_s']:.1f} s)\n"
+          f"    after:     {a['mix']['ops_per_cpu_s']:>9,.0f} ops per CPU second ({a['mix']['cpu_s']:.1f} s)\n"
           f"    ratio x{speedup:.2f} ops per CPU second (wall x{figures['mix_speedup_wall']:.2f}); "
           f"issue 16's target >= x{TARGET_SPEEDUP:.0f}: {'PASS' if figures['target_met'] else 'FAIL'}\n"
           f"  copy-up points ({a['points']['runs']} runs): {b['points']['cpu_ms_per_run']:.2f} -> "
