@@ -7,14 +7,17 @@ Two runs of ``scenarios/bench/throughput.yaml`` (records kept in memory, as a no
 ``simulate``), of N/4 and N operations, each in this process under :mod:`cProfile`, and the
 same two without it. Per operation is the difference of the two runs over the difference of
 their operations: building the image and the 64 containers, the same in both, cancels out. The
-profiler's self time (CPU time) of each function is put in a component by the file that defines it (see
-:data:`COMPONENTS`); a built-in function's (a dict's ``move_to_end``, ``bisect_right``, a NumPy
-call) goes to the components of its callers, in proportion to what each caller spent in it,
-except the ordered dicts' moves and evictions, which are the LRU's wherever they are called.
-The shares are then applied to the per-operation CPU time measured without the profiler,
-whose overhead (a few hundred nanoseconds per call) would otherwise weigh small functions more
-than large ones. The collector's time is not a function: it shows in whichever function
-allocated when it ran.
+profiler's self time of each function is put in a component (see :data:`COMPONENTS`) by the
+file that defines it, by its class (:data:`CLASSES`), and by its name
+in sim/drivers (:data:`LOOKUP_WORDS`); a built-in function's (``bisect_right``, a NumPy call)
+goes to the components of its callers, in proportion to what each caller spent in it, except
+the ordered dicts' moves and evictions, which are the LRU's wherever they are called. The
+shares are then applied to the per-operation CPU time measured without the profiler, whose
+overhead (a few hundred nanoseconds per call) weighs small functions more than large ones: read
+the shares to a few per cent. The profiler's clock is wall time (a Python CPU-time clock would
+cost more than most calls); on a busy machine the time lost to other processes falls on
+functions in proportion to their own time, and the unprofiled figure is CPU time. The
+collector's time is not a function: it shows in whichever function allocated when it ran.
 """
 from __future__ import annotations
 
@@ -29,20 +32,28 @@ import yaml
 BENCH = Path(__file__).resolve().parent.parent / "scenarios" / "bench" / "throughput.yaml"
 US = 1e6
 # (component, what it holds, how a function's file names it): the first that matches wins.
+# Components without a file are found by class or name (below).
 COMPONENTS = [
-    ("path lookup", "sim/fsview.py, sim/image.py: walks, stat, probe keys", ("sim/fsview", "sim/image")),
-    ("driver plans", "sim/drivers/*: what each operation does", ("sim/drivers/",)),
+    ("path lookup", "sim/fsview.py, sim/image.py, and the drivers' functions named for lookups, probes, "
+     "walks, stat, paths or parents", ("sim/fsview", "sim/image")),
+    ("driver plans", "the rest of sim/drivers/*: what each operation does", ("sim/drivers/",)),
     ("plans", "sim/plan.py: plan objects and steps", ("sim/plan",)),
-    ("LRU", "dentry and page caches: their classes and every OrderedDict move or eviction", ()),
-    ("engine", "sim/engine.py: the step loop, disk, cores, locks", ("sim/engine",)),
+    ("LRU", "dentry and page caches: their classes, and every OrderedDict move or eviction", ()),
+    ("disk", "sim/engine.py's Disk and Transfer: the disk's sharing, alarms, requests", ()),
+    ("cores and locks", "sim/engine.py's Cores, Locks, Semaphore", ()),
+    ("engine step loop", "the rest of sim/engine.py: Engine.execute's loop over a plan's steps", ("sim/engine",)),
     ("host", "sim/host.py: routing, planning and recording an operation", ("sim/host",)),
     ("drawing operations", "sim/workloads.py, sim/operation.py, their random draws",
      ("sim/workloads", "sim/operation")),
     ("records", "sim/records.py and Arrow", ("sim/records", "pyarrow")),
-    ("SimPy", "simpy's event loop, events and processes", ("simpy/",)),
+    ("SimPy", "simpy's event loop, events and processes, and sim/engine.py's Environment", ("simpy/",)),
     ("other", "anything else", ("",)),
 ]
-LRU_CLASSES = ("LRU", "PageCache")  # classes of sim/engine.py whose methods are the LRU's
+# Classes of the model and their component, in whichever file of sim/ they are (today all in
+# sim/engine.py, where a class not named here is the step loop's).
+CLASSES = {"LRU": "LRU", "PageCache": "LRU", "Disk": "disk", "Transfer": "disk", "Cores": "cores and locks",
+                  "Locks": "cores and locks", "Semaphore": "cores and locks", "Environment": "SimPy"}
+LOOKUP_WORDS = ("lookup", "probe", "resolve", "walk", "stat", "path", "parent")  # in a driver function's name
 LRU_BUILTINS = ("move_to_end", "popitem")
 
 
@@ -68,36 +79,40 @@ def _simulate(operations: int, profiler: cProfile.Profile | None = None) -> tupl
     return time.process_time() - started, int(summary.get("operations_executed", summary.get("events", 0)))
 
 
-def _class_spans(path: str) -> list[tuple[int, int]]:
-    """Line spans of the LRU classes in ``path`` (sim/engine.py), to tell their methods apart."""
+def _class_spans(path: str) -> list[tuple[int, int, str]]:
+    """Line spans of the classes of ``path`` that CLASSES names, and their components: cProfile
+    names a method without its class."""
     import ast
     try:
         tree = ast.parse(Path(path).read_text())
     except (OSError, SyntaxError):
         return []
-    return [(node.lineno, node.end_lineno or node.lineno) for node in tree.body
-            if isinstance(node, ast.ClassDef) and node.name in LRU_CLASSES]
+    return [(node.lineno, node.end_lineno or node.lineno, CLASSES[node.name]) for node in tree.body
+            if isinstance(node, ast.ClassDef) and node.name in CLASSES]
 
 
-def _component(function: tuple[str, int, str], spans: dict[str, list[tuple[int, int]]]) -> str | None:
+def _component(function: tuple[str, int, str], spans: dict[str, list[tuple[int, int, str]]]) -> str | None:
     """The component of a Python function by its file; None for a built-in."""
     filename, line, name = function
     if filename == "~":
         lru = any(name.startswith(f"<method '{method}' of 'collections.OrderedDict'") for method in LRU_BUILTINS)
         return "LRU" if lru else None
     filename = filename.replace("\\", "/")
-    if filename.endswith("sim/engine.py"):
+    if "/sim/" in filename and "/sim/drivers/" not in filename:
         if filename not in spans:
             spans[filename] = _class_spans(filename)
-        if any(start <= line <= end for start, end in spans[filename]):
-            return "LRU"
+        owner = next((component for start, end, component in spans[filename] if start <= line <= end), None)
+        if owner is not None:
+            return owner
+    if "sim/drivers/" in filename and any(word in name for word in LOOKUP_WORDS):
+        return "path lookup"
     return next(component for component, _what, markers in COMPONENTS if any(m in filename for m in markers))
 
 
 def self_times(stats: pstats.Stats) -> tuple[dict[str, float], int]:
     """Self time by component (built-ins shared among their callers' components), and the
     number of calls of Python functions (frames)."""
-    spans: dict[str, list[tuple[int, int]]] = {}
+    spans: dict[str, list[tuple[int, int, str]]] = {}
     times = {component: 0.0 for component, _what, _markers in COMPONENTS}
     frames = 0
     raw = stats.stats  # type: ignore[attr-defined]  # {function: (cc, nc, tt, ct, callers)}
@@ -127,7 +142,7 @@ def breakdown(operations: int = 40_000) -> dict:
     profiled = {}
     executed = {}
     for n in (small, operations):
-        profiler = cProfile.Profile(time.process_time)  # CPU time: the machine may be shared
+        profiler = cProfile.Profile()  # its own clock: a Python timer (process_time) costs more than most calls
         _, executed[n] = _simulate(n, profiler)
         profiled[n] = self_times(pstats.Stats(profiler))
     ops = executed[operations] - executed[small]

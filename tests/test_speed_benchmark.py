@@ -54,13 +54,15 @@ def test_floor_loop_does_the_mechanism_work_of_each_operation():
 def test_breakdown_puts_each_function_in_its_component():
     import sim.engine
     engine = sim.engine.__file__
-    lru_line = sim.engine.LRU.touch.__code__.co_firstlineno
+    lru_line = sim.engine.LRU.__init__.__code__.co_firstlineno
     spans: dict = {}
     assert breakdown._component(("/x/sim/fsview.py", 10, "lookup"), spans) == "path lookup"
     assert breakdown._component(("/x/sim/drivers/union.py", 10, "plan"), spans) == "driver plans"
-    assert breakdown._component((engine, lru_line, "touch"), spans) == "LRU"
-    assert breakdown._component((engine, sim.engine.Engine.execute.__code__.co_firstlineno, "execute"), spans) \
-        == "engine"
+    assert breakdown._component((engine, lru_line, "__init__"), spans) == "LRU"
+    assert breakdown._component((engine, sim.engine.Engine.__init__.__code__.co_firstlineno, "__init__"), spans) \
+        == "engine step loop"
+    assert breakdown._component((engine, sim.engine.Disk.__init__.__code__.co_firstlineno, "__init__"), spans) == "disk"
+    assert breakdown._component(("/x/sim/drivers/base.py", 10, "lookup"), spans) == "path lookup"
     assert breakdown._component(("~", 0, "<method 'move_to_end' of 'collections.OrderedDict' objects>"), spans) \
         == "LRU"
     assert breakdown._component(("~", 0, "<built-in method _bisect.bisect_right>"), spans) is None  # its callers'
