@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIVERS = list(REGISTRY)
 MIX_OPS = {"read": .35, "write": .2, "append": .1, "create": .1, "delete": .05, "stat": .1, "rename": .04,
            "chmod": .03, "truncate": .03}
+# Summary columns renamed since fingerprints were first saved, hashed under their old names: a
+# renamed column changes no number, and fingerprints of older checkouts and files still compare.
+OLD_NAMES = {"operations_executed": "events"}
 IMAGE = {"layers": 5, "files_per_layer": 300, "dir_depth": 3, "fanout": 4, "file_size": "16KiB", "sigma": 1.2,
          "overwrite_fraction": 0.1, "delete_fraction": 0.05}
 
@@ -98,7 +101,7 @@ def fingerprint(data: dict) -> dict:
     for index, (_values, point) in enumerate(validate(data)):
         for replicate in range(point.replicates):
             result = simulate(point, replicate)
-            summary = pd.DataFrame([result.summary])
+            summary = pd.DataFrame([result.summary]).rename(columns=OLD_NAMES)
             digests[f"{index}.{replicate}"] = "/".join(_digest(t) for t in (result.ops, summary, result.space))
     return digests
 

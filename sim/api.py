@@ -4,7 +4,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import shutil
+import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +19,15 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import ValidationError
 
-from . import files, results
+from . import files, results, sweep
 from .drivers import REGISTRY, LayerLimitError
 from .errors import CowsimError, ScenarioError
 from .image import PROBE_DIR_ENTRIES
 from .runner import STREAMS, simulate
 from .scenario import (MAX_RUNS, FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
                        union_kinds, unknown_key)
-from .sweep import (RecordsProgress, WorkerLost, combine, execute, ops_tables, part_key, part_meta, part_ok,
-                    progress_bar)
+from .sweep import (RecordsProgress, WorkerLost, combine, execute, expected_records, ops_tables, part_key,
+                    part_meta, part_ok, progress_bar)
 from .units import UnitError, parse_size
 
 # A sweep writing a run folder keeps its first parts in memory up to this many bytes too, as
@@ -445,23 +448,52 @@ def run_scenario(source: str | Path | dict, out: str | Path | None = None, *, sa
     the tables. ``executor`` is ``local`` (``jobs`` processes; 1: in this process) or ``dask``
     (``scheduler``: an address or a Client's cluster; a local cluster of ``jobs`` workers when
     none). A run that raises is recorded as failed (``RunResult.failed``); the others go on.
+
+    Without a folder, runs that may record more than 65,536 operations in all (or an unbounded
+    number: a trace, a duration) keep them in a temporary folder instead of memory
+    (``cowsim-ops-*`` under :func:`tempfile.gettempdir`: ``$TMPDIR``, else ``/tmp``), and
+    ``RunResult.ops`` is read from its ops.parquet when first used; the folder is removed when
+    the RunResult is garbage-collected, or at the interpreter's exit.
     """
     loaded = read_source(source, overrides)
     points = validate_source(loaded)
     resolved = _resolved(loaded, points)
     specs = _specs(points)
     manifest = _manifest(loaded, resolved, specs, len(points))
-    directory = None
+    directory = scratch = None
     if out is not None or save:
         directory = Path(out) if out is not None else results.default_run_dir(resolved["name"], results_root)
         results.create_run(directory, resolved, manifest)
+    elif _many_records(points):
+        scratch = Path(tempfile.mkdtemp(prefix="cowsim-ops-"))
+        (scratch / results.POINTS).mkdir()
     try:
-        return _run(specs, {}, resolved, manifest, directory, executor, jobs, scheduler, progress)
+        run = _run(specs, {}, resolved, manifest, directory, executor, jobs, scheduler, progress, scratch)
     except CowsimError as error:
         # An executor that could not start (e.g. no dask scheduler there) leaves no empty folder.
         if directory is not None and not isinstance(error, RunInterrupted) and not results.part_paths(directory):
             results.remove_empty_run(directory)
         raise
+    finally:
+        if scratch is not None and not (scratch / results.OPS).exists():  # failed or interrupted
+            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is not None:
+        weakref.finalize(run, shutil.rmtree, str(scratch), ignore_errors=True)
+    return run
+
+
+def _many_records(points: list[tuple[Point, Scenario]]) -> bool:
+    """Whether the runs may record more operations in all than a run sends inside its part
+    (sweep.INLINE_ROWS), or an unbounded number: then, without a run folder, they go to a temporary
+    one rather than memory (a 1,000,000-operation run held 1 GiB)."""
+    total = 0
+    for _, scenario in points:
+        if scenario.keep_ops:
+            expected = expected_records(scenario)
+            if expected is None:
+                return True
+            total += expected * scenario.replicates
+    return total > sweep.INLINE_ROWS
 
 
 def resume_run(directory: str | Path, *, executor: str = "local", jobs: int = 1, scheduler: Any = None,
@@ -510,11 +542,12 @@ def _trusted_part(part: Path, spec: dict | None, folder: Path) -> dict | None:
 
 
 def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, directory: Path | None,
-         executor: str, jobs: int, scheduler: Any, progress: bool) -> RunResult:
+         executor: str, jobs: int, scheduler: Any, progress: bool, scratch: Path | None = None) -> RunResult:
     """Run the specs not ``done`` yet (``done``: their parts' metadata by (point, replicate)).
     The parts' metadata is kept as they arrive; with a run folder the parts themselves go to
     disk (those beyond PARTS_HELD_BYTES are read back one at a time at the end), without one
-    they stay in memory."""
+    they stay in memory, except in a ``scratch`` folder (no manifest, no lock): there long runs
+    stream their operations, the parts beyond PARTS_HELD_BYTES wait, and ops.parquet is written."""
     lock = results.lock_run(directory) if directory else None
     if directory:
         results.remove_temporaries(directory)
@@ -522,9 +555,10 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     in_memory: dict[tuple[int, int], bytes] = {}
     held = 0
     todo = [spec for spec in specs if part_key(spec) not in done]
-    if directory and executor == "local":
-        # Local workers share the run folder: long runs stream their operations into it.
-        todo = [{**spec, "ops_path": str(results.ops_part_path(directory, *part_key(spec)))} for spec in todo]
+    spool = directory or scratch
+    if spool and executor == "local":
+        # Local workers share the folder: long runs stream their operations into it.
+        todo = [{**spec, "ops_path": str(results.ops_part_path(spool, *part_key(spec)))} for spec in todo]
     session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "executor": executor,
                "jobs": jobs, "runs_before": len(done), "runs_to_do": len(todo)}
     manifest["sessions"] = [*manifest.get("sessions", []), session]
@@ -535,9 +569,10 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     records_bar = RecordsProgress(quiet=not progress)
     try:
         for key, blob in execute(todo, executor, jobs, scheduler, records_bar.bar_for):
-            if directory:
-                results.write_part(directory, *key, blob)
-            if not directory or held + len(blob) <= PARTS_HELD_BYTES:
+            fits = held + len(blob) <= PARTS_HELD_BYTES
+            if directory or (scratch and not fits):
+                results.write_part(spool, *key, blob)  # type: ignore[arg-type]  # (spool is one of them)
+            if fits or not spool:
                 in_memory[key] = blob  # saves reading it back from disk at the end
                 held += len(blob)
             finished[key] = part_meta(blob)
@@ -562,8 +597,8 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     records_bar.close()
     bar.close()
     keys = sorted(finished)
-    parts = [(in_memory.get(key) or results.part_path(directory, *key), finished[key])  # type: ignore[arg-type]
-             for key in keys]  # (a part not in memory was written into the run folder)
+    parts = [(in_memory.get(key) or results.part_path(spool, *key), finished[key])  # type: ignore[arg-type]
+             for key in keys]  # (a part not in memory was written into the run or scratch folder)
     summary, space, status = combine(finished[key] for key in keys)
     session["wall_time_s"] = time.perf_counter() - started
     session["runs_done"] = len(todo)
@@ -572,7 +607,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         "status": "failed" if failed else "complete",
         "runs_ok": len(status) - len(failed), "runs_failed": len(failed),
         "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in manifest["sessions"]),
-        "events": int(summary["events"].sum()) if "events" in summary else 0,
+        "operations_executed": int(summary["operations_executed"].sum()) if "operations_executed" in summary else 0,
         "run_status": [[entry["point"], entry["replicate"], entry["status"]] for entry in status],
         "failures": failed,
     })
@@ -588,6 +623,10 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
         finally:
             _release(lock)
         ops = directory / results.OPS
+    elif scratch:
+        results.write_ops(scratch / results.OPS, ops_tables(parts, scratch / results.POINTS))
+        shutil.rmtree(scratch / results.POINTS)
+        ops = scratch / results.OPS
     else:
         tables = list(ops_tables(parts))
         ops = pa.concat_tables(tables, promote_options="default") if tables else pd.DataFrame()

@@ -35,6 +35,11 @@ class Metric:
         return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"  # a mean of counts may be fractional
 
 
+# Summary columns renamed since older run folders and baselines were written; they are read under
+# their new names, so that those still compare with new runs.
+RENAMED = {"events": "operations_executed"}  # it counted operations the engine executed, never events
+
+
 def _table(*rows: tuple[str, str, str, str]) -> dict[str, Metric]:
     return {name: Metric(name, unit, worse, description) for name, unit, worse, description in rows}
 
@@ -60,7 +65,9 @@ METRICS: dict[str, Metric] = _table(
     ("fsyncs", "count", HIGHER_IS_WORSE, "cache flushes (fsync) the disk served"),
     ("page_cache_hit_ratio", "ratio", LOWER_IS_WORSE, "share of data bytes served from the page cache"),
     ("dentry_hit_ratio", "ratio", LOWER_IS_WORSE, "share of path lookups served from the dentry cache"),
-    ("events", "count", NEITHER, "driver plans the engine executed"),
+    ("operations_executed", "count", NEITHER,
+     "operations the engine executed: the workload's, image preparation, container creation and removal,"
+     " warm-up reads"),
     ("containers_size_bytes", "bytes", HIGHER_IS_WORSE, "docker ps -s SIZE summed over containers"),
     ("docker_total_bytes", "bytes", HIGHER_IS_WORSE, "image plus writable layers as docker reports them"),
     ("real_bytes", "bytes", HIGHER_IS_WORSE, "bytes really allocated on the disk (shared extents once)"),

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from . import __version__, files
+from .metrics import RENAMED
 from .errors import CowsimError
 
 OPS = "ops.parquet"
@@ -284,7 +285,7 @@ def read_run(directory: str | Path) -> tuple[dict, dict, dict[str, pd.DataFrame]
     summary = directory / "summary.parquet"
     if not summary.exists():
         raise RunFolderError(f"{summary}: missing, though the manifest says the run is {status}")
-    tables = {"summary": read_table(summary, SUMMARY_COLUMNS)}
+    tables = {"summary": read_table(summary, SUMMARY_COLUMNS).rename(columns=RENAMED)}
     if (directory / "space.parquet").exists():
         tables["space"] = read_table(directory / "space.parquet")
     if (directory / OPS).exists():

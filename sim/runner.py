@@ -224,7 +224,7 @@ def summarize(totals: OpTotals, engine: Engine, measured_from: float, space: lis
         "fsyncs": int(engine.disk.fsyncs),
         "page_cache_hit_ratio": float(hits / (hits + misses)) if hits + misses else math.nan,
         "dentry_hit_ratio": float(d_hits / (d_hits + d_misses)) if d_hits + d_misses else math.nan,
-        "events": int(engine.operations),
+        "operations_executed": int(engine.operations),
         "containers_size_bytes": int(total["size_bytes"]),
         "docker_total_bytes": int(total["virtual_bytes"]),
         "real_bytes": int(total["real_bytes"]),

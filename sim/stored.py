@@ -15,6 +15,7 @@ import yaml
 
 from .api import RunResult, load_run
 from .errors import CowsimError
+from .metrics import RENAMED
 
 BASELINE_ROOT = Path("benchmarks/baselines")
 SUMMARY, MANIFEST, SCENARIO = "summary.json", "manifest.json", "scenario.yaml"
@@ -36,6 +37,7 @@ def load(directory: str | Path) -> RunResult:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise BaselineError(f"{directory}: damaged baseline: {error}") from None
     summary = pd.DataFrame(rows, columns=list(rows[0]) if rows else None).assign(status="ok", failure="")
+    summary = summary.rename(columns=RENAMED)
     return RunResult(manifest.get("scenario", directory.name), summary, pd.DataFrame(), pd.DataFrame(), resolved,
                      manifest, directory)
 

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -130,7 +131,7 @@ def test_mann_whitney_decides_with_enough_replicates():
     ("throughput_ops_s", 90.0, "regression"), ("throughput_ops_s", 110.0, "improvement"),
     ("copy_up_bytes", 110.0, "regression"), ("page_cache_hit_ratio", 90.0, "regression"),
     ("latency_p99_s", 104.0, "unchanged"), ("latency_p99_s", 94.0, "improvement"),
-    ("ops", 200.0, "changed"), ("events", 100.0, "unchanged"),
+    ("ops", 200.0, "changed"), ("operations_executed", 100.0, "unchanged"),
 ])
 def test_direction_of_each_kind_of_metric(metric, new, status):
     assert compare_metric(metric, np.array([100.0]), np.array([new]), rtol=0.05)["status"] == status
@@ -194,6 +195,19 @@ def test_baseline_save_is_reviewable_and_never_overwritten_silently(tmp_path):
     loaded = baselines.load(root / "probe")
     assert list(loaded.summary.columns) == list(run.summary.columns)
     assert compare(run, loaded, rtol=0.0).differences == []
+
+
+def test_a_column_renamed_since_a_folder_was_written_is_read_under_its_new_name(tmp_path):
+    run = sim.run_scenario(probe_sweep(), out=tmp_path / "run")
+    baselines.save(run, "probe", tmp_path)
+    old = {"events": "operations_executed"}  # its name before issue 16
+    written = tmp_path / "probe" / "summary.json"
+    written.write_text(written.read_text().replace('"operations_executed":', '"events":'))
+    summary = pd.read_parquet(tmp_path / "run" / "summary.parquet").rename(columns={v: k for k, v in old.items()})
+    summary.to_parquet(tmp_path / "run" / "summary.parquet", index=False)
+    for older in (baselines.load(tmp_path / "probe"), sim.load_run(tmp_path / "run")):
+        assert "events" not in older.summary and list(older.summary["operations_executed"]) == [4] * 4
+        assert compare(run, older, rtol=0.0).differences == []
 
 
 def test_every_summary_column_has_a_unit_and_a_direction():

@@ -3,8 +3,10 @@ the run folder, ops.parquet is put together a row group at a time, and reading a
 not read its operations until they are used. The tables are the same as when all is in memory."""
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
+import tempfile
 
 import pandas as pd
 import pyarrow as pa
@@ -70,6 +72,48 @@ def test_a_streamed_sweep_writes_the_same_ops_parquet(tmp_path, small_batches, j
     assert not (tmp_path / "run" / "points").exists()
     # and the same as a run that keeps everything in memory
     pd.testing.assert_frame_equal(sim.run_scenario(MIX).ops, expected, check_exact=True)
+
+
+@pytest.fixture
+def temporary(tmp_path, monkeypatch):
+    """The folder where the API's temporary folders go (tempfile.gettempdir()), empty."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_api_without_a_folder_keeps_long_runs_in_a_temporary_folder_it_removes(temporary, small_batches, jobs):
+    if jobs > 1 and multiprocessing.get_start_method() != "fork":
+        pytest.skip("needs forked workers, which inherit the small batches")
+    run = sim.run_scenario(MIX, jobs=jobs)
+    scratch, = temporary.iterdir()
+    assert scratch.name.startswith("cowsim-ops-") and [p.name for p in scratch.iterdir()] == ["ops.parquet"]
+    assert run._ops_source == scratch / "ops.parquet" and run.path is None  # not read yet
+    expected = expected_ops()
+    assert run.operations == len(expected) and f"{len(expected)} operations" in repr(run)
+    pd.testing.assert_frame_equal(run.read_ops(["op", "point"], step=5),
+                                  expected[["op", "point"]].iloc[::5].reset_index(drop=True), check_exact=True)
+    pd.testing.assert_frame_equal(run.ops, expected, check_exact=True)
+    del run
+    gc.collect()
+    assert list(temporary.iterdir()) == []  # removed with its result
+
+
+def test_the_api_keeps_short_runs_in_memory_and_makes_no_temporary_folder(temporary):
+    run = sim.run_scenario(MIX)  # 8 runs of about 160 records each: fewer than INLINE_ROWS in all
+    assert list(temporary.iterdir()) == [] and isinstance(run._ops_source, pa.Table)
+    pd.testing.assert_frame_equal(run.ops, expected_ops(), check_exact=True)
+
+
+def test_a_failed_api_run_leaves_no_temporary_folder(temporary, small_batches, monkeypatch):
+    def full_disk(path, tables):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(results, "write_ops", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        sim.run_scenario(MIX)
+    assert list(temporary.iterdir()) == []
 
 
 def test_resume_reruns_the_runs_whose_ops_file_is_missing_or_partial(tmp_path, small_batches, monkeypatch):

@@ -120,7 +120,7 @@ def test_the_copyup_sweep_file_reduced_from_the_command_line(tmp_path):
     assert manifest["status"] == "complete" and manifest["runs"] == 128 and manifest["points"] == 64
     assert len(manifest["overrides"]) == 4 and len(manifest["scenario_sha256"]) == 64
     assert manifest["resolved"]["sweep"]["image.layers"] == [1, 125] and manifest["resolved"]["replicates"] == 2
-    for key in ("cowsim", "python", "host", "libraries", "seeds", "wall_time_s", "events", "run_status"):
+    for key in ("cowsim", "python", "host", "libraries", "seeds", "wall_time_s", "operations_executed", "run_status"):
         assert key in manifest, key
     assert not (tmp_path / "run/points").exists()
     # the first write copies the whole file up under overlay2, not under btrfs

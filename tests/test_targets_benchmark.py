@@ -29,3 +29,18 @@ def test_run_child_writes_a_run_folder():
     row = targets.child("run", tiny("throughput"))
     assert row["operations"] == 300 and row["records"] > 300 and row["ops_parquet_bytes"] > 0
     assert row["peak_rss_bytes"] > 0
+
+
+def test_api_child_runs_without_a_folder_and_leaves_no_temporary():
+    row = targets.child("api", tiny("throughput"))
+    assert row["operations"] == 300 and row["records"] > 300 and row["temporaries_left"] == []
+
+
+def test_against_measures_both_trees_and_says_whether_the_target_is_met(capsys):
+    figures = targets.against(targets.ROOT, quick=True, repeat=1, operations=300)
+    out = capsys.readouterr().out
+    before, after = figures["best"]["before"]["mix"], figures["best"]["after"]["mix"]
+    assert before["operations"] == after["operations"] == 300
+    assert figures["mix_speedup_cpu"] == after["ops_per_cpu_s"] / before["ops_per_cpu_s"]
+    assert figures["target_met"] == (figures["mix_speedup_cpu"] >= targets.TARGET_SPEEDUP)
+    assert f"target >= x2: {'PASS' if figures['target_met'] else 'FAIL'}" in out
