@@ -22,7 +22,7 @@ from .errors import CowsimError, ScenarioError
 from .image import PROBE_DIR_ENTRIES
 from .runner import STREAMS, simulate
 from .scenario import (MAX_RUNS, FieldError, Point, Scenario, SweepError, apply_overrides, bases_first, expand_points,
-                       model_at, union_kinds, unknown_key)
+                       model_at, suggest, union_kinds, unknown_key)
 from .sweep import (RecordsProgress, WorkerLost, combine, combine_df, execute, ops_tables, part_key, part_meta,
                     part_ok, progress_bar)
 from .units import UnitError, parse_size
@@ -678,6 +678,32 @@ def inspect_image(path: str | Path, top: int = 10) -> dict:
     (see :func:`sim.imagefile.inspect_image`); ``path`` as a scenario's ``image: {from: PATH}``."""
     from .imagefile import inspect_image as inspect, load_image
     return inspect(load_image(path), top)
+
+
+def image_history(path: str | Path, image: str | None = None) -> dict:
+    """``docker history`` of a real image (``path`` as a scenario's ``image: {from: PATH}``), or of
+    the images of a scenario file (``.yaml``/``.yml``: its first point, replicate 0; ``image``
+    picks one by name): per image its steps, top first (see :meth:`sim.image.Image.history`)."""
+    from .imagefile import load_image
+    from .runner import build_images
+    if str(path).endswith((".yaml", ".yml")):
+        (_, scenario), *_ = validate(path)
+        images = [found for found, _ in build_images(scenario, 0).values()]
+    else:
+        images = [load_image(path)]
+    names = [found.name for found in images]
+    if image is not None and image not in names:
+        raise CowsimError(f"{path}: no image {image!r} {suggest(image, names)}")
+    report = []
+    for found in images:
+        if image is not None and found.name != image:
+            continue
+        # another image whose layers are this one's bottom ones is a base: its ID is known here
+        known = {len(other.layers) - 1: other.name for other in images
+                 if other is not found and other.layers == found.layers[:len(other.layers)]}
+        report.append({"name": found.name, "id": found.image_id, "layers": len(found.layers),
+                       "size": found.virtual_size, "history": found.history(known)})
+    return {"path": str(path), "images": report}
 
 
 def inspect_trace(path: str | Path, cwd: str = "/") -> dict:

@@ -319,6 +319,41 @@ class Image:
                          for names in (layer.files, layer.dirs, layer.whiteouts, layer.opaque_dirs)
                          for path in names if path not in merged)
 
+    def history(self, known: dict[int, str] | None = None) -> list[dict]:
+        """``docker history``: one row per step that built the image, top first: the image that
+        step made (``<missing>``: an image built elsewhere, whose ID the node does not know; the
+        top row is this image), when and by what it was created, the bytes its layer holds and
+        that layer's digest ("" for a step that made no layer, such as ENV or CMD). ``known``:
+        layer index -> the name of another image on the node whose top layer that is (a base).
+
+        A real image's steps are its config's history entries; an image without them (synthetic,
+        a listing, a config whose entries do not match its layers) has one step per layer, whose
+        created_by says what the layer holds."""
+        known = dict(known or {})
+        known[len(self.layers) - 1] = self.image_id.removeprefix("sha256:")[:12] or self.name
+        entries = self.config_history
+        if not entries or sum(not entry.get("empty_layer") for entry in entries) != len(self.layers):
+            entries = [{"created_by": f"{len(layer.files):,} files, {len(layer.dirs):,} directories, "
+                                      f"{len(layer.whiteouts) + len(layer.opaque_dirs):,} whiteouts"}
+                       for layer in self.layers]
+        rows, index = [], -1
+        for entry in entries:
+            empty = bool(entry.get("empty_layer"))
+            index += not empty
+            layer = None if empty else self.layers[index]
+            rows.append({"image": "<missing>", "created": entry.get("created", ""),
+                         "created_by": entry.get("created_by", ""), "size": layer.size if layer else 0,
+                         "layer": layer.digest if layer else "", "comment": entry.get("comment", ""),
+                         "top": index})
+        for row in rows:  # an image is known at its last step: the one that made its top layer, or after it
+            row["image"] = known.get(row.pop("top"), "<missing>")
+        seen: set[str] = set()
+        for row in reversed(rows):  # top first; a known image shows on its last step only
+            if row["image"] in seen:
+                row["image"] = "<missing>"
+            seen.add(row["image"])
+        return rows[::-1]
+
     @cached_property
     def chain_ids(self) -> list[str]:
         """Per layer, Docker's chain ID: the digest of the layer with every layer below it
