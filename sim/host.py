@@ -214,10 +214,11 @@ class Host:
         An image's size is all its layers'; its shared size the layers other images on the node
         hold too; its unique size the rest. The images' row counts each layer once, and what is
         reclaimable there is the layers no container's image holds (what ``docker image prune -a``
-        frees). Containers are running: none of their SIZE is reclaimable. A volume no container
-        mounts is reclaimable (``docker volume prune``). Logs are the containers' json-file logs,
-        which ``docker rm`` deletes. ``real_bytes`` is what the driver and the host filesystem
-        really hold, each layer once.
+        frees; ``docker_reclaimable_bytes`` is the figure Docker prints, which also counts the
+        shared layers of images in use). Containers are running: none of their SIZE is
+        reclaimable. A volume no container mounts is reclaimable (``docker volume prune``). Logs
+        are the containers' json-file logs, which ``docker rm`` deletes. ``real_bytes`` is what
+        the driver and the host filesystem really hold, each layer once.
         """
         layers = self.layer_bytes()
         running = [container.image.name for container in self.containers.values()]
@@ -231,10 +232,15 @@ class Host:
         mounted = {mount.volume for container in self.containers.values() for mount in container.mounts}
         volumes = {name: self.volume_fs.container_real_bytes(("vol", name)) for name in sorted(self.volumes)}
         logs = sum(self.container_log_bytes(cid) for cid in self.containers)
+        images_size = sum(size for size, _ in layers.values())
+        # Docker's own figure: the layers' size less the unique size of every image a container
+        # runs, so the shared layers of images in use count as reclaimable too (docker/cli
+        # cli/command/formatter/disk_usage.go); a prune frees only what ``reclaimable`` says.
+        docker_reclaimable = max(0, images_size - sum(r["unique_bytes"] for r in rows if r["containers"]))
         totals = [
-            _df_row("images", "", len(self.images), len(set(running)), sum(size for size, _ in layers.values()),
+            _df_row("images", "", len(self.images), len(set(running)), images_size,
                     reclaimable=sum(size for layer, (size, _) in layers.items() if layer not in in_use),
-                    real=sum(real for _, real in layers.values())),
+                    real=sum(real for _, real in layers.values()), docker_reclaimable=docker_reclaimable),
             _df_row("containers", "", len(self.containers), len(self.containers),
                     sum(self.driver.space(cid)["size_bytes"] for cid in self.containers),
                     real=sum(self.driver.container_real_bytes(cid) for cid in self.containers)),
@@ -245,13 +251,15 @@ class Host:
         ]
         totals.append(_df_row("total", "", 0, 0, sum(r["size_bytes"] for r in totals),
                               reclaimable=sum(r["reclaimable_bytes"] for r in totals),
-                              real=sum(r["real_bytes"] for r in totals)))
+                              real=sum(r["real_bytes"] for r in totals),
+                              docker_reclaimable=sum(r["docker_reclaimable_bytes"] for r in totals)))
         return rows + totals
 
 
 def _df_row(kind: str, name: str, count: int, active: int, size: int, *, shared: int = 0, reclaimable: int = 0,
-            real: int, containers: int = 0) -> dict:
+            real: int, containers: int = 0, docker_reclaimable: int | None = None) -> dict:
     """One row of the system df table (all columns in every row, so that runs' tables line up)."""
     return {"kind": kind, "name": name, "count": count, "active": active, "containers": containers,
             "size_bytes": size, "shared_bytes": shared, "unique_bytes": size - shared,
-            "reclaimable_bytes": reclaimable, "real_bytes": real}
+            "reclaimable_bytes": reclaimable, "real_bytes": real,
+            "docker_reclaimable_bytes": reclaimable if docker_reclaimable is None else docker_reclaimable}

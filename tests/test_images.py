@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import sim
-from sim import api
+from sim import api, report
 from sim.cli import main
 from sim.drivers import get_driver
 from sim.engine import Engine
@@ -80,6 +80,10 @@ def test_docker_image_ls_and_system_df_of_twelve_images_on_three_bases(fleet_run
     assert rows.loc["images", "size_bytes"] == LAYERS_ON_NODE  # not the sum of the images' sizes
     assert sum(IMAGE_SIZE.values()) > LAYERS_ON_NODE
     assert rows.loc["images", "reclaimable_bytes"] == UNUSED
+    # Docker prints the layers' size less the unique size of each image in use (app0..app7's own
+    # layers): the bases, shared by images in use, would count as reclaimable though no prune frees them
+    assert rows.loc["images", "docker_reclaimable_bytes"] == LAYERS_ON_NODE - sum(OWN[f"app{i}"] for i in range(8)) \
+        == 122000
     sizes = fleet_run.space.query("kind == 'container'")["size_bytes"]
     assert rows.loc["containers", "count"] == sum(groups.values()) == len(sizes)
     assert rows.loc["containers", "size_bytes"] == sizes.sum() > 0
@@ -87,6 +91,13 @@ def test_docker_image_ls_and_system_df_of_twelve_images_on_three_bases(fleet_run
     assert rows.loc["total", "reclaimable_bytes"] == UNUSED
     # overlay2 stores a layer's files as they are: real bytes are the sizes, each layer once
     assert rows.loc["images", "real_bytes"] == LAYERS_ON_NODE
+
+
+def test_the_report_shows_the_node_disk(fleet_run):
+    node, images = report.disk_tables(fleet_run.df)
+    assert [row[2] for row in node.rows] == ["images", "containers", "volumes", "logs", "total"]
+    assert node.rows[0][5:8] == ["146 KiB", "31.2 KiB", "119 KiB"]  # size, reclaimable, Docker's figure
+    assert len(images.rows) == 15 and images.rows[-1] == ["app11", "21.5 KiB", "9.77 KiB", "11.7 KiB", "0"]
 
 
 def test_docker_ps_s_rules_per_container(fleet_run):
