@@ -402,7 +402,7 @@ def test_synthetic_layers_on_a_real_base(tmp_path):
     (tmp_path / "deep.yaml").write_text(json.dumps({**data, "images": [
         data["images"][0], {"name": "app", "base": "debian", "layers": 124}]}))
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "deep.yaml")])
-    one_line(result, "deep.yaml:1: images[1]: ", "at most 125 image layers, got 126", "bases' layers")
+    one_line(result, "deep.yaml:1: images[1]: ", "at most 125 image layers, got 126", "bases' layers included")
 
 
 def test_node_images_scenario_runs_from_anywhere(monkeypatch, tmp_path):
@@ -464,3 +464,12 @@ def test_removing_images_frees_each_layer_once(bases, running, rnd):
         assert freed == distinct and not host.layers and not host.images
     engine.env.process(body())
     engine.env.run()
+
+
+def test_a_sweep_moves_a_field_of_one_listed_image():
+    data = {**small(), "sweep": {"images.1.layers": [1, 3]}}
+    run = sim.run_scenario(data)
+    assert list(run.summary["images.1.layers"]) == [1, 3]
+    app1 = run.df[(run.df["kind"] == "image") & (run.df["name"] == "app1") & (run.df["when"] == "workload end")]
+    assert list(app1["size_bytes"]) == [24000, 32000]  # the base's 20,000 and 1 or 3 layers of 4 x 1000
+    assert data["images"][1]["layers"] == 1  # the scenario itself is not changed
