@@ -182,14 +182,13 @@ class Host:
             rows.append({"kind": "volume", "container": "", "image": name, "size_bytes": held,
                          "virtual_bytes": held, "real_bytes": held})
         containers = [r for r in rows if r["kind"] == "container"]
-        volumes = [r for r in rows if r["kind"] == "volume"]
         # Virtual sizes are never summed: the total is every SIZE plus each distinct layer once
-        # (with one image, the image once); so are the layers' real bytes.
+        # (with one image, the image once); so are the layers' real bytes, beside everything else held.
         container_size = sum(r["size_bytes"] for r in containers)
         layers = self.layer_bytes()
         rows.append({"kind": "total", "container": "", "image": "", "size_bytes": container_size,
                      "virtual_bytes": container_size + sum(size for size, _ in layers.values()),
-                     "real_bytes": sum(r["real_bytes"] for r in containers + volumes)
+                     "real_bytes": sum(r["real_bytes"] for r in rows if r["kind"] != "image")
                      + sum(real for _, real in layers.values())})
         return rows
 
