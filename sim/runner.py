@@ -21,6 +21,7 @@ from .engine import Engine, OpResult
 from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
 from .profile import load_profile
+from .pull import Startup
 from .records import OP_SCHEMA, OpRecords, OpTotals
 from .scenario import FileImage, ProbeImage, Scenario, SyntheticImage
 from .workloads import Setup, Workload, measured_columns, workload_for
@@ -126,6 +127,8 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     space = run.space_before_removal or host.space()
     summary = summarize(host.records.totals, engine, run.measured_from, space)
     summary.update(workload.summary(scenario.containers.count))
+    if run.startup is not None:  # only then: the summary of a scenario without a node block is as before
+        summary.update(run.startup.summary())
     ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
     return PointResult(summary, ops, space, ops_path)
 
@@ -138,13 +141,17 @@ class PointRun:
         self.scenario, self.setup, self.workload = scenario, setup, workload
         self.measured_from = 0.0
         self.space_before_removal: list[dict] = []
+        self.startup = Startup(setup.host, scenario.node, scenario.settle) if scenario.node.starts_containers else None
 
     def process(self):
         scenario, setup = self.scenario, self.setup
         host, engine = setup.host, setup.host.engine
-        yield from host.prepare_image(setup.image)
-        for cid in range(setup.containers):
-            yield from host.create_container(cid, setup.image, setup.mounts)
+        if self.startup is not None:
+            yield from self.startup.run([(cid, setup.image) for cid in range(setup.containers)], setup.mounts)
+        else:
+            yield from host.prepare_image(setup.image)
+            for cid in range(setup.containers):
+                yield from host.create_container(cid, setup.image, setup.mounts)
         if scenario.settle:
             yield from host.settle()
         if scenario.cache == "warm":

@@ -87,11 +87,26 @@ class Driver:
         """Lay the image's layers on disk (what a pull leaves behind)."""
         plan = Plan()
         for layer in image.layers:
-            plan.cpu(SETUP, layer.entries * self.costs.metadata_update)
-            plan.write(SETUP, ("layer", id(layer)), 0, layer.size)
-            plan.writeback(SETUP, layer.size)
+            self._untar(plan, layer)
             self._layer_created(plan, image, layer)
         return plan
+
+    def extract_layer(self, image: Image, index: int) -> Plan:
+        """Register one pulled layer on its parent, the driver's own way (its data arrives
+        decompressed, as ``sim/pull.py`` pipes it). By default the layer's place is made (a new
+        directory for the union drivers, a snapshot of the parent for the snapshot drivers:
+        :meth:`_layer_created`), then the tar is unpacked into it."""
+        plan = Plan()
+        layer = image.layers[index]
+        self._layer_created(plan, image, layer)
+        self._untar(plan, layer)
+        return plan
+
+    def _untar(self, plan: Plan, layer) -> None:
+        """Unpack a layer's tar: an inode per entry, its data into the page cache, written back."""
+        plan.cpu(SETUP, layer.entries * self.costs.metadata_update)
+        plan.write(SETUP, ("layer", id(layer)), 0, layer.size)
+        plan.writeback(SETUP, layer.size)
 
     def _layer_created(self, plan: Plan, image: Image, layer) -> None:
         plan.cpu(SETUP, self.costs.layer_create)

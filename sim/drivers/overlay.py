@@ -6,7 +6,7 @@ of everything below it and consumes inodes.
 """
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..plan import SETUP
+from ..plan import SETUP, Plan
 from .base import register
 from .union import UnionDriver, UnionOptions
 
@@ -37,4 +37,11 @@ class Overlay(UnionDriver):
             # Every entry below is hard-linked into this layer's directory.
             plan.cpu(SETUP, entries_below * self.costs.hardlink)
             entries_below += layer.entries
+        return plan
+
+    def extract_layer(self, image, index):
+        """Hard-link every entry of the layers below into the new layer's directory, then unpack."""
+        plan = Plan()
+        plan.cpu(SETUP, sum(layer.entries for layer in image.layers[:index]) * self.costs.hardlink)
+        plan.extend(super().extract_layer(image, index))
         return plan
