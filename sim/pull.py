@@ -13,9 +13,10 @@ waited for (transfers are shared by key); the others are downloaded, at most
 held until the download ends), each into a temporary file (``pull_v2.go``). A layer is then
 registered on its parent once the parent is registered: its data decompressed
 (``archive.DecompressStream``) and unpacked through the driver's own path
-(:meth:`~sim.drivers.base.Driver.extract_layer`), the two stages of one pipe running side by
-side. Decompression runs on the host's cores in bursts of :data:`DECOMPRESS_CHUNK` bytes, so
-that other work interleaves with it as the scheduler's time slices allow.
+(:meth:`~sim.drivers.base.Driver.create_layer`, then the untar), decompression and untar the
+stages of one pipe running side by side. Decompression runs on the host's cores in bursts of
+:data:`DECOMPRESS_CHUNK` bytes, so that other work interleaves with it as the scheduler's time
+slices allow.
 
 A container's start-up is its pull (when its image is not on the node), its creation, its
 start (``container_start`` of CPU) and its first reads; it counts as running after them.
@@ -157,12 +158,15 @@ class Puller:
         if parent is not None and not parent.processed:
             yield parent
         record.extract_start_s = env.now
-        plan = Plan().read(SETUP, ("blob", path), 0, record.fetched_bytes, record.fetched_bytes)
-        plan.extend(host.driver.extract_layer(image, index))
-        record.written_bytes = written_bytes(blob) + written_bytes(plan)
+        driver = host.driver
+        create = yield from host.execute(label, 0, "create_layer", path, 0, driver.create_layer(image, index))
+        # then the blob is read back, inflated and unpacked: the stages of one pipe, side by side
+        untar = Plan().read(SETUP, ("blob", path), 0, record.fetched_bytes, record.fetched_bytes)
+        untar.extend(driver.untar_layer(image, index))
+        record.written_bytes = written_bytes(blob) + written_bytes(create) + written_bytes(untar)
         decompress = env.process(self._decompress(record, label, path))
         yield env.all_of([decompress, env.process(host.execute(label, 0, "extract_layer", path, record.size_bytes,
-                                                               plan))])
+                                                               untar))])
         record.extract_s = env.now - record.extract_start_s
         registered.succeed()
 
@@ -184,6 +188,26 @@ class Puller:
         result = OpResult()
         result.phase_s[SETUP] = self.env.now - start
         self.host.records.add(label, 0, op, path, nbytes, start, self.env.now, plan or Plan(), result)
+
+
+def pull_alone(driver: str, images: Sequence[Image], spec: NodeSpec | None = None,
+               profile: Profile | None = None) -> Puller:
+    """Pull ``images`` one after another on an empty node of its own (the driver's defaults);
+    the puller holds what each layer cost (tests and ``benchmarks/pull_extraction.py``)."""
+    from .drivers import get_driver
+    from .engine import Engine
+    from .profile import load_profile
+    profile = profile or load_profile("ssd")
+    host = Host(get_driver(driver)(None, profile), Engine(profile))
+    puller = Puller(host, spec or NodeSpec(images_present=False))
+
+    def body():
+        for image in images:
+            yield from puller.pull(image, "host")
+
+    host.env.process(body())
+    host.env.run()
+    return puller
 
 
 def first_reads(image: Image, fraction: float) -> list[tuple[str, int]]:
@@ -269,4 +293,5 @@ class Startup:
         return [asdict(layer) for layer in self.puller.layers] if self.puller is not None else []
 
 
-__all__ = ["Puller", "Startup", "LayerPull", "registry_link", "first_reads", "chain_of", "DECOMPRESS_CHUNK"]
+__all__ = ["Puller", "Startup", "LayerPull", "registry_link", "first_reads", "chain_of", "pull_alone",
+           "DECOMPRESS_CHUNK"]

@@ -11,8 +11,9 @@ from sim.drivers import get_driver
 from sim.engine import Engine
 from sim.host import Host
 from sim.image import Image, Layer
+from sim.plan import CPU, DISK_READ, WRITE, WRITEBACK
 from sim.profile import load_profile
-from sim.pull import EXISTS, FETCHED, Puller
+from sim.pull import EXISTS, FETCHED, Puller, pull_alone
 from sim.runner import simulate
 from sim.scenario import NodeSpec
 
@@ -23,45 +24,26 @@ def layer(name: str, size: int, files: int = 4) -> Layer:
     return Layer(name=name, files={f"{name}/f{i}": size // files for i in range(files)})
 
 
-def host_for(driver: str = "overlay2", profile=None) -> Host:
-    profile = profile or load_profile("ssd")
+def host_for(driver: str = "overlay2") -> Host:
+    profile = load_profile("ssd")
     return Host(get_driver(driver)(None, profile), Engine(profile))
-
-
-def pull(host: Host, puller: Puller, *images: Image) -> list[float]:
-    """Pull ``images`` one after another; each pull's time."""
-    times = []
-
-    def body():
-        for image in images:
-            start = host.env.now
-            yield from puller.pull(image, "host")
-            times.append(host.env.now - start)
-
-    host.env.process(body())
-    host.env.run()
-    return times
 
 
 def test_a_layer_already_on_the_node_is_not_fetched_again():
     base = [layer("base0", 8 * MIB), layer("base1", 4 * MIB)]
     first = Image("app1", [*base, layer("app1", 2 * MIB)])
     second = Image("app2", [*base, layer("app2", 3 * MIB)])
-    host = host_for()
-    puller = Puller(host, NodeSpec(images_present=False))
-    pull(host, puller, first, second)
+    puller = pull_alone("overlay2", [first, second, second])
     statuses = [(record.image, record.layer, record.status) for record in puller.layers]
     assert statuses == [("app1", 0, FETCHED), ("app1", 1, FETCHED), ("app1", 2, FETCHED),
-                        ("app2", 0, EXISTS), ("app2", 1, EXISTS), ("app2", 2, FETCHED)]
-    fetched = {(r.image, r.layer): r.fetched_bytes for r in puller.layers}
-    assert fetched[("app2", 0)] == fetched[("app2", 1)] == 0
-    assert fetched[("app2", 2)] == int(3 * MIB * 0.42)
-    # the second pull's link carried the top layer only
-    assert puller.link.bytes_read == sum(fetched.values())
-    # pulling an image again fetches nothing
-    again = len(puller.layers)
-    pull(host, puller, second)
-    assert [r.status for r in puller.layers[again:]] == [EXISTS] * 3
+                        ("app2", 0, EXISTS), ("app2", 1, EXISTS), ("app2", 2, FETCHED),
+                        ("app2", 0, EXISTS), ("app2", 1, EXISTS), ("app2", 2, EXISTS)]  # pulled again: nothing
+    fetched = [r.fetched_bytes for r in puller.layers]
+    assert fetched[3:5] == [0, 0] and fetched[6:] == [0, 0, 0]
+    assert fetched[5] == int(3 * MIB * 0.42)
+    # the link carried each layer once
+    assert puller.link.bytes_read == sum(fetched) == int(8 * MIB * .42) + int(4 * MIB * .42) + int(2 * MIB * .42) \
+        + int(3 * MIB * .42)
 
 
 def test_concurrent_pulls_share_a_layer_being_fetched():
@@ -81,9 +63,8 @@ def test_concurrent_pulls_share_a_layer_being_fetched():
 def test_pull_time_grows_with_bytes(driver):
     times = []
     for size in (4 * MIB, 16 * MIB, 64 * MIB, 256 * MIB):
-        host = host_for(driver)
         image = Image("app", [layer(f"l{i}", size // 4) for i in range(4)])
-        times += pull(host, Puller(host, NodeSpec(images_present=False)), image)
+        times += pull_alone(driver, [image]).pull_s
     assert all(a < b for a, b in zip(times, times[1:])), times
 
 
@@ -96,11 +77,10 @@ def far_registry(round_trip: float = 0.15):
 def download_makespan(max_concurrent_downloads: int, profile=None, layers: int = 8,
                       size: int = 16 * MIB) -> tuple[float, float]:
     """(when the last download ended, the pull's time) for an image of equal layers."""
-    host = host_for(profile=profile)
-    puller = Puller(host, NodeSpec(images_present=False, max_concurrent_downloads=max_concurrent_downloads))
     image = Image("app", [layer(f"l{i}", size) for i in range(layers)])
-    (pull_s,) = pull(host, puller, image)
-    return max(r.download_start_s + r.download_s for r in puller.layers), pull_s
+    puller = pull_alone("overlay2", [image], NodeSpec(images_present=False,
+                                                      max_concurrent_downloads=max_concurrent_downloads), profile)
+    return max(r.download_start_s + r.download_s for r in puller.layers), puller.pull_s[0]
 
 
 def test_pull_time_falls_with_concurrent_downloads_until_bandwidth_is_the_limit():
@@ -131,10 +111,8 @@ def test_too_many_downloads_at_once_delay_the_first_extraction():
 def extraction(driver: str, layers: int, image_size: int = 64 * MIB) -> tuple[float, int]:
     """(seconds of extraction summed over layers, bytes the extraction wrote) of an image of
     ``image_size`` bytes split into ``layers`` layers."""
-    host = host_for(driver)
-    puller = Puller(host, NodeSpec(images_present=False))
     image = Image("app", [layer(f"l{i}", image_size // layers) for i in range(layers)])
-    pull(host, puller, image)
+    puller = pull_alone(driver, [image])
     blobs = sum(r.fetched_bytes for r in puller.layers)
     return sum(r.extract_s for r in puller.layers), sum(r.written_bytes for r in puller.layers) - blobs
 
@@ -157,23 +135,25 @@ def test_vfs_extraction_grows_with_layers_times_size_overlay2_with_size_only():
 
 @pytest.mark.parametrize("driver", ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper",
                                     "vfs"])
-def test_each_driver_extracts_through_its_own_path(driver):
-    """Snapshot drivers pay a snapshot per layer, overlay hard-links what lies below, vfs copies it."""
+def test_each_driver_makes_a_pulled_layers_place_its_own_way(driver):
+    """A new directory (union drivers), a snapshot of the parent (btrfs, zfs, devicemapper), the
+    layers below hard-linked (overlay) or copied whole (vfs); then the same untar for all."""
     profile = load_profile("ssd")
     costs = profile.costs
     image = Image("app", [layer(f"l{i}", MIB, files=8) for i in range(3)])
-    plan_cpu = sum(step[2] for step in get_driver(driver)(None, profile).extract_layer(image, 2).steps
-                   if step[0] == 0)
-    untar = image.layers[2].entries * costs.metadata_update + costs.layer_create
-    expected = {"btrfs": costs.btrfs_snapshot, "zfs": costs.zfs_clone, "devicemapper": costs.dm_thin_create}
-    if driver in expected:
-        assert plan_cpu == pytest.approx(untar - costs.layer_create + expected[driver])
-    elif driver == "overlay":
-        assert plan_cpu == pytest.approx(untar + 2 * image.layers[0].entries * costs.hardlink)
-    elif driver == "vfs":
-        assert plan_cpu > untar  # the parent's tree copied first
+    made = get_driver(driver)(None, profile)
+    create = made.create_layer(image, 2).steps
+    cpu = sum(step[2] for step in create if step[0] == CPU)
+    expected = {"btrfs": costs.btrfs_snapshot, "zfs": costs.zfs_clone, "devicemapper": costs.dm_thin_create,
+                "overlay": costs.layer_create + 2 * image.layers[0].entries * costs.hardlink}
+    if driver == "vfs":  # the two layers below read and written again
+        assert [step[2] for step in create if step[0] in (DISK_READ, WRITEBACK)] == [2 * MIB, 2 * MIB]
     else:
-        assert plan_cpu == pytest.approx(untar)
+        assert cpu == pytest.approx(expected.get(driver, costs.layer_create))
+        assert all(step[0] == CPU for step in create)
+    untar = made.untar_layer(image, 2).steps
+    assert [step[0] for step in untar] == [CPU, WRITE, WRITEBACK]
+    assert untar[0][2] == image.layers[2].entries * costs.metadata_update and untar[2][2] == MIB
 
 
 def scenario(**node) -> dict:

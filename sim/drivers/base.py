@@ -91,15 +91,20 @@ class Driver:
             self._layer_created(plan, image, layer)
         return plan
 
-    def extract_layer(self, image: Image, index: int) -> Plan:
-        """Register one pulled layer on its parent, the driver's own way (its data arrives
-        decompressed, as ``sim/pull.py`` pipes it). By default the layer's place is made (a new
-        directory for the union drivers, a snapshot of the parent for the snapshot drivers:
-        :meth:`_layer_created`), then the tar is unpacked into it."""
+    def create_layer(self, image: Image, index: int) -> Plan:
+        """Make the place of pulled layer ``index`` on its parent, the driver's own way, before
+        its tar is unpacked into it (``sim/pull.py``): by default :meth:`_layer_created`, a new
+        directory for the union drivers and a snapshot of the parent for the snapshot drivers
+        (btrfs subvolume snapshot, zfs clone, devicemapper thin snapshot: moby's ``Create``)."""
         plan = Plan()
-        layer = image.layers[index]
-        self._layer_created(plan, image, layer)
-        self._untar(plan, layer)
+        self._layer_created(plan, image, image.layers[index])
+        return plan
+
+    def untar_layer(self, image: Image, index: int) -> Plan:
+        """Unpack pulled layer ``index`` into the place :meth:`create_layer` made (moby's
+        ``ApplyDiff``: the same for every driver here)."""
+        plan = Plan()
+        self._untar(plan, image.layers[index])
         return plan
 
     def _untar(self, plan: Plan, layer) -> None:

@@ -6,7 +6,7 @@ of everything below it and consumes inodes.
 """
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..plan import SETUP, Plan
+from ..plan import SETUP
 from .base import register
 from .union import UnionDriver, UnionOptions
 
@@ -39,9 +39,8 @@ class Overlay(UnionDriver):
             entries_below += layer.entries
         return plan
 
-    def extract_layer(self, image, index):
-        """Hard-link every entry of the layers below into the new layer's directory, then unpack."""
-        plan = Plan()
+    def create_layer(self, image, index):
+        """The new layer's directory, with every entry of the layers below hard-linked into it."""
+        plan = super().create_layer(image, index)
         plan.cpu(SETUP, sum(layer.entries for layer in image.layers[:index]) * self.costs.hardlink)
-        plan.extend(super().extract_layer(image, index))
         return plan

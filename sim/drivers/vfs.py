@@ -7,7 +7,7 @@ afterwards writes run at native speed and never copy up.
 from pydantic import BaseModel, ConfigDict
 
 from ..fsview import ContainerView
-from ..plan import SETUP, Plan
+from ..plan import SETUP
 from .base import register
 from .native import NativeDriver
 
@@ -29,15 +29,13 @@ class Vfs(NativeDriver):
                 layer.entries for layer in image.layers[:index]))
         return plan
 
-    def extract_layer(self, image, index):
-        """A layer is a full copy of its parent's tree (layers 0..index-1 merged), then the
-        layer's tar unpacked over it: pulling costs layers x image size (moby vfs ``Create``:
-        ``CopyDir`` of the parent, then ``ApplyDiff``)."""
-        plan = Plan()
+    def create_layer(self, image, index):
+        """A layer starts as a full copy of its parent's tree (layers 0..index-1 merged): pulling
+        costs layers x image size (moby vfs ``Create``: ``CopyDir`` of the parent)."""
+        plan = super().create_layer(image, index)
         if index:
             self._full_copy(plan, image.merged_size_by_layer[index - 1],
                             sum(layer.entries for layer in image.layers[:index]))
-        plan.extend(super().extract_layer(image, index))
         return plan
 
     def _container_created(self, plan, cid, image):
