@@ -6,9 +6,10 @@ the engine's :class:`~sim.engine.Disk` (exact processor sharing) on the registry
 second instance beside the disk, not a model of its own.
 
 The pipeline follows moby's layer download manager (``distribution/xfer/download.go``): the
-layers of an image are walked bottom-up; a layer whose chain (itself and every layer below)
-is on the node already is skipped ("Already exists"), one being pulled by another pull is
-waited for (transfers are shared by key); the others are downloaded, at most
+layers of an image are walked bottom-up; a layer whose chain ID (itself on every layer below:
+one ``Layer`` object in every image, ``Host.layers``) is on the node already is skipped
+("Already exists"), one being pulled by another pull is waited for (transfers are shared by
+key); the others are downloaded, at most
 ``max_concurrent_downloads`` at a time over every pull (the transfer manager's limit, a slot
 held until the download ends), each into a temporary file (``pull_v2.go``). A layer is then
 registered on its parent once the parent is registered: its data decompressed
@@ -31,7 +32,7 @@ import simpy
 
 from .engine import Disk, OpResult, Transfer
 from .host import Host, Mount
-from .image import Image
+from .image import Image, Layer
 from .operation import Op
 from .plan import DISK_WRITE, SETUP, SYNC, WRITEBACK, Plan
 from .profile import DiskProfile, Profile
@@ -67,12 +68,6 @@ def written_bytes(plan: Plan) -> int:
     return sum(step[2] for step in plan.steps if step[0] in (WRITEBACK, SYNC, DISK_WRITE))
 
 
-def chain_of(image: Image, index: int) -> tuple:
-    """What identifies layer ``index`` of ``image`` on a node: itself on top of every layer
-    below (moby's ChainID), so a layer is shared only with the same layers beneath it."""
-    return tuple(image.layer_ids[:index + 1])
-
-
 @dataclass
 class LayerPull:
     """One layer as a pull met it: what it fetched, wrote, and when each stage ran [s, bytes]."""
@@ -104,7 +99,10 @@ class Puller:
         self.rate = profile.costs.gzip_decompress_rate if spec.compression == "gzip" else \
             profile.costs.zstd_decompress_rate
         self.fraction = spec.compressed_fraction
-        self.chains: dict[tuple, simpy.Event] = {}  # layer chain -> registered (triggered) or being registered
+        # Layers being registered (the same chain is the same Layer object in every image, so a
+        # Layer stands for its chain ID): triggered once registered. Registered layers are the
+        # host's (``Host.layers``).
+        self.registering: dict[Layer, simpy.Event] = {}
         self.layers: list[LayerPull] = []
         self.pull_s: list[float] = []
 
@@ -121,20 +119,24 @@ class Puller:
         fetched = 0
         parent: simpy.Event | None = None
         for index, layer in enumerate(image.layers):
-            chain = chain_of(image, index)
-            registered = self.chains.get(chain)
-            if registered is None:
-                registered = self.chains[chain] = env.event()
+            registered = self.registering.get(layer)
+            if layer in host.layers and (registered is None or registered.triggered):
+                record = LayerPull(image.name, index, EXISTS, layer.size)
+                registered = None
+            elif registered is not None:
+                record = LayerPull(image.name, index, SHARED, layer.size)
+            else:
+                registered = self.registering[layer] = env.event()
                 record = LayerPull(image.name, index, FETCHED, layer.size, self.compressed(layer.size))
                 fetched += record.fetched_bytes
                 env.process(self._layer(image, index, parent, registered, record, label))
-            else:
-                record = LayerPull(image.name, index, EXISTS if registered.triggered else SHARED, layer.size)
             self.layers.append(record)
             parent = registered
         if parent is not None and not parent.processed:
             yield parent
         host.images[image.name] = image
+        for layer in image.layers:
+            host.layers.setdefault(layer, set()).add(image.name)
         self.pull_s.append(env.now - start)
         self._record(label, "pull", image.name, fetched, start)
 
@@ -168,6 +170,7 @@ class Puller:
         yield env.all_of([decompress, env.process(host.execute(label, 0, "extract_layer", path, record.size_bytes,
                                                                untar))])
         record.extract_s = env.now - record.extract_start_s
+        host.layers.setdefault(image.layers[index], set()).add(image.name)
         registered.succeed()
 
     def _decompress(self, record: LayerPull, label: str, path: str):
@@ -237,11 +240,12 @@ class Startup:
         self.arrived: dict[int, float] = {}
         self.running: dict[int, float] = {}
 
-    def run(self, containers: Sequence[tuple[int, Image]], mounts: Sequence[Mount]):
-        """A process body: every container started, in arrival order."""
+    def run(self, images: Sequence[Image], containers: Sequence[tuple[int, Image]], mounts: Sequence[Mount]):
+        """A process body: the node's ``images`` laid on it (when it has them), then every
+        container (id, image) started, in arrival order."""
         host, env = self.host, self.host.env
         if self.puller is None:
-            for image in dict.fromkeys(image for _, image in containers):
+            for image in images:
                 yield from host.prepare_image(image)
             if self.settle:
                 yield from host.settle()
@@ -284,7 +288,7 @@ class Startup:
             "layers_existing": sum(1 for layer in layers if layer.status != FETCHED),
             "pull_fetched_bytes": sum(layer.fetched_bytes for layer in layers),
             "pull_written_bytes": sum(layer.written_bytes for layer in layers),
-            "images_real_bytes": sum(self.host.driver.image_real_bytes(image) for image in self.host.images.values()),
+            "images_real_bytes": sum(real for _, real in self.host.layer_bytes().values()),
         })
         return row
 
@@ -293,5 +297,5 @@ class Startup:
         return [asdict(layer) for layer in self.puller.layers] if self.puller is not None else []
 
 
-__all__ = ["Puller", "Startup", "LayerPull", "registry_link", "first_reads", "chain_of", "pull_alone",
+__all__ = ["Puller", "Startup", "LayerPull", "registry_link", "first_reads", "pull_alone",
            "DECOMPRESS_CHUNK"]
