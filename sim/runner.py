@@ -212,7 +212,8 @@ class PointRun:
             for cid in range(setup.containers):
                 yield from host.remove_container(cid)
         for name in scenario.remove_images_at_end:
-            yield from host.remove_image(name)
+            if name in host.images:  # a node that pulled on demand holds only what its containers ran
+                yield from host.remove_image(name)
         if scenario.prune_images_at_end:
             for name in host.unused_images():
                 yield from host.remove_image(name)

@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+import sim
+
 from sim.api import validate
 from sim.drivers import get_driver
 from sim.engine import Engine
@@ -208,3 +210,38 @@ def test_without_a_node_block_the_run_is_as_before():
     assert plain.summary == defaults.summary
     assert "pulls" not in plain.summary and not plain.ops.op.isin(["startup", "pull"]).any()
     assert NodeSpec().starts_containers is False
+
+
+def fleet(**node) -> dict:
+    """Two applications on one base, one container each, arriving far apart; the base is never run."""
+    fixed = {"size_distribution": "fixed", "overwrite_fraction": 0, "delete_fraction": 0}
+    images = [{"name": "base", "layers": 2, "files_per_layer": 20, "file_size": "64KiB", **fixed},
+              {"name": "app1", "base": "base", "layers": 1, "files_per_layer": 5, "file_size": "64KiB", **fixed},
+              {"name": "app2", "base": "base", "layers": 1, "files_per_layer": 7, "file_size": "64KiB", **fixed}]
+    return {"name": "fleet", "seed": 2, "images": images,
+            "containers": {"groups": [{"image": "app1"}, {"image": "app2"}]},
+            "node": {"images_present": False, "arrival_interval": "30s", **node}, "remove_images_at_end": ["base"],
+            "workload": {"kind": "mix", "operations": 20}}
+
+
+def test_a_base_pulled_for_one_image_is_not_fetched_for_the_next():
+    result = run(fleet())
+    summary, ops = result.summary, result.ops
+    layer = 20 * 64 * 1024
+    fetched = ops[ops.op == "download"].set_index("path")["bytes"].to_dict()
+    assert fetched == {"app1@0": int(layer * 0.42), "app1@1": int(layer * 0.42), "app1@2": int(5 * 65536 * 0.42),
+                       "app2@2": int(7 * 65536 * 0.42)}
+    assert summary["layers_fetched"] == 4 and summary["layers_existing"] == 2
+    assert summary["pull_fetched_bytes"] == sum(fetched.values())
+    # the bytes on the node: each layer once, the base's two shared by both applications
+    assert summary["images_real_bytes"] == 2 * layer + 5 * 65536 + 7 * 65536
+    pulls = ops[ops.op == "pull"].set_index("container")["latency_s"]
+    assert pulls["1"] < pulls["0"]  # the second pull fetched one small layer
+
+
+def test_the_report_draws_the_start_up(tmp_path):
+    from sim import report
+    data = fleet()
+    data["sweep"] = {"driver.name": ["overlay2", "vfs"]}
+    figures = {figure.name for figure in report.figures(sim.run_scenario(data))}
+    assert {"startup_timeline", "startup"} <= figures
