@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sim
 
@@ -245,3 +247,33 @@ def test_the_report_draws_the_start_up(tmp_path):
     data["sweep"] = {"driver.name": ["overlay2", "vfs"]}
     figures = {figure.name for figure in report.figures(sim.run_scenario(data))}
     assert {"startup_timeline", "startup"} <= figures
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.floats(0, 2)), min_size=1, max_size=8),
+       st.integers(1, 4))
+def test_every_layer_is_fetched_once_whatever_the_pulls(pulls, downloads):
+    """Images on 4 bases of 1..4 layers with 0..2 layers of their own, pulled at random times
+    and overlapping: each distinct layer crosses the link once, and every pull ends with its
+    layers on the node."""
+    bases = [[layer(f"b{b}.{i}", (b + 1) * MIB) for i in range(b + 1)] for b in range(4)]
+    own: dict[tuple[int, int], list[Layer]] = {}
+    host = host_for()
+    puller = Puller(host, NodeSpec(images_present=False, max_concurrent_downloads=downloads))
+
+    def later(image, at):
+        yield host.env.timeout(at)
+        yield from puller.pull(image, "host")
+
+    images = []
+    for base, extra, at in pulls:
+        stack = own.setdefault((base, extra), [layer(f"a{base}.{extra}.{i}", MIB // 2) for i in range(extra)])
+        image = Image(f"app{base}.{extra}", bases[base] + stack)
+        images.append(image)
+        host.env.process(later(image, at))
+    host.env.run()
+    distinct = {id(lay): lay for image in images for lay in image.layers}
+    assert puller.link.bytes_read == sum(int(lay.size * 0.42) for lay in distinct.values())
+    assert sum(1 for r in puller.layers if r.status == FETCHED) == len(distinct)
+    assert set(distinct) == {id(lay) for lay in host.layers}
+    assert len(puller.pull_s) == len(pulls)
