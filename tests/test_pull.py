@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-
 from sim.api import validate
 from sim.drivers import get_driver
 from sim.engine import Engine
