@@ -25,7 +25,7 @@ start (``container_start`` of CPU) and its first reads; it counts as running aft
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import simpy
@@ -161,7 +161,8 @@ class Puller:
             yield parent
         record.extract_start_s = env.now
         driver = host.driver
-        create = yield from host.execute(label, 0, "create_layer", path, 0, driver.create_layer(image, index))
+        create = driver.create_layer(image, index)
+        yield from host.execute(label, 0, "create_layer", path, written_bytes(create), create)
         # then the blob is read back, inflated and unpacked: the stages of one pipe, side by side
         untar = Plan().read(SETUP, ("blob", path), 0, record.fetched_bytes, record.fetched_bytes)
         untar.extend(driver.untar_layer(image, index))
@@ -291,10 +292,6 @@ class Startup:
             "images_real_bytes": sum(real for _, real in self.host.layer_bytes().values()),
         })
         return row
-
-    def layer_rows(self) -> list[dict]:
-        """Per layer of every pull: what was fetched and written, and each stage's times."""
-        return [asdict(layer) for layer in self.puller.layers] if self.puller is not None else []
 
 
 __all__ = ["Puller", "Startup", "LayerPull", "registry_link", "first_reads", "pull_alone",
