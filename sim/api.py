@@ -290,7 +290,7 @@ def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
             return scenario
         message, path = problem
     for key, where in point.sources.items():
-        key_path = tuple(key.split("."))
+        key_path = tuple(int(k) if k.isdigit() else k for k in key.split("."))
         shorter = min(len(key_path), len(path))
         if swept and key_path[:shorter] == path[:shorter]:
             if len(point.values) > 1:

@@ -182,14 +182,13 @@ class Host:
             rows.append({"kind": "volume", "container": "", "image": name, "size_bytes": held,
                          "virtual_bytes": held, "real_bytes": held})
         containers = [r for r in rows if r["kind"] == "container"]
-        volumes = [r for r in rows if r["kind"] == "volume"]
         # Virtual sizes are never summed: the total is every SIZE plus each distinct layer once
-        # (with one image, the image once); so are the layers' real bytes.
+        # (with one image, the image once); so are the layers' real bytes, beside everything else held.
         container_size = sum(r["size_bytes"] for r in containers)
         layers = self.layer_bytes()
         rows.append({"kind": "total", "container": "", "image": "", "size_bytes": container_size,
                      "virtual_bytes": container_size + sum(size for size, _ in layers.values()),
-                     "real_bytes": sum(r["real_bytes"] for r in containers + volumes)
+                     "real_bytes": sum(r["real_bytes"] for r in rows if r["kind"] != "image")
                      + sum(real for _, real in layers.values())})
         return rows
 
@@ -207,9 +206,10 @@ class Host:
         until the logging model fills this in."""
         return 0
 
-    def system_df(self) -> list[dict]:
+    def system_df(self, space: list[dict] | None = None) -> list[dict]:
         """``docker system df`` (one row per type, and a total) and ``docker system df -v``'s
-        per-image rows.
+        per-image rows; from ``space``, the node's :meth:`space` rows now, when given (measuring
+        what a container holds can cost: vfs walks its copy).
 
         An image's size is all its layers'; its shared size the layers other images on the node
         hold too; its unique size the rest. The images' row counts each layer once, and what is
@@ -220,6 +220,8 @@ class Host:
         are the containers' json-file logs, which ``docker rm`` deletes. ``real_bytes`` is what
         the driver and the host filesystem really hold, each layer once.
         """
+        space = self.space() if space is None else space
+        held = {(row["kind"], row["container"] or row["image"]): row for row in space}
         layers = self.layer_bytes()
         running = [container.image.name for container in self.containers.values()]
         in_use = {layer for image in self.images.values() if image.name in running for layer in image.layers}
@@ -228,9 +230,10 @@ class Host:
             shared = sum(layer.size for layer in image.layers if len(self.layers[layer]) > 1)
             rows.append(_df_row("image", image.name, 1, int(image.name in running), image.virtual_size,
                                 shared=shared, reclaimable=0 if image.name in running else image.virtual_size - shared,
-                                real=self.driver.image_real_bytes(image), containers=running.count(image.name)))
+                                real=held["image", image.name]["real_bytes"], containers=running.count(image.name)))
         mounted = {mount.volume for container in self.containers.values() for mount in container.mounts}
-        volumes = {name: self.volume_fs.container_real_bytes(("vol", name)) for name in sorted(self.volumes)}
+        volumes = {name: held["volume", name]["real_bytes"] for name in sorted(self.volumes)}
+        containers = [held["container", container.label] for container in self.containers.values()]
         logs = sum(self.container_log_bytes(cid) for cid in self.containers)
         images_size = sum(size for size, _ in layers.values())
         # Docker's own figure: the layers' size less the unique size of every image a container
@@ -242,8 +245,7 @@ class Host:
                     reclaimable=sum(size for layer, (size, _) in layers.items() if layer not in in_use),
                     real=sum(real for _, real in layers.values()), docker_reclaimable=docker_reclaimable),
             _df_row("containers", "", len(self.containers), len(self.containers),
-                    sum(self.driver.space(cid)["size_bytes"] for cid in self.containers),
-                    real=sum(self.driver.container_real_bytes(cid) for cid in self.containers)),
+                    sum(row["size_bytes"] for row in containers), real=sum(row["real_bytes"] for row in containers)),
             _df_row("volumes", "", len(volumes), len(mounted & volumes.keys()), sum(volumes.values()),
                     reclaimable=sum(held for name, held in volumes.items() if name not in mounted),
                     real=sum(volumes.values())),

@@ -164,13 +164,14 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
         raise RuntimeError(f"simulation stalled at t={engine.env.now} s with operations still waiting")
     host.records.close()
-    space = run.space_before_removal or host.space()
+    end_space = host.space()
+    space = run.space_before_removal or end_space
     summary = summarize(host.records.totals, engine, run.measured_from, space)
     summary.update(workload.summary(scenario.containers.count))
     if run.startup is not None:  # only then: the summary of a scenario without a node block is as before
         summary.update(run.startup.summary())
     ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
-    df = run.df_before_removal + [{"when": "end", **row} for row in host.system_df()]
+    df = run.df_before_removal + [{"when": "end", **row} for row in host.system_df(end_space)]
     return PointResult(summary, ops, space, ops_path, df)
 
 
@@ -206,9 +207,10 @@ class PointRun:
         yield host.env.all_of(self.workload.processes(setup))
         removing = scenario.containers.remove_at_end or scenario.remove_images_at_end or scenario.prune_images_at_end
         if removing:
-            self.df_before_removal = [{"when": "workload end", **row} for row in host.system_df()]
+            before = host.space()
+            self.df_before_removal = [{"when": "workload end", **row} for row in host.system_df(before)]
         if scenario.containers.remove_at_end:
-            self.space_before_removal.extend(host.space())
+            self.space_before_removal.extend(before)
             for cid in range(setup.containers):
                 yield from host.remove_container(cid)
         for name in scenario.remove_images_at_end:

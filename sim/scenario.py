@@ -540,7 +540,8 @@ class Scenario(Strict):
                 REGISTRY[self.driver.name].check_layers(layers)
             except ValueError as error:
                 based = bool(self.images) and getattr(self.images[where[1]], "base", None) is not None
-                raise FieldError(f"{error}{' (with its bases: layers)' if based else ''}", *where) from None
+                included = " (its bases' layers included)" if based else ""
+                raise FieldError(f"{error}{included}", *where) from None
         return self
 
     @model_validator(mode="after")
@@ -661,31 +662,51 @@ def swept_fields(sweep: dict | None) -> list[str]:
     return [key for axis in sweep_axes(sweep) for key in axis.keys]
 
 
+def _index(node: list, key: str, dotted: str) -> int:
+    """The item of a list a dotted key's part names (``images.1.layers``: the second image)."""
+    if not key.isdigit() or int(key) >= len(node):
+        raise SweepError(f"{dotted}: {key!r} is not an item of a list of {len(node)}", ())
+    return int(key)
+
+
+def _put(node: dict | list, key: str, value: Any, dotted: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, key, dotted)] = value
+    else:
+        node[key] = value
+
+
+def _child(node: dict | list, key: str, dotted: str) -> Any:
+    return node[_index(node, key, dotted)] if isinstance(node, list) else node.get(key)
+
+
 def set_dotted(data: dict, dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in nested mappings, creating the mappings on the way."""
+    """Set ``a.b.c`` in nested mappings (a number picks an item of a list), creating the mappings
+    on the way."""
     keys = dotted.split(".")
-    node = data
+    node: dict | list = data
     for key in keys[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
+        child = _child(node, key, dotted)
+        if not isinstance(child, (dict, list)):
             child = {}
-            node[key] = child
+            _put(node, key, child, dotted)
         node = child
-    node[keys[-1]] = value
+    _put(node, keys[-1], value, dotted)
 
 
 def _with_value(data: dict, dotted: str, value: Any) -> dict:
-    """``data`` with ``a.b.c`` set, copying only the mappings on the way (the rest is shared:
-    points are read, never changed, so a sweep of 10^5 points does not copy the base 10^5 times)."""
+    """``data`` with ``a.b.c`` set, copying only the mappings and lists on the way (the rest is
+    shared: points are read, never changed, so a sweep of 10^5 points does not copy the base 10^5
+    times)."""
     keys = dotted.split(".")
     top = dict(data)
-    node = top
+    node: dict | list = top
     for key in keys[:-1]:
-        child = node.get(key)
-        child = dict(child) if isinstance(child, dict) else {}
-        node[key] = child
+        child = _child(node, key, dotted)
+        child = dict(child) if isinstance(child, dict) else list(child) if isinstance(child, list) else {}
+        _put(node, key, child, dotted)
         node = child
-    node[keys[-1]] = value
+    _put(node, keys[-1], value, dotted)
     return top
 
 
@@ -722,7 +743,10 @@ def _check_swept_fields(axes: list[Axis], base: dict) -> None:
     first = base
     for axis in axes:
         for key, value in zip(axis.keys, axis.values[0]):
-            first = _with_value(first, key, value)
+            try:
+                first = _with_value(first, key, value)
+            except SweepError as error:
+                raise SweepError(str(error).partition(": ")[2], axis.sources[0][key][:-1]) from None
     for axis in axes:
         for key in axis.keys:
             parts = key.split(".")
@@ -730,7 +754,7 @@ def _check_swept_fields(axes: list[Axis], base: dict) -> None:
                 model = model_at(tuple(parts[:depth - 1]), first)
                 if model is None:
                     break  # a mapping of free keys (driver options, mix ops): checked when validated
-                if parts[depth - 1] not in model.model_fields:
+                if parts[depth - 1] not in model.model_fields and not parts[depth - 1].isdigit():  # (an item)
                     raise SweepError(unknown_key(parts[depth - 1], list(model.model_fields)), axis.sources[0][key][:-1])
 
 
@@ -763,8 +787,11 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> tuple
         elif any(isinstance(g, dict) and key in g for g in sweep.get(ZIP) or []):
             raise SweepError(f"{label}: {key} moves with others in a zip group; "
                              "override the group with --set sweep.zip=...", ())
-        set_dotted(data, key, value)
-        origins[tuple(key.split("."))] = label
+        try:
+            set_dotted(data, key, value)
+        except SweepError as error:
+            raise SweepError(f"{label}: {str(error).partition(': ')[2]}", ()) from None
+        origins[tuple(int(k) if k.isdigit() else k for k in key.split("."))] = label
     return data, origins
 
 
@@ -782,6 +809,8 @@ def model_at(path: tuple, data: Any) -> type[BaseModel] | None:
     node = data
     items: tuple[Any, str] | None = None  # (annotation, name) of the list field just entered
     for part in path:
+        if isinstance(part, str) and part.isdigit() and items is not None:  # a dotted key's list index
+            part = int(part)
         if isinstance(part, int):  # an item of a list of models: the model of that item
             node = node[part] if isinstance(node, list) and part < len(node) else None
             if items is not None:
@@ -916,4 +945,36 @@ def json_schema() -> dict:
                 widen(value)
 
     widen(schema)
+    _loader_leniencies(schema)
     return schema
+
+
+def _loader_leniencies(schema: dict) -> None:
+    """What the loader accepts beyond pydantic's schema: a mapping of a union may leave ``kind``
+    out (its default kind applies), so the kinds are alternatives (``anyOf``) rather than exactly
+    one (``oneOf``: ``{layers: 2}`` fits a synthetic and a probe image alike); and a field with
+    alias choices (a file image's ``from:``) may be written by any of its names."""
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "discriminator" in node and "oneOf" in node:
+                node["anyOf"] = node.pop("oneOf")
+                del node["discriminator"]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    for model in (FileImage, NamedFile):
+        definition = schema.get("$defs", {}).get(model.__name__)
+        if definition is None:
+            continue
+        for name, info in model.model_fields.items():
+            choices = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+            others = [str(choice) for choice in choices if choice != name]
+            for other in others:
+                definition["properties"][other] = definition["properties"][name]
+            if others and name in definition.get("required", []):
+                definition["required"] = [r for r in definition["required"] if r != name]
+                definition["anyOf"] = [{"required": [choice]} for choice in [name, *others]]

@@ -10,6 +10,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 import sim
@@ -400,4 +402,74 @@ def test_synthetic_layers_on_a_real_base(tmp_path):
     (tmp_path / "deep.yaml").write_text(json.dumps({**data, "images": [
         data["images"][0], {"name": "app", "base": "debian", "layers": 124}]}))
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "deep.yaml")])
-    one_line(result, "deep.yaml:1: images[1]: ", "at most 125 image layers, got 126", "bases' layers")
+    one_line(result, "deep.yaml:1: images[1]: ", "at most 125 image layers, got 126", "bases' layers included")
+
+
+def test_node_images_scenario_runs_from_anywhere(monkeypatch, tmp_path):
+    """scenarios/node_images.yaml: its real base is found from the scenario's folder, and the prune
+    at the end frees exactly what system df called reclaimable when the workload ended."""
+    monkeypatch.chdir(tmp_path)
+    run = sim.run_scenario(ROOT / "scenarios" / "node_images.yaml",
+                           overrides=["sweep.driver.name=[overlay2]", "workload.operations=200"])
+    before, after = df_of(run, "workload end"), df_of(run, "end")
+    pruned = run.ops[run.ops["op"] == "remove_image"]
+    assert sorted(pruned["path"]) == ["alpine", "api4", "debian", "job3", "job4", "python", "web4"]
+    assert pruned["bytes"].sum() == before.loc[("images", ""), "reclaimable_bytes"] > 0
+    assert after.loc[("images", ""), "size_bytes"] == before.loc[("images", ""), "size_bytes"] - pruned["bytes"].sum()
+    assert after.loc[("images", ""), "reclaimable_bytes"] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=-1, max_value=8), min_size=1, max_size=9),
+       st.lists(st.integers(min_value=0, max_value=8), max_size=6), st.randoms(use_true_random=False))
+def test_removing_images_frees_each_layer_once(bases, running, rnd):
+    """Any forest of images (image i on image bases[i] when that one comes before it): docker rmi
+    frees exactly the image's unique size at that moment, reclaimable is what no running image
+    holds, and once every image is gone every layer has been freed once."""
+    import numpy as np
+    from sim.image import synthetic_image
+    profile = load_profile("ssd")
+    engine = Engine(profile)
+    host = Host(get_driver("overlay2")(None, profile), engine)
+    images: list[Image] = []
+    for index, base in enumerate(bases):
+        below = images[base] if 0 <= base < index else None
+        images.append(synthetic_image(np.random.default_rng(index), layers=1 + index % 2, files_per_layer=3,
+                                      name=f"i{index}", base=below))
+    runs = sorted({r for r in running if r < len(images)})
+    order = [image.name for image in images]
+    rnd.shuffle(order)
+
+    def body():
+        for image in images:
+            yield from host.prepare_image(image)
+        for cid, index in enumerate(runs):
+            yield from host.create_container(cid, images[index])
+        distinct = sum(size for size, _ in host.layer_bytes().values())
+        df = {row["kind"]: row for row in host.system_df() if row["kind"] != "image"}
+        in_use = {layer for index in runs for layer in images[index].layers}
+        by_identity = {id(layer): layer.size for image in images for layer in image.layers}
+        assert df["images"]["size_bytes"] == distinct == sum(by_identity.values())
+        assert df["images"]["reclaimable_bytes"] == sum(size for layer, (size, _) in host.layer_bytes().items()
+                                                        if layer not in in_use)
+        for cid in range(len(runs)):
+            yield from host.remove_container(cid)
+        freed = 0
+        for name in order:
+            unique = next(row["unique_bytes"] for row in host.system_df() if row["name"] == name)
+            yield from host.remove_image(name)
+            step = host.records.table().to_pandas().iloc[-1]
+            assert step["op"] == "remove_image" and step["bytes"] == unique
+            freed += unique
+        assert freed == distinct and not host.layers and not host.images
+    engine.env.process(body())
+    engine.env.run()
+
+
+def test_a_sweep_moves_a_field_of_one_listed_image():
+    data = {**small(), "sweep": {"images.1.layers": [1, 3]}}
+    run = sim.run_scenario(data)
+    assert list(run.summary["images.1.layers"]) == [1, 3]
+    app1 = run.df[(run.df["kind"] == "image") & (run.df["name"] == "app1") & (run.df["when"] == "workload end")]
+    assert list(app1["size_bytes"]) == [24000, 32000]  # the base's 20,000 and 1 or 3 layers of 4 x 1000
+    assert data["images"][1]["layers"] == 1  # the scenario itself is not changed

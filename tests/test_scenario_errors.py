@@ -77,6 +77,11 @@ CASES = {
                         "images[0].dir_depht", "did you mean 'dir_depth'?"),
     "rmi of a running image": ("name: x\nimages:\n  - {name: a}\nremove_images_at_end:\n  - a\n", 5,
                                "remove_images_at_end[0]", "docker rmi refuses"),
+    "sweep an image that is not there": ("name: x\nimages:\n  - {name: a}\nsweep:\n  images.3.layers: [1, 2]\n", 5,
+                                         "sweep.images.3.layers", "'3' is not an item of a list of 1"),
+    "sweep a listed image's field": ("name: x\nimages:\n  - {name: a}\n  - {name: b, base: a}\n"
+                                     "containers: {groups: [{image: b}]}\nsweep:\n  images.1.layers:\n    - 2\n"
+                                     "    - 121\n", 9, "sweep.images.1.layers", "got 126"),
     "volume list item": ("name: x\ncontainers:\n  volumes:\n    - {name: v, mount: /d}\n    - {name: w, mont: /e}\n", 5,
                          "containers.volumes[1].mont", "did you mean 'mount'?"),
 }
