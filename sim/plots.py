@@ -60,6 +60,7 @@ METRIC_LABELS = {
     "data_s": "data transfer time per operation",
     "fsync_s": "fsync time per operation",
     "all_running_s": "time until every container runs",
+    "pull_mean_s": "time of a pull, mean",
     "pull_fetched_bytes": "bytes fetched from the registry",
     "images_real_bytes": "bytes the images occupy on the node",
 }

@@ -301,6 +301,11 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
                     "Mean operation latency and makespan against the number of containers running at once: what "
                     "they share (CPUs, disk, locks) against what running side by side gains.",
                     "Contention: latency and makespan", rows, key, ["latency_mean_s", "makespan_s"], v, held, band))
+            if "all_running_s" in v.summary:
+                out.append(_sweep_figure(
+                    f"startup_vs_{key.short}{tag}",
+                    f"Time until every container runs and a pull's mean time against {key.label}.",
+                    "Start-up", rows, key, ["all_running_s", "pull_mean_s"], v, held, band))
             if len(v.space):
                 out.append(_sweep_figure(
                     f"disk_usage_vs_{key.short}{tag}",

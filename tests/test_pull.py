@@ -246,6 +246,9 @@ def test_the_report_draws_the_start_up(tmp_path):
     data["sweep"] = {"driver.name": ["overlay2", "vfs"]}
     figures = {figure.name for figure in report.figures(sim.run_scenario(data))}
     assert {"startup_timeline", "startup"} <= figures
+    data["sweep"]["node.max_concurrent_downloads"] = [1, 3]
+    figures = {figure.name for figure in report.figures(sim.run_scenario(data))}
+    assert "startup_vs_max_concurrent_downloads" in figures
 
 
 @settings(max_examples=30, deadline=None)
