@@ -74,4 +74,16 @@ METRICS: dict[str, Metric] = _table(
     ("first_write_s", "s", HIGHER_IS_WORSE, "mean latency of a file's first write (copy-up included)"),
     ("second_write_s", "s", HIGHER_IS_WORSE, "mean latency of a file's second write"),
     ("lookup_s", "s", HIGHER_IS_WORSE, "mean path-lookup time of first writes"),
+    # a node's start-up (scenario node block): only in the summaries of runs that have one
+    ("all_running_s", "s", HIGHER_IS_WORSE, "from the first container's arrival until every container runs"),
+    ("startup_mean_s", "s", HIGHER_IS_WORSE, "mean time from a container's arrival until it runs"),
+    ("startup_max_s", "s", HIGHER_IS_WORSE, "longest time from a container's arrival until it runs"),
+    ("pulls", "count", NEITHER, "image pulls (docker pull) the containers' start-up made"),
+    ("pull_mean_s", "s", HIGHER_IS_WORSE, "mean time of a pull, from its manifest to its top layer registered"),
+    ("pull_max_s", "s", HIGHER_IS_WORSE, "longest pull"),
+    ("layers_fetched", "count", HIGHER_IS_WORSE, "layers downloaded from the registry"),
+    ("layers_existing", "count", NEITHER, "layers a pull found on the node or being pulled already"),
+    ("pull_fetched_bytes", "bytes", HIGHER_IS_WORSE, "compressed bytes downloaded from the registry"),
+    ("pull_written_bytes", "bytes", HIGHER_IS_WORSE, "bytes the pulls wrote: blobs' temporary files and extraction"),
+    ("images_real_bytes", "bytes", HIGHER_IS_WORSE, "bytes the images' layers occupy under the driver"),
 )

@@ -59,6 +59,10 @@ METRIC_LABELS = {
     "copy_up_s": "copy-up time per operation",
     "data_s": "data transfer time per operation",
     "fsync_s": "fsync time per operation",
+    "all_running_s": "time until every container runs",
+    "pull_mean_s": "time of a pull, mean",
+    "pull_fetched_bytes": "bytes fetched from the registry",
+    "images_real_bytes": "bytes the images occupy on the node",
 }
 
 
@@ -381,5 +385,28 @@ def plot_latency_cdf(ops: pd.DataFrame, *, title: str, max_panels: int = 6) -> F
         label_axis(ax.yaxis, "fraction", "operations at or below")
         ax.grid(True, which="major", alpha=0.3)
     axes[0].legend(title="driver", fontsize=8, title_fontsize=8)
+    fit_tick_labels(figure)
+    return figure
+
+
+def plot_startup_timeline(startups: pd.DataFrame, *, title: str) -> Figure:
+    """Containers running against time since the first arrived, one step line per driver
+    (``startups``: the ``startup`` setup rows of one replicate, with ``driver``)."""
+    figure, (ax,) = new_figure(1, title, width=7.0)
+    first = startups["start_s"].min()
+    for driver in driver_order(startups["driver"]):
+        rows = startups[startups["driver"] == driver]
+        running = np.sort((rows["start_s"] + rows["latency_s"]).to_numpy() - first)
+        style = driver_style(driver)
+        ax.step(np.concatenate(([0.0], running)), np.arange(len(running) + 1), where="post", label=driver,
+                color=style["color"], linestyle=style["linestyle"])
+        ax.plot(running[-1:], [len(running)], marker=style["marker"], color=style["color"])
+    arrived = np.sort(startups.drop_duplicates("container")["start_s"].to_numpy() - first)
+    ax.step(np.concatenate((arrived, [ax.get_xlim()[1]])), np.arange(1, len(arrived) + 2).clip(max=len(arrived)),
+            where="post", color="black", linewidth=0.8, linestyle=":", label="arrived")
+    label_axis(ax.xaxis, "s", "time since the first container arrived")
+    label_axis(ax.yaxis, "count", "containers running")
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="driver", fontsize=8, title_fontsize=8)
     fit_tick_labels(figure)
     return figure

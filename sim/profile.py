@@ -126,6 +126,43 @@ class KernelCosts(BaseModel):
     aufs_xino_write: Duration = Field(3e-6, ge=0, description=(
         "CPU of one write of aufs's external inode number table (xino file) for a new inode on the writable branch, "
         "under the xino file's lock [s]"))
+    gzip_decompress_rate: Rate = Field(200e6, gt=0, description=(
+        "bytes of layer data one core decompresses per second from gzip, counted uncompressed (measured here: "
+        "gzip 1.12 -d of a 454 MB tar of /usr/bin, /usr/lib/python3.11 and /usr/share/doc, 2.25 s of user CPU; "
+        "dockerd pipes through unpigz when installed, whose inflate is single-threaded too) [bytes/s]"))
+    zstd_decompress_rate: Rate = Field(1.15e9, gt=0, description=(
+        "bytes of layer data one core decompresses per second from zstd, counted uncompressed (measured here: zstd "
+        "1.5.4 -d of the same tar compressed at level 3, 0.39 s of user CPU) [bytes/s]"))
+    container_start: Duration = Field(0.1, ge=0, description=(
+        "CPU of starting a created container besides its storage: the runtime's create and start (namespaces, "
+        "cgroups, mounting the prepared rootfs, exec of the entrypoint); charged only when containers start "
+        "(scenario node block, docs/model.md \"Pulling an image\") [s]"))
+
+
+class RegistryProfile(BaseModel):
+    """The registry images are pulled from, as one network link (``sim/pull.py``).
+
+    A request costs a round trip plus the registry's own time before its first byte; its bytes
+    then share the link's bandwidth with every download in flight (processor sharing, the
+    engine's :class:`~sim.engine.Disk` on these figures). Requests overlap their round trips
+    (HTTP connections of their own). Defaults: a registry or mirror in the node's region.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    bandwidth: Rate = Field(125e6, gt=0, le=1e12, description=(
+        "bytes per second the node receives from the registry, shared by every download in flight (default 1 Gbit/s: "
+        "a cloud VM's network share or a registry mirror in its region) [bytes/s]"))
+    round_trip: Duration = Field(0.02, ge=0, le=60, description=(
+        "network round trip of one HTTP request (default 20 ms: a registry in the node's region) [s]"))
+    request_overhead: Duration = Field(0.03, ge=0, le=60, description=(
+        "the registry's time to answer one request before its first byte: authorisation, lookup of the blob, TLS "
+        "record setup (default 30 ms, an estimate) [s]"))
+    manifest_requests: int = Field(4, ge=0, le=100, description=(
+        "requests before the first layer: bearer token, manifest list, the platform's manifest, image configuration "
+        "(moby distribution/pull_v2.go pullV2Tag, pullManifestList, pullSchema2Config) [count]"))
+    blob_requests: int = Field(2, ge=1, le=100, description=(
+        "requests per layer blob: GET /v2/<name>/blobs/<digest> and the 307 redirect to the storage backend or CDN "
+        "(OCI distribution-spec, pulling blobs) [count]"))
 
 
 class Profile(BaseModel):
@@ -140,6 +177,8 @@ class Profile(BaseModel):
     page_cache: Size = Field(4 * 2**30, gt=0, description="page cache capacity [bytes]")
     cache_block: Size = Field(128 * 2**10, gt=0, description="page cache granularity (readahead window) [bytes]")
     dentry_cache: int = Field(1_000_000, ge=1, description="dentries one mount's cache holds [entries]")
+    registry: RegistryProfile = Field(default_factory=RegistryProfile, description=(
+        "the registry images are pulled from (a node that starts without its images)"))
     cores: int = Field(2, ge=1, le=4096, description=(
         "CPUs that run the kernel's and the FUSE daemons' work for every container, first come first served (default: "
         "a 2-vCPU VM, this project's machine kind) [count]"))

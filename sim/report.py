@@ -25,8 +25,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .api import RunResult, load_run
 from .errors import CowsimError
-from .plots import (METRIC_LABELS, coinciding_drivers, driver_order, plot_bars, plot_latency_cdf, plot_vs,
-                    replicate_stats, unit_of)
+from .plots import (METRIC_LABELS, coinciding_drivers, driver_order, plot_bars, plot_latency_cdf,
+                    plot_startup_timeline, plot_vs, replicate_stats, unit_of)
 from .records import SETUP_OPS
 from .scenario import CopyupProbe, FileImage, Mix, ProbeImage, Scenario, SyntheticImage, swept_fields
 from .units import format_duration, format_size
@@ -301,6 +301,11 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
                     "Mean operation latency and makespan against the number of containers running at once: what "
                     "they share (CPUs, disk, locks) against what running side by side gains.",
                     "Contention: latency and makespan", rows, key, ["latency_mean_s", "makespan_s"], v, held, band))
+            if "all_running_s" in v.summary:
+                out.append(_sweep_figure(
+                    f"startup_vs_{key.short}{tag}",
+                    f"Time until every container runs and a pull's mean time against {key.label}.",
+                    "Start-up", rows, key, ["all_running_s", "pull_mean_s"], v, held, band))
             if len(v.space):
                 out.append(_sweep_figure(
                     f"disk_usage_vs_{key.short}{tag}",
@@ -323,6 +328,8 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
         if _varies(v.summary, RATIOS):
             out.append(ReportFigure("cache", "Cache hit ratios per driver.",
                                     plot_bars(v.summary, RATIOS, title=_title("Cache hit ratios", v.fixed, {}, []))))
+    if "all_running_s" in v.summary:
+        out += _startup_figures(v)
     if not v.probe and len(v.ops):
         for held in _slices(v.ops, v.keys):
             out.append(ReportFigure(
@@ -332,6 +339,36 @@ def figures(run: RunResult | str | Path | RunView) -> list[ReportFigure]:
                                            f"{v.run.operations:,} (the summary's quantiles use them all)."
                                            if v.ops_step > 1 else ""),
                 plot_latency_cdf(_select(v.ops, held), title=_title("Latency distribution", v.fixed, held, v.keys))))
+    return out
+
+
+STARTUP_BARS = ["all_running_s", "pull_fetched_bytes", "images_real_bytes"]
+
+
+def _startup_figures(v: RunView) -> list[ReportFigure]:
+    """A node's start-up (scenario node block): containers running against time per driver,
+    from the first replicate's ``startup`` rows, and time until all run beside bytes fetched
+    and stored."""
+    ops = v.run.read_ops(["point", "replicate", "container", "op", "start_s", "latency_s"], 1)
+    startups = ops[(ops["op"] == "startup") & (ops["replicate"] == 0)]
+    tags = v.summary[["point", "driver", *[k.column for k in v.keys]]].drop_duplicates("point")
+    startups = startups.merge(tags, on="point", how="left")
+    out = []
+    for held in _slices(v.summary, v.keys):
+        tag = _slug(held, v.keys)
+        rows = _select(startups, held)
+        if len(rows):
+            out.append(ReportFigure(
+                f"startup_timeline{tag}",
+                "Containers running against time since the first one arrived, per driver (first replicate): each "
+                "container pulls what its image lacks, is created, starts and reads its first files. The dotted "
+                "line counts arrivals.", plot_startup_timeline(rows, title=_title("Start-up", v.fixed, held,
+                                                                                   v.keys))))
+        out.append(ReportFigure(
+            f"startup{tag}", "Time until every container runs, bytes fetched from the registry and bytes the "
+            "images occupy on the node, per driver (whiskers: replicate range).",
+            plot_bars(_select(v.summary, held), [m for m in STARTUP_BARS if m in v.summary],
+                      title=_title("Start-up: time and bytes", v.fixed, held, v.keys))))
     return out
 
 

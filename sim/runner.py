@@ -22,6 +22,7 @@ from .engine import Engine, OpResult
 from .host import Host, Mount
 from .image import Image, Layer, probe_image, synthetic_image
 from .profile import load_profile
+from .pull import Startup
 from .records import OP_SCHEMA, OpRecords, OpTotals
 from .scenario import NAMED_IMAGES, FileImage, NamedSynthetic, ProbeImage, Scenario, SyntheticImage, bases_first
 from .workloads import Setup, Workload, measured_columns, workload_for
@@ -171,6 +172,8 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     space = run.space_before_removal or end_space
     summary = summarize(host.records.totals, engine, run.measured_from, space)
     summary.update(workload.summary(scenario.containers.count))
+    if run.startup is not None:  # only then: the summary of a scenario without a node block is as before
+        summary.update(run.startup.summary())
     ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
     df = run.df_before_removal + [{"when": "end", **row} for row in host.system_df(end_space)]
     return PointResult(summary, ops, space, ops_path, df)
@@ -185,14 +188,19 @@ class PointRun:
         self.measured_from = 0.0
         self.space_before_removal: list[dict] = []
         self.df_before_removal: list[dict] = []  # system df when the workload ended, if anything is removed
+        self.startup = Startup(setup.host, scenario.node, scenario.settle) if scenario.node.starts_containers else None
 
     def process(self):
         scenario, setup = self.scenario, self.setup
         host, engine = setup.host, setup.host.engine
-        for image, _ in setup.images.values():
-            yield from host.prepare_image(image)
-        for cid in range(setup.containers):
-            yield from host.create_container(cid, setup.image(cid), setup.mounts)
+        if self.startup is not None:
+            yield from self.startup.run([image for image, _ in setup.images.values()],
+                                        [(cid, setup.image(cid)) for cid in range(setup.containers)], setup.mounts)
+        else:
+            for image, _ in setup.images.values():
+                yield from host.prepare_image(image)
+            for cid in range(setup.containers):
+                yield from host.create_container(cid, setup.image(cid), setup.mounts)
         if scenario.settle:
             yield from host.settle()
         if scenario.cache == "warm":
@@ -210,7 +218,8 @@ class PointRun:
             for cid in range(setup.containers):
                 yield from host.remove_container(cid)
         for name in scenario.remove_images_at_end:
-            yield from host.remove_image(name)
+            if name in host.images:  # a node that pulled on demand holds only what its containers ran
+                yield from host.remove_image(name)
         if scenario.prune_images_at_end:
             for name in host.unused_images():
                 yield from host.remove_image(name)

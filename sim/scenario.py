@@ -373,6 +373,34 @@ class Trace(Strict):
 WorkloadSpec = Annotated[CopyupProbe | Mix | Trace, Field(discriminator="kind")]
 
 
+class NodeSpec(Strict):
+    """The node the containers start on, and how they start (docs/model.md, "Pulling an image").
+    With every default, the images are laid on disk before anything runs and every container
+    is created at once, as before: no pull, no start."""
+
+    images_present: bool = field(True, description=(
+        "true: the images are on the node before the first container (laid on disk as a finished pull leaves them); "
+        "false: the node starts without them and each container pulls what its image lacks when it is created "
+        "(layers already on the node are not fetched again)"))
+    arrival_interval: Duration = field(0.0, unit="s", ge=0, le=86_400, description=(
+        "container i arrives (is pulled, created and started) i times this after the first"))
+    first_read_fraction: float = field(0.0, ge=0, le=1, description=(
+        "share of its image's bytes a container reads when it starts (its files in path order, whole), before it "
+        "counts as running"))
+    max_concurrent_downloads: int = field(3, unit="count", ge=1, le=1024, description=(
+        "layers downloaded at once, over every pull (dockerd --max-concurrent-downloads, default 3)"))
+    compression: Literal["gzip", "zstd"] = field("gzip", description=(
+        "how the registry's layer blobs are compressed (decompression rates: the profile's costs)"))
+    compressed_fraction: float = field(0.42, gt=0, le=1, description=(
+        "compressed bytes per byte of layer data (0.42: gzip -6 of a tar of /usr/bin, /usr/lib/python3.11 and "
+        "/usr/share/doc on this project's VM; zstd -3 gives 0.40)"))
+
+    @property
+    def starts_containers(self) -> bool:
+        """Containers arrive, (pull,) are created and start one by one: anything but the defaults."""
+        return not self.images_present or self.arrival_interval > 0 or self.first_read_fraction > 0
+
+
 class Scenario(Strict):
     """One experiment: a host, a driver, an image, containers and their workload."""
 
@@ -397,6 +425,8 @@ class Scenario(Strict):
         "synthetic one may name a base); layers are content-addressed, so images share the layers they have in "
         "common; containers.groups say which image each container runs"))
     containers: ContainersSpec = field(default_factory=ContainersSpec, description="containers and their volumes")
+    node: NodeSpec = field(default_factory=NodeSpec, description=(
+        "the node's start: images present or pulled from the registry, containers arriving over time"))
     remove_images_at_end: list[str] = field(default_factory=list, max_length=1000, description=(
         "`docker rmi` of these images after the workload (and after containers.remove_at_end): only layers no "
         "other image holds are freed; an image a remaining container runs cannot be removed"))

@@ -89,11 +89,31 @@ class Driver:
         bottom up, as their chain IDs say)."""
         plan = Plan()
         for layer in image.layers[present:]:
-            plan.cpu(SETUP, layer.entries * self.costs.metadata_update)
-            plan.write(SETUP, ("layer", id(layer)), 0, layer.size)
-            plan.writeback(SETUP, layer.size)
+            self._untar(plan, layer)
             self._layer_created(plan, image, layer)
         return plan
+
+    def create_layer(self, image: Image, index: int) -> Plan:
+        """Make the place of pulled layer ``index`` on its parent, the driver's own way, before
+        its tar is unpacked into it (``sim/pull.py``): by default :meth:`_layer_created`, a new
+        directory for the union drivers and a snapshot of the parent for the snapshot drivers
+        (btrfs subvolume snapshot, zfs clone, devicemapper thin snapshot: moby's ``Create``)."""
+        plan = Plan()
+        self._layer_created(plan, image, image.layers[index])
+        return plan
+
+    def untar_layer(self, image: Image, index: int) -> Plan:
+        """Unpack pulled layer ``index`` into the place :meth:`create_layer` made (moby's
+        ``ApplyDiff``: the same for every driver here)."""
+        plan = Plan()
+        self._untar(plan, image.layers[index])
+        return plan
+
+    def _untar(self, plan: Plan, layer) -> None:
+        """Unpack a layer's tar: an inode per entry, its data into the page cache, written back."""
+        plan.cpu(SETUP, layer.entries * self.costs.metadata_update)
+        plan.write(SETUP, ("layer", id(layer)), 0, layer.size)
+        plan.writeback(SETUP, layer.size)
 
     def _layer_created(self, plan: Plan, image: Image, layer) -> None:
         plan.cpu(SETUP, self.costs.layer_create)

@@ -38,3 +38,9 @@ class Overlay(UnionDriver):
                 plan.cpu(SETUP, entries_below * self.costs.hardlink)
             entries_below += layer.entries
         return plan
+
+    def create_layer(self, image, index):
+        """The new layer's directory, with every entry of the layers below hard-linked into it."""
+        plan = super().create_layer(image, index)
+        plan.cpu(SETUP, sum(layer.entries for layer in image.layers[:index]) * self.costs.hardlink)
+        return plan

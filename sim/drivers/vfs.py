@@ -29,6 +29,15 @@ class Vfs(NativeDriver):
                 layer.entries for layer in image.layers[:index]))
         return plan
 
+    def create_layer(self, image, index):
+        """A layer starts as a full copy of its parent's tree (layers 0..index-1 merged): pulling
+        costs layers x image size (moby vfs ``Create``: ``CopyDir`` of the parent)."""
+        plan = super().create_layer(image, index)
+        if index:
+            self._full_copy(plan, image.merged_size_by_layer[index - 1],
+                            sum(layer.entries for layer in image.layers[:index]))
+        return plan
+
     def _container_created(self, plan, cid, image):
         entries = len(image.merged)
         for _copy in ("-init", "container"):
