@@ -432,8 +432,17 @@ class Locks:
                 table[lock_id] = HELD
 
 
+MISS = object()  # what LRU.touch returns for a key it did not hold
+
+
 class LRU:
-    """A least-recently-used set of keys with a capacity in units (bytes or entries)."""
+    """A least-recently-used map with a capacity in units (bytes or entries): the dentry cache
+    (names) and the page cache (file blocks) alike.
+
+    :meth:`touch` is the one way in: a hit moves the key to the recent end and returns its value;
+    a miss keeps the key (evicting the least recently used one when full) and returns ``MISS``.
+    Hot loops bind it once (``touch = cache.touch``): one call per key.
+    """
 
     __slots__ = ("capacity", "unit", "entries")
 
@@ -442,25 +451,27 @@ class LRU:
         self.unit = unit
         self.entries: OrderedDict = OrderedDict()
 
-    def touch(self, key) -> bool:
-        """True on a hit; on a miss the key is inserted (evicting the oldest when full)."""
+    def touch(self, key, value=None):
+        """``key``'s value, now the most recently used; on a miss ``MISS``, and ``key`` kept
+        with ``value``."""
         entries = self.entries
-        if key in entries:
+        found = entries.get(key, MISS)
+        if found is MISS:
+            entries[key] = value
+            if len(entries) > self.capacity:
+                entries.popitem(last=False)
+        else:
             entries.move_to_end(key)
-            return True
-        entries[key] = None
-        if len(entries) > self.capacity:
-            entries.popitem(last=False)
-        return False
+        return found
 
-    def insert(self, key) -> None:
-        entries = self.entries
-        if key in entries:
-            entries.move_to_end(key)
-            return
-        entries[key] = None
-        if len(entries) > self.capacity:
-            entries.popitem(last=False)
+    def misses(self, keys) -> int:
+        """Touch every key of ``keys``; how many missed."""
+        touch = self.touch
+        missed = 0
+        for key in keys:
+            if touch(key) is MISS:
+                missed += 1
+        return missed
 
     def clear(self) -> None:
         self.entries.clear()
@@ -485,36 +496,25 @@ class PageCache(LRU):
         block = self.unit
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
-        entries = self.entries
+        touch = self.touch
         waits = NO_WAITS
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
-            block_key = (key, index)
-            marker = entries.get(block_key, False)
-            if marker is not False:  # LRU.touch, inlined: files span many blocks
-                entries.move_to_end(block_key)
+            marker = touch((key, index), transfer)
+            if marker is MISS:
+                miss += span  # a miss reads the whole block (readahead), clipped to the file
+            else:
                 hit += span
                 if marker is not None and not marker.done and marker not in waits:
                     waits = [*waits, marker]
-            else:
-                entries[block_key] = transfer
-                if len(entries) > self.capacity:
-                    entries.popitem(last=False)
-                miss += span  # a miss reads the whole block (readahead), clipped to the file
         return hit, miss, waits
 
     def fill(self, key, offset: int, nbytes: int) -> None:
         block = self.unit
-        entries = self.entries
+        touch = self.touch
         for index in range(offset // block, (offset + nbytes - 1) // block + 1):
-            block_key = (key, index)
-            if block_key in entries:  # LRU.insert, inlined
-                entries.move_to_end(block_key)
-                continue
-            entries[block_key] = None
-            if len(entries) > self.capacity:
-                entries.popitem(last=False)
+            touch((key, index))
 
 
 class OpResult:
@@ -574,23 +574,18 @@ class Engine:
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
         dentries = self.dentries
-        cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
-        dentry_capacity = dentries.capacity
+        touch = dentries.touch
         dentry_hit = costs.dentry_hit
         dentry_hits = 0  # counted here, stored once: most steps are dentry hits
         step = None
         for step in plan.steps:
             kind = step[0]
             if kind == PROBE:  # the commonest step: one per path component
-                if step[2] in cached:
-                    cached.move_to_end(step[2])
+                if touch(step[2]) is not MISS:
                     dentry_hits += 1
                     pending += dentry_hit
                     phase_s[step[1]] += dentry_hit
                     continue
-                cached[step[2]] = None  # the miss enters the cache: LRU.touch, inlined
-                if len(cached) > dentry_capacity:
-                    cached.popitem(last=False)
                 result.dentry_misses += 1
                 if len(step) > 5:  # the miss holds a directory lock while it probes
                     if pending:
@@ -602,19 +597,10 @@ class Engine:
                         got = yield got
                     phase_s[step[1]] += got - ready
                     ready, held = got, step[5]
-                probes = step[3]
                 cpu = step[4]  # the miss's CPU, as the driver reckoned it
                 pending += cpu
                 phase_s[step[1]] += cpu
-                cold = 0
-                for key in probes:  # LRU.touch, inlined: a miss probes a key per layer
-                    if key in cached:
-                        cached.move_to_end(key)
-                    else:
-                        cached[key] = None
-                        if len(cached) > dentry_capacity:
-                            cached.popitem(last=False)
-                        cold += 1
+                cold = dentries.misses(step[3])  # a miss probes a key per layer
                 if not cold and held is None:
                     continue
                 if pending:
@@ -698,8 +684,7 @@ class Engine:
                 else:
                     waits = (disk.write(ready, step[2], step[3]),)
             else:  # CACHED: metadata just written, now in the dentry cache
-                for key in step[2]:
-                    dentries.insert(key)
+                dentries.misses(step[2])
                 continue
             issue = ready
             for transfer in waits:
