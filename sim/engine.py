@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 import simpy
-from simpy.events import Event, Timeout
+from simpy.events import NORMAL, Event, Timeout
 
 from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
@@ -279,10 +279,20 @@ class Disk:
                 self._set_alarm(earliest)
         return event
 
-    def _set_alarm(self, at: float) -> None:
+    def _set_alarm(self, at: float, rung: Timeout | None = None) -> None:
+        """Set the alarm at ``at``: a new timeout, or the alarm ``rung`` just now scheduled again
+        (as SimPy would a new one: at ``now + (at - now)``, the next event id), which saves
+        building one."""
         self.alarm_at = at
-        self.alarm = Timeout(self.env, at - self.env._now)
-        self.alarm.callbacks.append(self._ring)
+        env = self.env
+        if rung is None:
+            self.alarm = Timeout(env, at - env._now)
+            self.alarm.callbacks.append(self._ring)
+            return
+        rung.callbacks = [self._ring]
+        now = env._now
+        heapq.heappush(env._queue, (now + (at - now), NORMAL, next(env._eid), rung))
+        self.alarm = rung
 
     def _ring(self, alarm) -> None:
         """The alarm: trigger the events of the transfers that have ended; set the next alarm
@@ -310,7 +320,7 @@ class Disk:
             if end < at:
                 at = end
         if at < self.alarm_at:
-            self._set_alarm(at)
+            self._set_alarm(at, alarm)
         if not ended:
             return
         # The waiters resume within this alarm, as SimPy would one step later, and in the same
@@ -465,11 +475,18 @@ class LRU:
         return found
 
     def misses(self, keys) -> int:
-        """Touch every key of ``keys``; how many missed."""
-        touch = self.touch
+        """Touch every key of ``keys`` (values None); how many missed. :meth:`touch`'s loop
+        without a call per key: a dentry miss probes a key per layer."""
+        entries = self.entries
+        capacity = self.capacity
         missed = 0
         for key in keys:
-            if touch(key) is MISS:
+            if key in entries:
+                entries.move_to_end(key)
+            else:
+                entries[key] = None
+                if len(entries) > capacity:
+                    entries.popitem(last=False)
                 missed += 1
         return missed
 
@@ -518,11 +535,18 @@ class PageCache(LRU):
 
 
 class OpResult:
-    """What executing one plan measured; the engine fills it, the workload records it."""
+    """What executing one plan measured (the engine fills it), and the operation's record
+    columns (container, worker, op, path, bytes) for :meth:`Engine.execute` to record it with."""
 
-    __slots__ = ("phase_s", "hit_bytes", "miss_bytes", "dentry_hits", "dentry_misses")
+    __slots__ = ("container", "worker", "op", "path", "nbytes", "phase_s", "hit_bytes", "miss_bytes", "dentry_hits",
+                 "dentry_misses")
 
-    def __init__(self) -> None:
+    def __init__(self, container: str = "", worker: int = 0, op: str = "", path: str = "", nbytes: int = 0) -> None:
+        self.container = container
+        self.worker = worker
+        self.op = op
+        self.path = path
+        self.nbytes = nbytes
         self.phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
         self.hit_bytes = 0
         self.miss_bytes = 0
@@ -544,14 +568,20 @@ class Engine:
         self.cores = Cores(profile.cores)
         self.locks = Locks(self.env)
         self.operations = 0
+        # What execute reads for every operation, gathered once. ``cores.free``: a burst on the
+        # first free core (Cores.run, inlined at the end of every operation); ``locks.table``: the
+        # uncontended mutexes' fast path, inlined from Locks.
+        self.parts = (self.env, self.disk, self.costs, self.page_cache, self.cores.run, self.cores.free, self.locks,
+                      self.locks.table, self.dentries, self.dentries.touch, self.costs.dentry_hit)
 
     def drop_caches(self) -> None:
         """As ``echo 3 > /proc/sys/vm/drop_caches``: empty page and dentry caches."""
         self.page_cache.clear()
         self.dentries.clear()
 
-    def execute(self, plan: Plan, result: OpResult):
-        """A SimPy process body: run ``plan``'s steps, charging each phase its time.
+    def execute(self, plan: Plan, result: OpResult, record=None):
+        """A SimPy process body: run ``plan``'s steps, charging each phase its time; then, with
+        ``record`` (``OpRecords.add``), record the operation.
 
         CPU time accumulates into one burst until the operation must wait (for the disk, a lock
         or its end); the burst then runs on the host's cores. ``ready`` is when the work so far
@@ -559,23 +589,12 @@ class Engine:
         needs the disk issues its request then and waits for it, and for any read in flight it
         found in the page cache.
         """
-        env = self.env
-        disk = self.disk
-        costs = self.costs
-        page_cache = self.page_cache
-        run = self.cores.run
-        cores = self.cores.free  # a burst on the first free core: Cores.run, inlined at the end of every operation
-        heapreplace = heapq.heapreplace
-        locks = self.locks
-        lock_table = locks.table  # the uncontended mutexes' fast path, inlined from Locks
+        env, disk, costs, page_cache, run, cores, locks, lock_table, dentries, touch, dentry_hit = self.parts
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet run on a core
-        ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
+        start = ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
-        dentries = self.dentries
-        touch = dentries.touch
-        dentry_hit = costs.dentry_hit
         dentry_hits = 0  # counted here, stored once: most steps are dentry hits
         step = None
         for step in plan.steps:
@@ -708,11 +727,14 @@ class Engine:
         if pending:
             free = cores[0]
             finish = (ready if ready > free else free) + pending
-            heapreplace(cores, finish)
+            heapq.heapreplace(cores, finish)
             phase_s[step[1]] += finish - ready - pending
             ready = finish
         if ready > env._now and not env.skip_ahead(ready - env._now):
             yield Timeout(env, ready - env._now)
+        if record is not None:
+            record(result.container, result.worker, result.op, result.path, result.nbytes, start, env._now, plan,
+                   result)
 
     def settle(self, result: OpResult):
         """A SimPy process body: wait until the disk has served every request it holds (as

@@ -48,12 +48,9 @@ class Host:
 
     # -- running plans -------------------------------------------------------------------------
     def execute(self, label: str, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
-        """Run ``plan`` and record it; ``label`` is the record's container column ("host" for the image)."""
-        result = OpResult()
-        start = self.env._now
-        yield from self.engine.execute(plan, result)
-        self.records.add(label, worker, op_name, path, nbytes, start, self.env._now, plan, result)
-        return plan
+        """The process body that runs ``plan`` and records it; ``label`` is the record's container
+        column ("host" for the image)."""
+        return self.engine.execute(plan, OpResult(label, worker, op_name, path, nbytes), self.records.add)
 
     def prepare_image(self, image: Image):
         self.driver.check_layers(len(image.layers))
@@ -102,6 +99,8 @@ class Host:
 
     def plan(self, cid: int, op: Op) -> Plan:
         container = self.containers[cid]
+        if not container.mounts:
+            return self.driver.apply(cid, op)
         routed = self.route(container, op.path)
         routed_target = self.route(container, op.target) if op.kind == "rename" else None
         if op.kind == "rename" and (routed is None) != (routed_target is None):

@@ -207,7 +207,7 @@ def mix_worker(host: Host, stream: MixStream):
     env = host.env
     think = stream.state.spec.think_time
     cid, worker = stream.cid, stream.worker
-    while stream.take(env.now):
+    while stream.take(env._now):
         op = stream.next_op()
         if op is None:
             return
