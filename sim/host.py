@@ -121,8 +121,8 @@ class Host:
         own process starts, not when it is created, wraps this in a generator
         (``workloads._arrived_op``, for the open loop's arrivals).
         """
-        return self.execute(self.containers[cid].label, worker, name or op.kind, op.path, op.nbytes,
-                            self.plan(cid, op))
+        return self.engine.execute(self.plan(cid, op), OpResult(self.containers[cid].label, worker, name or op.kind,
+                                                                op.path, op.nbytes), self.records.add)
 
     # -- disk usage ----------------------------------------------------------------------------
     def container_space(self, cid: int) -> dict:

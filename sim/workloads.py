@@ -93,18 +93,22 @@ class MixStream:
         self.counter = 0
         self.walked = 0  # files of the sequential walk taken so far
         self.duration = state.spec.duration
+        # What every draw reads, bound once
+        self.op_names, self.op_cdf = state.op_names, state.op_cdf
+        self.pool, self.rank_cdf = state.ranked, state.rank_cdf
+        self.request_size, self.fsync = state.spec.request_size, state.spec.fsync
 
     def _pick_image_file(self) -> str | None:
-        state = self.state
-        if state.walk is not None:
-            return self._next_in_walk(state.walk)
-        pool = state.ranked
+        walk = self.state.walk
+        if walk is not None:
+            return self._next_in_walk(walk)
+        pool = self.pool
         created = self.created
         rng = self.rng
         random = self.random
         if created and (not pool or random() < len(created) / (len(pool) + len(created))):
             return created[int(rng.integers(len(created)))]
-        rank_cdf = state.rank_cdf
+        rank_cdf = self.rank_cdf
         gone = self.gone
         for _attempt in range(8):
             if not pool:
@@ -163,13 +167,13 @@ class MixStream:
             self.created.append(replacement)
 
     def next_op(self) -> Op | None:
+        kind = self.op_names[bisect_right(self.op_cdf, self.random())]
+        # Where the operation goes is drawn only when there are volumes.
+        on_volume = bool(self.volume_dirs) and self.random() < self.state.spec.volume_fraction
+        self.counter += 1
         state = self.state
         spec = state.spec
         rng = self.rng
-        kind = state.op_names[bisect_right(state.op_cdf, self.random())]
-        # Where the operation goes is drawn only when there are volumes.
-        on_volume = bool(self.volume_dirs) and self.random() < spec.volume_fraction
-        self.counter += 1
         path: str | None
         if kind == "create":
             dirs = self.volume_dirs if on_volume else state.dirs
@@ -199,7 +203,7 @@ class MixStream:
             return Op("truncate", path, nbytes=0)
         # Reads and writes address the file's first request_size bytes; appends grow it. (The most
         # common Op, built from positional arguments: a keyword makes the call a third dearer.)
-        return Op(kind, path, 0, spec.request_size, "", spec.fsync and kind != "read")
+        return Op(kind, path, 0, self.request_size, "", self.fsync and kind != "read")
 
 
 def mix_worker(host: Host, stream: MixStream):
