@@ -125,10 +125,9 @@ class Disk:
         self.reset_counters()
 
     def _latency_factor(self) -> float:
-        """A gamma factor with mean 1 and the profile's coefficient of variation (1 when 0)."""
+        """A gamma factor with mean 1 and the profile's coefficient of variation (not 0: the
+        callers skip the call and take 1)."""
         cv = self.profile.latency_cv
-        if cv == 0:
-            return 1.0
         if self.jitter_index == len(self.jitter):
             shape = 1.0 / cv**2
             rng = self.rng if self.rng is not None else np.random.default_rng(0)
@@ -149,15 +148,16 @@ class Disk:
         self.bytes_read += nbytes
         self.requests += requests
         profile = self.profile
-        return self.submit(issue, requests * profile.read_latency * self._latency_factor(),
-                           nbytes / profile.read_bandwidth, transfer)
+        factor = self._latency_factor() if profile.latency_cv else 1.0
+        return self.submit(issue, requests * profile.read_latency * factor, nbytes / profile.read_bandwidth, transfer)
 
     def write(self, issue: float, nbytes: int, requests: int, flush: bool = False) -> Transfer:
         """Issue a write (and with ``flush``, the cache flush of an fsync) at time ``issue``."""
         self.bytes_written += nbytes
         self.requests += requests
         profile = self.profile
-        access = requests * profile.write_latency * self._latency_factor()
+        factor = self._latency_factor() if profile.latency_cv else 1.0
+        access = requests * profile.write_latency * factor
         if flush:
             self.fsyncs += 1
             access += profile.fsync_latency
@@ -451,15 +451,18 @@ class LRU:
 
     :meth:`touch` is the one way in: a hit moves the key to the recent end and returns its value;
     a miss keeps the key (evicting the least recently used one when full) and returns ``MISS``.
-    Hot loops bind it once (``touch = cache.touch``): one call per key.
+    Hot loops bind it once (``touch = cache.touch``): one call per key; ``hit`` is its hit alone.
     """
 
-    __slots__ = ("capacity", "unit", "entries")
+    __slots__ = ("capacity", "unit", "entries", "hit")
 
     def __init__(self, capacity: int, unit: int = 1):
         self.capacity = max(1, capacity // unit)
         self.unit = unit
         self.entries: OrderedDict = OrderedDict()
+        # The hit alone, for the commonest touch (a dentry found): the key moved to the recent
+        # end, KeyError when absent (then ``touch`` it). No Python call, one hash.
+        self.hit = self.entries.move_to_end
 
     def touch(self, key, value=None):
         """``key``'s value, now the most recently used; on a miss ``MISS``, and ``key`` kept
@@ -572,7 +575,7 @@ class Engine:
         # first free core (Cores.run, inlined at the end of every operation); ``locks.table``: the
         # uncontended mutexes' fast path, inlined from Locks.
         self.parts = (self.env, self.disk, self.costs, self.page_cache, self.cores.run, self.cores.free, self.locks,
-                      self.locks.table, self.dentries, self.dentries.touch, self.costs.dentry_hit)
+                      self.locks.table, self.dentries, self.dentries.hit, self.costs.dentry_hit)
 
     def drop_caches(self) -> None:
         """As ``echo 3 > /proc/sys/vm/drop_caches``: empty page and dentry caches."""
@@ -589,23 +592,27 @@ class Engine:
         needs the disk issues its request then and waits for it, and for any read in flight it
         found in the page cache.
         """
-        env, disk, costs, page_cache, run, cores, locks, lock_table, dentries, touch, dentry_hit = self.parts
+        env, disk, costs, page_cache, run, cores, locks, lock_table, dentries, dentry_found, dentry_hit = self.parts
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet run on a core
         start = ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
-        dentry_hits = 0  # counted here, stored once: most steps are dentry hits
+        dentry_hits = dentry_misses = hit_bytes = miss_bytes = 0  # counted here, stored once
         step = None
         for step in plan.steps:
             kind = step[0]
             if kind == PROBE:  # the commonest step: one per path component
-                if touch(step[2]) is not MISS:
+                try:
+                    dentry_found(step[2])
+                except KeyError:
+                    dentries.touch(step[2])
+                else:
                     dentry_hits += 1
                     pending += dentry_hit
                     phase_s[step[1]] += dentry_hit
                     continue
-                result.dentry_misses += 1
+                dentry_misses += 1
                 if len(step) > 5:  # the miss holds a directory lock while it probes
                     if pending:
                         finish = run(ready, pending)
@@ -638,8 +645,8 @@ class Engine:
             elif kind == READ:
                 transfer = self.spare
                 hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
-                result.hit_bytes += hit
-                result.miss_bytes += miss
+                hit_bytes += hit
+                miss_bytes += miss
                 copy = (hit + miss) / costs.memcpy_bandwidth
                 pending += copy
                 phase_s[step[1]] += copy
@@ -724,6 +731,9 @@ class Engine:
                 locks.release(held, ready)
                 held = None
         result.dentry_hits = dentry_hits
+        result.dentry_misses = dentry_misses
+        result.hit_bytes = hit_bytes
+        result.miss_bytes = miss_bytes
         if pending:
             free = cores[0]
             finish = (ready if ready > free else free) + pending

@@ -65,3 +65,22 @@ def test_page_cache_marks_missed_blocks_with_the_read_that_fills_them():
     assert cache.read("f", 0, 250, 250, second) == (250, 0, ())
     cache.fill("g", 0, 100)  # one block of g: the cache holds three, so f's least recent goes
     assert list(cache.entries) == [("f", 1), ("f", 2), ("g", 0)]
+
+
+@given(st.integers(1, 6), st.lists(st.tuples(st.booleans(), st.integers(0, 9)), max_size=80))
+def test_hit_is_touch_on_a_hit_and_refuses_a_miss(capacity, calls):
+    """``hit`` (the hot path's touch of a key expected present) moves a held key as ``touch``
+    does and changes nothing for a missing one."""
+    lru, naive = LRU(capacity), NaiveLRU(capacity)
+    for only_hit, key in calls:
+        if only_hit:
+            try:
+                lru.hit(key)
+            except KeyError:
+                assert key not in naive.values
+            else:
+                naive.touch(key)
+        else:
+            lru.touch(key)
+            naive.touch(key)
+        assert list(lru.entries) == naive.order
