@@ -130,16 +130,6 @@ class MixStream:
                 return path
         return None
 
-    def take(self, now: float) -> bool:
-        """Whether another operation may start now (budget and duration)."""
-        duration = self.duration
-        if duration is not None and now >= duration:
-            return False
-        if self.budget is None:
-            return True
-        self.budget -= 1
-        return self.budget >= 0
-
     def _pick_for_removal(self) -> str | None:
         """Deletes and renames take the stream's own new files first, else any image file
         uniformly: applications rarely delete the files everyone reads most."""
@@ -166,7 +156,16 @@ class MixStream:
         if replacement is not None:
             self.created.append(replacement)
 
-    def next_op(self) -> Op | None:
+    def next_op(self, now: float) -> Op | None:
+        """The operation to start at ``now``; None when the stream is done: its duration over,
+        its budget spent, or no file left to pick."""
+        duration = self.duration
+        if duration is not None and now >= duration:
+            return None
+        if self.budget is not None:
+            self.budget -= 1
+            if self.budget < 0:
+                return None
         kind = self.op_names[bisect_right(self.op_cdf, self.random())]
         # Where the operation goes is drawn only when there are volumes.
         on_volume = bool(self.volume_dirs) and self.random() < self.state.spec.volume_fraction
@@ -211,10 +210,7 @@ def mix_worker(host: Host, stream: MixStream):
     env = host.env
     think = stream.state.spec.think_time
     cid, worker = stream.cid, stream.worker
-    while stream.take(env._now):
-        op = stream.next_op()
-        if op is None:
-            return
+    while (op := stream.next_op(env._now)) is not None:
         yield from host.run_op(cid, worker, op)
         if think:
             yield env.timeout(think)
@@ -227,9 +223,7 @@ def mix_arrivals(host: Host, stream: MixStream):
     in_flight = []
     while True:
         yield env.timeout(float(stream.rng.exponential(1.0 / rate)))
-        if not stream.take(env.now):
-            break
-        op = stream.next_op()
+        op = stream.next_op(env.now)
         if op is None:
             break
         in_flight.append(env.process(_arrived_op(host, stream.cid, stream.worker, op)))
