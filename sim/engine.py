@@ -102,8 +102,8 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs",
-                 "rng", "jitter", "jitter_index")
+                 "expected", "waits", "alarm", "alarm_at", "next_event", "bytes_read", "bytes_written", "requests",
+                 "fsyncs", "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
         self.env = env
@@ -119,6 +119,7 @@ class Disk:
         self.waits = 0       # transfers waited for: their order among equal times
         self.alarm = None    # the timeout that goes off next, at ``alarm_at``
         self.alarm_at = INF
+        self.next_event = INF  # when the next transfer begins or ends: before then, advance has nothing to do
         self.rng = rng
         self.jitter: list[float] = []
         self.jitter_index = 0
@@ -177,6 +178,8 @@ class Disk:
         self.arrivals += 1
         if work > 0:
             heapq.heappush(self.arriving, (arrival, self.arrivals, transfer))
+            if arrival < self.next_event:
+                self.next_event = arrival
         else:
             transfer.tag = -INF  # nothing to transfer: it ends with its access time
         return transfer
@@ -187,6 +190,8 @@ class Disk:
         kept as of the last of those events, never of ``now``: it then depends only on the
         requests, not on when (and how often) someone asked, and every estimate made from it
         is the same float whichever process asks, at whichever time."""
+        if now < self.next_event:  # nothing begins or ends by then
+            return
         tags = self.tags
         arriving = self.arriving
         clock = self.clock
@@ -197,6 +202,7 @@ class Disk:
             if arriving and arriving[0][0] < depart:  # at a tie, the departure first
                 at, _, transfer = arriving[0]
                 if at > now:
+                    self.next_event = at
                     break
                 heapq.heappop(arriving)
                 if count:
@@ -211,6 +217,7 @@ class Disk:
                     heapq.heappush(self.waited, (tag, self.waits, transfer))
             else:
                 if depart > now:
+                    self.next_event = depart
                     break
                 clock = depart
                 vtime = tags.pop(0)
