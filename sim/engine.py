@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 import simpy
-from simpy.events import Event, Timeout
+from simpy.events import NORMAL, Event, Timeout
 
 from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
@@ -102,8 +102,8 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "alarm", "alarm_at", "bytes_read", "bytes_written", "requests", "fsyncs",
-                 "rng", "jitter", "jitter_index")
+                 "expected", "waits", "alarm", "alarm_at", "next_event", "bytes_read", "bytes_written", "requests",
+                 "fsyncs", "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
         self.env = env
@@ -119,16 +119,16 @@ class Disk:
         self.waits = 0       # transfers waited for: their order among equal times
         self.alarm = None    # the timeout that goes off next, at ``alarm_at``
         self.alarm_at = INF
+        self.next_event = INF  # when the next transfer begins or ends: before then, advance has nothing to do
         self.rng = rng
         self.jitter: list[float] = []
         self.jitter_index = 0
         self.reset_counters()
 
     def _latency_factor(self) -> float:
-        """A gamma factor with mean 1 and the profile's coefficient of variation (1 when 0)."""
+        """A gamma factor with mean 1 and the profile's coefficient of variation (not 0: the
+        callers skip the call and take 1)."""
         cv = self.profile.latency_cv
-        if cv == 0:
-            return 1.0
         if self.jitter_index == len(self.jitter):
             shape = 1.0 / cv**2
             rng = self.rng if self.rng is not None else np.random.default_rng(0)
@@ -149,15 +149,16 @@ class Disk:
         self.bytes_read += nbytes
         self.requests += requests
         profile = self.profile
-        return self.submit(issue, requests * profile.read_latency * self._latency_factor(),
-                           nbytes / profile.read_bandwidth, transfer)
+        factor = self._latency_factor() if profile.latency_cv else 1.0
+        return self.submit(issue, requests * profile.read_latency * factor, nbytes / profile.read_bandwidth, transfer)
 
     def write(self, issue: float, nbytes: int, requests: int, flush: bool = False) -> Transfer:
         """Issue a write (and with ``flush``, the cache flush of an fsync) at time ``issue``."""
         self.bytes_written += nbytes
         self.requests += requests
         profile = self.profile
-        access = requests * profile.write_latency * self._latency_factor()
+        factor = self._latency_factor() if profile.latency_cv else 1.0
+        access = requests * profile.write_latency * factor
         if flush:
             self.fsyncs += 1
             access += profile.fsync_latency
@@ -177,6 +178,8 @@ class Disk:
         self.arrivals += 1
         if work > 0:
             heapq.heappush(self.arriving, (arrival, self.arrivals, transfer))
+            if arrival < self.next_event:
+                self.next_event = arrival
         else:
             transfer.tag = -INF  # nothing to transfer: it ends with its access time
         return transfer
@@ -187,6 +190,8 @@ class Disk:
         kept as of the last of those events, never of ``now``: it then depends only on the
         requests, not on when (and how often) someone asked, and every estimate made from it
         is the same float whichever process asks, at whichever time."""
+        if now < self.next_event:  # nothing begins or ends by then
+            return
         tags = self.tags
         arriving = self.arriving
         clock = self.clock
@@ -197,6 +202,7 @@ class Disk:
             if arriving and arriving[0][0] < depart:  # at a tie, the departure first
                 at, _, transfer = arriving[0]
                 if at > now:
+                    self.next_event = at
                     break
                 heapq.heappop(arriving)
                 if count:
@@ -211,6 +217,7 @@ class Disk:
                     heapq.heappush(self.waited, (tag, self.waits, transfer))
             else:
                 if depart > now:
+                    self.next_event = depart
                     break
                 clock = depart
                 vtime = tags.pop(0)
@@ -279,10 +286,20 @@ class Disk:
                 self._set_alarm(earliest)
         return event
 
-    def _set_alarm(self, at: float) -> None:
+    def _set_alarm(self, at: float, rung: Timeout | None = None) -> None:
+        """Set the alarm at ``at``: a new timeout, or the alarm ``rung`` just now scheduled again
+        (as SimPy would a new one: at ``now + (at - now)``, the next event id), which saves
+        building one."""
         self.alarm_at = at
-        self.alarm = Timeout(self.env, at - self.env._now)
-        self.alarm.callbacks.append(self._ring)
+        env = self.env
+        if rung is None:
+            self.alarm = Timeout(env, at - env._now)
+            self.alarm.callbacks.append(self._ring)
+            return
+        rung.callbacks = [self._ring]
+        now = env._now
+        heapq.heappush(env._queue, (now + (at - now), NORMAL, next(env._eid), rung))
+        self.alarm = rung
 
     def _ring(self, alarm) -> None:
         """The alarm: trigger the events of the transfers that have ended; set the next alarm
@@ -310,7 +327,7 @@ class Disk:
             if end < at:
                 at = end
         if at < self.alarm_at:
-            self._set_alarm(at)
+            self._set_alarm(at, alarm)
         if not ended:
             return
         # The waiters resume within this alarm, as SimPy would one step later, and in the same
@@ -432,35 +449,56 @@ class Locks:
                 table[lock_id] = HELD
 
 
-class LRU:
-    """A least-recently-used set of keys with a capacity in units (bytes or entries)."""
+MISS = object()  # what LRU.touch returns for a key it did not hold
 
-    __slots__ = ("capacity", "unit", "entries")
+
+class LRU:
+    """A least-recently-used map with a capacity in units (bytes or entries): the dentry cache
+    (names) and the page cache (file blocks) alike.
+
+    :meth:`touch` is the one way in: a hit moves the key to the recent end and returns its value;
+    a miss keeps the key (evicting the least recently used one when full) and returns ``MISS``.
+    Hot loops bind it once (``touch = cache.touch``): one call per key; ``hit`` is its hit alone.
+    """
+
+    __slots__ = ("capacity", "unit", "entries", "hit")
 
     def __init__(self, capacity: int, unit: int = 1):
         self.capacity = max(1, capacity // unit)
         self.unit = unit
         self.entries: OrderedDict = OrderedDict()
+        # The hit alone, for the commonest touch (a dentry found): the key moved to the recent
+        # end, KeyError when absent (then ``touch`` it). No Python call, one hash.
+        self.hit = self.entries.move_to_end
 
-    def touch(self, key) -> bool:
-        """True on a hit; on a miss the key is inserted (evicting the oldest when full)."""
+    def touch(self, key, value=None):
+        """``key``'s value, now the most recently used; on a miss ``MISS``, and ``key`` kept
+        with ``value``."""
         entries = self.entries
-        if key in entries:
+        found = entries.get(key, MISS)
+        if found is MISS:
+            entries[key] = value
+            if len(entries) > self.capacity:
+                entries.popitem(last=False)
+        else:
             entries.move_to_end(key)
-            return True
-        entries[key] = None
-        if len(entries) > self.capacity:
-            entries.popitem(last=False)
-        return False
+        return found
 
-    def insert(self, key) -> None:
+    def misses(self, keys) -> int:
+        """Touch every key of ``keys`` (values None); how many missed. :meth:`touch`'s loop
+        without a call per key: a dentry miss probes a key per layer."""
         entries = self.entries
-        if key in entries:
-            entries.move_to_end(key)
-            return
-        entries[key] = None
-        if len(entries) > self.capacity:
-            entries.popitem(last=False)
+        capacity = self.capacity
+        missed = 0
+        for key in keys:
+            if key in entries:
+                entries.move_to_end(key)
+            else:
+                entries[key] = None
+                if len(entries) > capacity:
+                    entries.popitem(last=False)
+                missed += 1
+        return missed
 
     def clear(self) -> None:
         self.entries.clear()
@@ -485,44 +523,40 @@ class PageCache(LRU):
         block = self.unit
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
-        entries = self.entries
+        touch = self.touch
         waits = NO_WAITS
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
-            block_key = (key, index)
-            marker = entries.get(block_key, False)
-            if marker is not False:  # LRU.touch, inlined: files span many blocks
-                entries.move_to_end(block_key)
+            marker = touch((key, index), transfer)
+            if marker is MISS:
+                miss += span  # a miss reads the whole block (readahead), clipped to the file
+            else:
                 hit += span
                 if marker is not None and not marker.done and marker not in waits:
                     waits = [*waits, marker]
-            else:
-                entries[block_key] = transfer
-                if len(entries) > self.capacity:
-                    entries.popitem(last=False)
-                miss += span  # a miss reads the whole block (readahead), clipped to the file
         return hit, miss, waits
 
     def fill(self, key, offset: int, nbytes: int) -> None:
         block = self.unit
-        entries = self.entries
+        touch = self.touch
         for index in range(offset // block, (offset + nbytes - 1) // block + 1):
-            block_key = (key, index)
-            if block_key in entries:  # LRU.insert, inlined
-                entries.move_to_end(block_key)
-                continue
-            entries[block_key] = None
-            if len(entries) > self.capacity:
-                entries.popitem(last=False)
+            touch((key, index))
 
 
 class OpResult:
-    """What executing one plan measured; the engine fills it, the workload records it."""
+    """What executing one plan measured (the engine fills it), and the operation's record
+    columns (container, worker, op, path, bytes) for :meth:`Engine.execute` to record it with."""
 
-    __slots__ = ("phase_s", "hit_bytes", "miss_bytes", "dentry_hits", "dentry_misses")
+    __slots__ = ("container", "worker", "op", "path", "nbytes", "phase_s", "hit_bytes", "miss_bytes", "dentry_hits",
+                 "dentry_misses")
 
-    def __init__(self) -> None:
+    def __init__(self, container: str = "", worker: int = 0, op: str = "", path: str = "", nbytes: int = 0) -> None:
+        self.container = container
+        self.worker = worker
+        self.op = op
+        self.path = path
+        self.nbytes = nbytes
         self.phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
         self.hit_bytes = 0
         self.miss_bytes = 0
@@ -544,14 +578,20 @@ class Engine:
         self.cores = Cores(profile.cores)
         self.locks = Locks(self.env)
         self.operations = 0
+        # What execute reads for every operation, gathered once. ``cores.free``: a burst on the
+        # first free core (Cores.run, inlined at the end of every operation); ``locks.table``: the
+        # uncontended mutexes' fast path, inlined from Locks.
+        self.parts = (self.env, self.disk, self.costs, self.page_cache, self.cores.run, self.cores.free, self.locks,
+                      self.locks.table, self.dentries, self.dentries.hit, self.costs.dentry_hit)
 
     def drop_caches(self) -> None:
         """As ``echo 3 > /proc/sys/vm/drop_caches``: empty page and dentry caches."""
         self.page_cache.clear()
         self.dentries.clear()
 
-    def execute(self, plan: Plan, result: OpResult):
-        """A SimPy process body: run ``plan``'s steps, charging each phase its time.
+    def execute(self, plan: Plan, result: OpResult, record=None):
+        """A SimPy process body: run ``plan``'s steps, charging each phase its time; then, with
+        ``record`` (``OpRecords.add``), record the operation.
 
         CPU time accumulates into one burst until the operation must wait (for the disk, a lock
         or its end); the burst then runs on the host's cores. ``ready`` is when the work so far
@@ -559,39 +599,27 @@ class Engine:
         needs the disk issues its request then and waits for it, and for any read in flight it
         found in the page cache.
         """
-        env = self.env
-        disk = self.disk
-        costs = self.costs
-        page_cache = self.page_cache
-        run = self.cores.run
-        cores = self.cores.free  # a burst on the first free core: Cores.run, inlined at the end of every operation
-        heapreplace = heapq.heapreplace
-        locks = self.locks
-        lock_table = locks.table  # the uncontended mutexes' fast path, inlined from Locks
+        env, disk, costs, page_cache, run, cores, locks, lock_table, dentries, dentry_found, dentry_hit = self.parts
         phase_s = result.phase_s
         pending = 0.0  # CPU time not yet run on a core
-        ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
+        start = ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
         held = None  # the lock a probe holds across its disk read
         self.operations += 1
-        dentries = self.dentries
-        cached = dentries.entries  # a dentry hit, the common case, is inlined from LRU.touch
-        dentry_capacity = dentries.capacity
-        dentry_hit = costs.dentry_hit
-        dentry_hits = 0  # counted here, stored once: most steps are dentry hits
+        dentry_hits = dentry_misses = hit_bytes = miss_bytes = 0  # counted here, stored once
         step = None
         for step in plan.steps:
             kind = step[0]
             if kind == PROBE:  # the commonest step: one per path component
-                if step[2] in cached:
-                    cached.move_to_end(step[2])
+                try:
+                    dentry_found(step[2])
+                except KeyError:
+                    dentries.touch(step[2])
+                else:
                     dentry_hits += 1
                     pending += dentry_hit
                     phase_s[step[1]] += dentry_hit
                     continue
-                cached[step[2]] = None  # the miss enters the cache: LRU.touch, inlined
-                if len(cached) > dentry_capacity:
-                    cached.popitem(last=False)
-                result.dentry_misses += 1
+                dentry_misses += 1
                 if len(step) > 5:  # the miss holds a directory lock while it probes
                     if pending:
                         finish = run(ready, pending)
@@ -602,19 +630,10 @@ class Engine:
                         got = yield got
                     phase_s[step[1]] += got - ready
                     ready, held = got, step[5]
-                probes = step[3]
                 cpu = step[4]  # the miss's CPU, as the driver reckoned it
                 pending += cpu
                 phase_s[step[1]] += cpu
-                cold = 0
-                for key in probes:  # LRU.touch, inlined: a miss probes a key per layer
-                    if key in cached:
-                        cached.move_to_end(key)
-                    else:
-                        cached[key] = None
-                        if len(cached) > dentry_capacity:
-                            cached.popitem(last=False)
-                        cold += 1
+                cold = dentries.misses(step[3])  # a miss probes a key per layer
                 if not cold and held is None:
                     continue
                 if pending:
@@ -633,8 +652,8 @@ class Engine:
             elif kind == READ:
                 transfer = self.spare
                 hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
-                result.hit_bytes += hit
-                result.miss_bytes += miss
+                hit_bytes += hit
+                miss_bytes += miss
                 copy = (hit + miss) / costs.memcpy_bandwidth
                 pending += copy
                 phase_s[step[1]] += copy
@@ -698,8 +717,7 @@ class Engine:
                 else:
                     waits = (disk.write(ready, step[2], step[3]),)
             else:  # CACHED: metadata just written, now in the dentry cache
-                for key in step[2]:
-                    dentries.insert(key)
+                dentries.misses(step[2])
                 continue
             issue = ready
             for transfer in waits:
@@ -720,14 +738,20 @@ class Engine:
                 locks.release(held, ready)
                 held = None
         result.dentry_hits = dentry_hits
+        result.dentry_misses = dentry_misses
+        result.hit_bytes = hit_bytes
+        result.miss_bytes = miss_bytes
         if pending:
             free = cores[0]
             finish = (ready if ready > free else free) + pending
-            heapreplace(cores, finish)
+            heapq.heapreplace(cores, finish)
             phase_s[step[1]] += finish - ready - pending
             ready = finish
         if ready > env._now and not env.skip_ahead(ready - env._now):
             yield Timeout(env, ready - env._now)
+        if record is not None:
+            record(result.container, result.worker, result.op, result.path, result.nbytes, start, env._now, plan,
+                   result)
 
     def settle(self, result: OpResult):
         """A SimPy process body: wait until the disk has served every request it holds (as

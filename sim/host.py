@@ -52,12 +52,9 @@ class Host:
 
     # -- running plans -------------------------------------------------------------------------
     def execute(self, label: str, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
-        """Run ``plan`` and record it; ``label`` is the record's container column ("host" for the image)."""
-        result = OpResult()
-        start = self.env._now
-        yield from self.engine.execute(plan, result)
-        self.records.add(label, worker, op_name, path, nbytes, start, self.env._now, plan, result)
-        return plan
+        """The process body that runs ``plan`` and records it; ``label`` is the record's container
+        column ("host" for the image)."""
+        return self.engine.execute(plan, OpResult(label, worker, op_name, path, nbytes), self.records.add)
 
     def prepare_image(self, image: Image):
         """Lay the image on the node; the layers it shares with images already there stay as they
@@ -135,6 +132,8 @@ class Host:
 
     def plan(self, cid: int, op: Op) -> Plan:
         container = self.containers[cid]
+        if not container.mounts:
+            return self.driver.apply(cid, op)
         routed = self.route(container, op.path)
         routed_target = self.route(container, op.target) if op.kind == "rename" else None
         if op.kind == "rename" and (routed is None) != (routed_target is None):
@@ -155,8 +154,8 @@ class Host:
         own process starts, not when it is created, wraps this in a generator
         (``workloads._arrived_op``, for the open loop's arrivals).
         """
-        return self.execute(self.containers[cid].label, worker, name or op.kind, op.path, op.nbytes,
-                            self.plan(cid, op))
+        return self.engine.execute(self.plan(cid, op), OpResult(self.containers[cid].label, worker, name or op.kind,
+                                                                op.path, op.nbytes), self.records.add)
 
     # -- disk usage ----------------------------------------------------------------------------
     def container_space(self, cid: int) -> dict:

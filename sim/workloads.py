@@ -93,18 +93,22 @@ class MixStream:
         self.counter = 0
         self.walked = 0  # files of the sequential walk taken so far
         self.duration = state.spec.duration
+        # What every draw reads, bound once
+        self.op_names, self.op_cdf = state.op_names, state.op_cdf
+        self.pool, self.rank_cdf = state.ranked, state.rank_cdf
+        self.request_size, self.fsync = state.spec.request_size, state.spec.fsync
 
     def _pick_image_file(self) -> str | None:
-        state = self.state
-        if state.walk is not None:
-            return self._next_in_walk(state.walk)
-        pool = state.ranked
+        walk = self.state.walk
+        if walk is not None:
+            return self._next_in_walk(walk)
+        pool = self.pool
         created = self.created
         rng = self.rng
         random = self.random
         if created and (not pool or random() < len(created) / (len(pool) + len(created))):
             return created[int(rng.integers(len(created)))]
-        rank_cdf = state.rank_cdf
+        rank_cdf = self.rank_cdf
         gone = self.gone
         for _attempt in range(8):
             if not pool:
@@ -125,16 +129,6 @@ class MixStream:
             if path not in self.gone:
                 return path
         return None
-
-    def take(self, now: float) -> bool:
-        """Whether another operation may start now (budget and duration)."""
-        duration = self.duration
-        if duration is not None and now >= duration:
-            return False
-        if self.budget is None:
-            return True
-        self.budget -= 1
-        return self.budget >= 0
 
     def _pick_for_removal(self) -> str | None:
         """Deletes and renames take the stream's own new files first, else any image file
@@ -162,14 +156,23 @@ class MixStream:
         if replacement is not None:
             self.created.append(replacement)
 
-    def next_op(self) -> Op | None:
+    def next_op(self, now: float) -> Op | None:
+        """The operation to start at ``now``; None when the stream is done: its duration over,
+        its budget spent, or no file left to pick."""
+        duration = self.duration
+        if duration is not None and now >= duration:
+            return None
+        if self.budget is not None:
+            self.budget -= 1
+            if self.budget < 0:
+                return None
+        kind = self.op_names[bisect_right(self.op_cdf, self.random())]
+        # Where the operation goes is drawn only when there are volumes.
+        on_volume = bool(self.volume_dirs) and self.random() < self.state.spec.volume_fraction
+        self.counter += 1
         state = self.state
         spec = state.spec
         rng = self.rng
-        kind = state.op_names[bisect_right(state.op_cdf, self.random())]
-        # Where the operation goes is drawn only when there are volumes.
-        on_volume = bool(self.volume_dirs) and self.random() < spec.volume_fraction
-        self.counter += 1
         path: str | None
         if kind == "create":
             dirs = self.volume_dirs if on_volume else state.dirs
@@ -199,7 +202,7 @@ class MixStream:
             return Op("truncate", path, nbytes=0)
         # Reads and writes address the file's first request_size bytes; appends grow it. (The most
         # common Op, built from positional arguments: a keyword makes the call a third dearer.)
-        return Op(kind, path, 0, spec.request_size, "", spec.fsync and kind != "read")
+        return Op(kind, path, 0, self.request_size, "", self.fsync and kind != "read")
 
 
 def mix_worker(host: Host, stream: MixStream):
@@ -207,10 +210,7 @@ def mix_worker(host: Host, stream: MixStream):
     env = host.env
     think = stream.state.spec.think_time
     cid, worker = stream.cid, stream.worker
-    while stream.take(env.now):
-        op = stream.next_op()
-        if op is None:
-            return
+    while (op := stream.next_op(env._now)) is not None:
         yield from host.run_op(cid, worker, op)
         if think:
             yield env.timeout(think)
@@ -223,9 +223,7 @@ def mix_arrivals(host: Host, stream: MixStream):
     in_flight = []
     while True:
         yield env.timeout(float(stream.rng.exponential(1.0 / rate)))
-        if not stream.take(env.now):
-            break
-        op = stream.next_op()
+        op = stream.next_op(env.now)
         if op is None:
             break
         in_flight.append(env.process(_arrived_op(host, stream.cid, stream.worker, op)))
