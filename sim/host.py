@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .drivers import Driver, NativeDriver
 from .engine import Engine, OpResult
@@ -16,6 +16,9 @@ from .image import Image, is_below
 from .operation import Op
 from .plan import Plan
 from .records import OpRecords
+
+if TYPE_CHECKING:
+    from .logs import ContainerLogs
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Host:
         self.volumes: dict[str, Image] = {}
         self.containers: dict[int, Container] = {}
         self.images: dict[str, Image] = {}
+        self.logs: ContainerLogs | None = None  # the containers' log files, when they print (sim/logs.py)
 
     # -- running plans -------------------------------------------------------------------------
     def execute(self, label: str, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
@@ -78,11 +82,15 @@ class Host:
                 seed = image.entries_below(mount.path) if mount.kind == "named" else []
                 relative = [(p[len(mount.path) + 1:], k, s) for p, k, s in seed]
                 self.volumes[mount.volume] = self.volume_fs.create_volume(("vol", mount.volume), relative, plan)
+        if self.logs is not None:
+            self.logs.created(cid, plan)
         yield from self.execute(container.label, 0, "create_container", "", 0, plan)
 
     def remove_container(self, cid: int):
         plan = self.driver.remove_container(cid)
         container = self.containers.pop(cid)
+        if self.logs is not None:
+            self.logs.removed_with(cid, plan)
         yield from self.execute(container.label, 0, "remove_container", "", 0, plan)
 
     def route(self, container: Container, path: str) -> tuple[Driver, Any, str] | None:
@@ -133,12 +141,14 @@ class Host:
         return row
 
     def space(self) -> list[dict]:
-        """``docker ps -s`` rows per container, per image, per volume, and a total row.
+        """``docker ps -s`` rows per container, per image, per volume, per container's logs, and
+        a total row.
 
         ``size_bytes`` is SIZE (the writable layer), ``virtual_bytes`` SIZE + the image, and
         ``real_bytes`` what the driver really holds. In the total row, ``size_bytes`` sums the
         containers' SIZE, ``virtual_bytes`` adds each distinct image once (Docker's rule; summing
-        virtual sizes would count the image N times) and ``real_bytes`` sums everything held.
+        virtual sizes would count the image N times) and ``real_bytes`` sums everything held,
+        logs included (Docker leaves them out of SIZE, the disk does not).
         """
         rows = [dict(kind="container", **self.container_space(cid)) for cid in sorted(self.containers)]
         for image in self.images.values():
@@ -148,6 +158,8 @@ class Host:
             held = self.volume_fs.container_real_bytes(("vol", name))
             rows.append({"kind": "volume", "container": "", "image": name, "size_bytes": held,
                          "virtual_bytes": held, "real_bytes": held})
+        if self.logs is not None:  # on the host filesystem, out of SIZE, in the node's real bytes
+            rows.extend(self.logs.space_rows())
         containers = [r for r in rows if r["kind"] == "container"]
         images = [r for r in rows if r["kind"] == "image"]
         # Virtual sizes are never summed: the total is every SIZE plus each distinct image once.

@@ -20,6 +20,7 @@ from .drivers import get_driver
 from .engine import Engine, OpResult
 from .host import Host, Mount
 from .image import Image, probe_image, synthetic_image
+from .logs import ContainerLogs
 from .profile import load_profile
 from .records import OP_SCHEMA, OpRecords, OpTotals
 from .scenario import FileImage, ProbeImage, Scenario, SyntheticImage
@@ -114,18 +115,24 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     workload = workload_for(scenario.workload)
     records = OpRecords(ops_path, keep=scenario.keep_ops, progress=progress, measures=workload.measures)
     host = Host(driver, engine, records)
+    logging = scenario.containers.logging
+    if logging.enabled:
+        host.logs = ContainerLogs(logging, host)
     mounts = [Mount(v.name, v.mount.lstrip("/"), v.kind) for v in scenario.containers.volumes]  # image-relative
     run = PointRun(scenario, Setup(host, image, candidates, scenario.containers.count, mounts,
                                    stream(scenario.seed, replicate, "workload")), workload)
     main = engine.env.process(run.process())
     with fewer_collections():
-        engine.env.run()
+        # The log writer's last wake-up may lie past the end of the run: stop at the end.
+        engine.env.run(until=main if host.logs is not None else None)
     if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
         raise RuntimeError(f"simulation stalled at t={engine.env.now} s with operations still waiting")
     host.records.close()
     space = run.space_before_removal or host.space()
     summary = summarize(host.records.totals, engine, run.measured_from, space)
     summary.update(workload.summary(scenario.containers.count))
+    if host.logs is not None:
+        summary.update(host.logs.summary())
     ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
     return PointResult(summary, ops, space, ops_path)
 
@@ -152,7 +159,11 @@ class PointRun:
         else:
             engine.drop_caches()
         self.measured_from = host.env.now
+        if host.logs is not None:
+            host.env.process(host.logs.run())
         yield host.env.all_of(self.workload.processes(setup))
+        if host.logs is not None:
+            yield from host.logs.stop()
         if scenario.containers.remove_at_end:
             self.space_before_removal.extend(host.space())
             for cid in range(setup.containers):
