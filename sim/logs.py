@@ -88,9 +88,9 @@ class ContainerLogs:
     """The log files of a host's containers and the simulated dockerd that writes them.
 
     Every ``interval`` of simulated time (and once when the workload ends) the lines each
-    container has printed since are written to its file as one batch: one plan for the host,
-    run on the engine like any other (not recorded as an operation). A line is written once
-    whole: the bytes of a line not yet ended wait for the next batch.
+    container has printed since are written to its file as one batch: a plan per container, run
+    on the engine like any other (not recorded as an operation). A line is written once whole:
+    the bytes of a line not yet ended wait for the next batch.
     """
 
     def __init__(self, spec: LoggingSpec, host: Host) -> None:
@@ -100,6 +100,13 @@ class ContainerLogs:
         self.costs = host.engine.costs
         self.max_size, self.max_file, self.compress = spec.options()
         self.entry = entry_bytes(spec.driver, spec.line_bytes)
+        costs, line = self.costs, spec.line_bytes
+        # CPU per line: the container's write(2) into its stdout pipe, dockerd's read of it (at
+        # most 2 KiB at a time: copier.go readSize) and its write(2) of the entry; the line is
+        # copied into the pipe, by containerd-shim out of it and into dockerd's FIFO, out of that,
+        # and the entry into the page cache. Encoding and the shim's syscalls are left out.
+        self.line_cpu = ((2 + line / 2048) * costs.syscall
+                         + (4 * line + self.entry) / costs.memcpy_bandwidth)
         self.files: dict[int, LogFile] = {}
         self.running = False
         self.removed = LogFile(-1, None)  # the counts of removed containers' logs
@@ -136,8 +143,8 @@ class ContainerLogs:
         gone.rotations += log.rotations
 
     def run(self):
-        """A SimPy process body: the containers print from now on; a batch every ``interval``
-        until :meth:`stop`."""
+        """A SimPy process body: the containers print from now on; their new lines are written
+        every ``interval`` until :meth:`stop`."""
         env = self.engine.env
         now = env.now
         for log in self.files.values():
@@ -150,31 +157,36 @@ class ContainerLogs:
                 # nothing else due: the workload can never end (a stalled run, which the
                 # runner reports); writing on would keep the clock going for ever
                 return
-            yield from self.engine.execute(self.batch(env.now), OpResult())
+            yield from self.write_all(env.now)
 
     def stop(self):
         """A SimPy process body: the workload has ended; write what was printed until now."""
         self.running = False
-        yield from self.engine.execute(self.batch(self.engine.env.now), OpResult())
+        yield from self.write_all(self.engine.env.now)
 
     # -- writing -------------------------------------------------------------------------------
+    def write_all(self, now: float):
+        """Write every container's new lines, each container's batch its own process (dockerd
+        logs each container from goroutines of its own, on any CPU), and wait for them."""
+        env, execute = self.engine.env, self.engine.execute
+        batches = [env.process(execute(plan, OpResult())) for log in self.files.values()
+                   if (plan := self.batch(log, now)) is not None]
+        if batches:
+            yield env.all_of(batches)
+
     def lines_due(self, log: LogFile, now: float) -> int:
         """Whole lines ``log``'s container has printed by ``now``."""
         printed = log.stdout_bytes + (self.spec.rate * (now - log.since) if log.since is not None else 0.0)
         return math.floor(printed / self.spec.line_bytes + 1e-9)  # 1e-9: a product of floats a hair short
 
-    def batch(self, now: float) -> Plan:
-        """The plan that writes every container's new lines (and rotates its files)."""
+    def batch(self, log: LogFile, now: float) -> Plan | None:
+        """The plan that writes ``log``'s new lines (and rotates its files); None if none."""
+        lines = self.lines_due(log, now) - log.lines
+        if lines <= 0:
+            return None
         plan = Plan()
-        costs = self.costs
-        for log in self.files.values():
-            lines = self.lines_due(log, now) - log.lines
-            if lines > 0:
-                # per line: the container's write(2) into its stdout pipe and dockerd's into the
-                # file; the line copied into the pipe, out of it, and the entry into the page cache
-                plan.cpu(DATA, lines * (2 * costs.syscall
-                                        + (2 * self.spec.line_bytes + self.entry) / costs.memcpy_bandwidth))
-                self.append(log, lines, plan)
+        plan.cpu(DATA, lines * self.line_cpu)
+        self.append(log, lines, plan)
         return plan
 
     def append(self, log: LogFile, lines: int, plan: Plan) -> None:

@@ -67,4 +67,8 @@ METRICS: dict[str, Metric] = _table(
     ("first_write_s", "s", HIGHER_IS_WORSE, "mean latency of a file's first write (copy-up included)"),
     ("second_write_s", "s", HIGHER_IS_WORSE, "mean latency of a file's second write"),
     ("lookup_s", "s", HIGHER_IS_WORSE, "mean path-lookup time of first writes"),
+    # only when the containers print (containers.logging)
+    ("log_lines", "count", NEITHER, "stdout lines the log driver wrote, every container's"),
+    ("log_written_bytes", "bytes", HIGHER_IS_WORSE, "bytes of log entries written, rotated away or not"),
+    ("log_rotations", "count", NEITHER, "log files rotated (max-size reached)"),
 )

@@ -231,7 +231,7 @@ class LoggingSpec(Strict):
     compressed_fraction: float = field(0.11, gt=0, le=1, description=(
         "size of a rotated file once gzipped over its size (0.11: JSON access-log lines, zlib level 6); depends on "
         "what the containers print"))
-    interval: Duration = field(0.1, unit="s", gt=0, le=3600, description=(
+    interval: Duration = field(0.01, unit="s", gt=0, le=3600, description=(
         "how often the simulated dockerd hands each container's new lines to the host filesystem as one batch (CPU, "
         "page cache, writeback); a resolution of the simulation, not a Docker setting"))
 

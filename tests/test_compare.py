@@ -198,6 +198,7 @@ def test_baseline_save_is_reviewable_and_never_overwritten_silently(tmp_path):
 
 def test_every_summary_column_has_a_unit_and_a_direction():
     scenario = Scenario.model_validate({"image": {"kind": "synthetic", "layers": 2, "files_per_layer": 20},
+                                        "containers": {"logging": {"bytes_per_op": 100}},  # its columns too
                                         "workload": {"kind": "mix", "operations": 20}})
     produced = set(simulate(scenario).summary)
     assert produced - set(METRICS) == set(), "add the new summary columns to sim/metrics.py"

@@ -179,3 +179,12 @@ def test_docker_rm_drops_the_logs_and_their_bytes():
 def test_run_scenario_reports_logs_rows():
     result = sim.run_scenario({**PROBE, "containers": {"logging": {"bytes_per_op": 200}}, "keep_ops": False})
     assert result.space.query("kind == 'logs'")["real_bytes"].tolist() == [LINES * ENTRY]
+
+
+def test_logging_shares_the_cpus_and_the_disk_with_the_workload():
+    data = {**PROBE, "containers": {"count": 4}, "workload": {"kind": "mix", "operations": 4000, "workers": 2}}
+    quiet = simulate(validate(data)[0][1])
+    data["containers"]["logging"] = {"rate": "20MB/s", "line_bytes": 200}
+    loud = simulate(validate(data)[0][1])
+    assert loud.summary["ops"] == quiet.summary["ops"]
+    assert loud.summary["makespan_s"] > 1.5 * quiet.summary["makespan_s"]
