@@ -1,8 +1,8 @@
 """cowsim: a discrete-event performance simulator of container storage drivers."""
 __version__ = "0.1.0"
 
-from .api import (RunResult, inspect_image, inspect_trace, load_run, load_scenario, probe,  # noqa: E402
-                  resume_run, run_scenario, validate)
+from .api import (RunResult, image_history, inspect_image, inspect_trace, load_run, load_scenario,  # noqa: E402
+                  probe, resume_run, run_scenario, validate)
 
-__all__ = ["RunResult", "inspect_image", "inspect_trace", "load_run", "load_scenario", "probe", "resume_run",
-           "run_scenario", "validate", "__version__"]
+__all__ = ["RunResult", "image_history", "inspect_image", "inspect_trace", "load_run", "load_scenario", "probe",
+           "resume_run", "run_scenario", "validate", "__version__"]

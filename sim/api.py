@@ -21,10 +21,10 @@ from .drivers import REGISTRY, LayerLimitError
 from .errors import CowsimError, ScenarioError
 from .image import PROBE_DIR_ENTRIES
 from .runner import STREAMS, simulate
-from .scenario import (MAX_RUNS, FieldError, Point, Scenario, SweepError, apply_overrides, expand_points, model_at,
-                       union_kinds, unknown_key)
-from .sweep import (RecordsProgress, WorkerLost, combine, execute, ops_tables, part_key, part_meta, part_ok,
-                    progress_bar)
+from .scenario import (MAX_RUNS, FieldError, Point, Scenario, SweepError, apply_overrides, bases_first, expand_points,
+                       model_at, suggest, union_kinds, unknown_key)
+from .sweep import (RecordsProgress, WorkerLost, combine, combine_df, execute, ops_tables, part_key, part_meta,
+                    part_ok, progress_bar)
 from .units import UnitError, parse_size
 
 # A sweep writing a run folder keeps its first parts in memory up to this many bytes too, as
@@ -66,6 +66,7 @@ class RunResult:
     resolved: dict  # type: ignore[misc]
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
+    df: pd.DataFrame = field(default_factory=pd.DataFrame)  # `docker system df` per run (Host.system_df)
     _ops_source: Any = field(init=False, repr=False, compare=False)  # what ``ops`` is read from
 
     @property
@@ -203,14 +204,8 @@ def _files_from_working_directory(loaded: Source) -> None:
             if swept in FILE_FIELDS and isinstance(values, list):
                 loaded.data["sweep"][key[1]] = [_absolute(swept, value) for value in values]
             continue
-        for path in FILE_FIELDS:
-            if path[:len(key)] != key:  # the override wrote neither this field nor a mapping above it
-                continue
-            *parents, name = path
-            node: Any = loaded.data
-            for part in parents:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict) and name in node:
+        for path, node, name in _file_fields(loaded.data):
+            if path[:len(key)] == key:  # the override wrote this field or a mapping above it
                 node[name] = _absolute(path, node[name])
 
 
@@ -295,7 +290,7 @@ def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
             return scenario
         message, path = problem
     for key, where in point.sources.items():
-        key_path = tuple(key.split("."))
+        key_path = tuple(int(k) if k.isdigit() else k for k in key.split("."))
         shorter = min(len(key_path), len(path))
         if swept and key_path[:shorter] == path[:shorter]:
             if len(point.values) > 1:
@@ -304,8 +299,26 @@ def _validate_point(point: Point, source: Source, swept: bool) -> Scenario:
     raise source.error(message, path)
 
 
-# The fields that name files, read relative to the scenario file that names them.
-FILE_FIELDS = (("image", "path"), ("image", "from"), ("workload", "path"), ("profile",))
+# The fields that name files, read relative to the scenario file that names them ("*": every
+# item of a list).
+FILE_FIELDS = (("image", "path"), ("image", "from"), ("images", "*", "path"), ("images", "*", "from"),
+               ("workload", "path"), ("profile",))
+
+
+def _file_fields(data: dict):
+    """(path, the mapping holding it, its key) of every file field ``data`` writes."""
+    for pattern in FILE_FIELDS:
+        nodes: list[tuple[tuple, Any]] = [((), data)]
+        for part in pattern[:-1]:
+            if part == "*":
+                nodes = [(path + (i,), item) for path, node in nodes if isinstance(node, list)
+                         for i, item in enumerate(node)]
+            else:
+                nodes = [(path + (part,), node.get(part)) for path, node in nodes if isinstance(node, dict)]
+        name = pattern[-1]
+        for path, node in nodes:
+            if isinstance(node, dict) and name in node:
+                yield path + (name,), node, name
 
 
 def resolve_files(data: dict, base: Path | None) -> None:
@@ -313,12 +326,8 @@ def resolve_files(data: dict, base: Path | None) -> None:
     file's directory), as paths in every configuration file do; a profile name (``ssd``) stays."""
     if base is None:
         return
-    for path in FILE_FIELDS:
-        *parents, name = path
-        node: Any = data
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        value = node.get(name) if isinstance(node, dict) else None
+    for path, node, name in list(_file_fields(data)):
+        value = node[name]
         if not isinstance(value, str) or not value or Path(value).is_absolute():
             continue
         if path == ("profile",) and _profile_name(value):
@@ -427,6 +436,17 @@ def _check_inputs(scenario: Scenario) -> tuple[str, tuple] | None:
                 return f"{files:,} files asked, the image holds {len(image.files):,}", ("workload", "files")
     except (ImageFormatError, LayerLimitError) as error:
         return str(error), ("image",)
+    layers: dict[str, int] = {}  # of each named image, its bases' included
+    for spec in bases_first(scenario.images):
+        index = scenario.images.index(spec)
+        try:
+            own = len(file_image(spec.path).layers) if isinstance(spec, FileImage) else spec.layers
+            layers[spec.name] = own + layers.get(getattr(spec, "base", None) or "", 0)
+            REGISTRY[scenario.driver.name].check_layers(layers[spec.name])
+        except ImageFormatError as error:
+            return str(error), ("images", index, "path")
+        except LayerLimitError as error:
+            return f"{error} (its bases' layers included)", ("images", index)
     try:
         if isinstance(scenario.workload, Trace):
             parse_trace(scenario.workload.path, scenario.workload.cwd)
@@ -565,6 +585,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     parts = [(in_memory.get(key) or results.part_path(directory, *key), finished[key])  # type: ignore[arg-type]
              for key in keys]  # (a part not in memory was written into the run folder)
     summary, space, status = combine(finished[key] for key in keys)
+    df = combine_df(finished[key] for key in keys)
     session["wall_time_s"] = time.perf_counter() - started
     session["runs_done"] = len(todo)
     failed = [entry for entry in status if entry["status"] == "failed"]
@@ -578,7 +599,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     })
     if directory:
         try:
-            results.finish_run(directory, manifest, {"summary": summary, "space": space},
+            results.finish_run(directory, manifest, {"summary": summary, "space": space, "df": df},
                                ops_tables(parts, directory / results.POINTS))
         except BaseException:
             # The runs are all stored: the folder stays resumable rather than "running".
@@ -591,7 +612,7 @@ def _run(specs: list[dict], done: dict, resolved: dict, manifest: dict, director
     else:
         tables = list(ops_tables(parts))
         ops = pa.concat_tables(tables, promote_options="default") if tables else pd.DataFrame()
-    return RunResult(resolved["name"], summary, ops, space, resolved, manifest, directory)
+    return RunResult(resolved["name"], summary, ops, space, resolved, manifest, directory, df)
 
 
 def _release(lock) -> None:
@@ -609,7 +630,7 @@ def load_run(directory: str | Path) -> RunResult:
     resolved, manifest, tables = results.read_run(directory)
     return RunResult(manifest.get("scenario", Path(directory).parent.name), tables.get("summary", pd.DataFrame()),
                      Path(directory) / results.OPS, tables.get("space", pd.DataFrame()), resolved, manifest,
-                     Path(directory))
+                     Path(directory), tables.get("df", pd.DataFrame()))
 
 
 def probe(driver: str, file_size: int | str = 2**20, layers: int = 1, dir_depth: int = 1, cache: str = "cold",
@@ -657,6 +678,32 @@ def inspect_image(path: str | Path, top: int = 10) -> dict:
     (see :func:`sim.imagefile.inspect_image`); ``path`` as a scenario's ``image: {from: PATH}``."""
     from .imagefile import inspect_image as inspect, load_image
     return inspect(load_image(path), top)
+
+
+def image_history(path: str | Path, image: str | None = None) -> dict:
+    """``docker history`` of a real image (``path`` as a scenario's ``image: {from: PATH}``), or of
+    the images of a scenario file (``.yaml``/``.yml``: its first point, replicate 0; ``image``
+    picks one by name): per image its steps, top first (see :meth:`sim.image.Image.history`)."""
+    from .imagefile import load_image
+    from .runner import build_images
+    if str(path).endswith((".yaml", ".yml")):
+        (_, scenario), *_ = validate(path)
+        images = [found for found, _ in build_images(scenario, 0).values()]
+    else:
+        images = [load_image(path)]
+    names = [found.name for found in images]
+    if image is not None and image not in names:
+        raise CowsimError(f"{path}: no image {image!r} {suggest(image, names)}")
+    report = []
+    for found in images:
+        if image is not None and found.name != image:
+            continue
+        # another image whose layers are this one's bottom ones is a base: its ID is known here
+        known = {len(other.layers) - 1: other.name for other in images
+                 if other is not found and other.layers == found.layers[:len(other.layers)]}
+        report.append({"name": found.name, "id": found.image_id, "layers": len(found.layers),
+                       "size": found.virtual_size, "history": found.history(known)})
+    return {"path": str(path), "images": report}
 
 
 def inspect_trace(path: str | Path, cwd: str = "/") -> dict:

@@ -354,22 +354,24 @@ def image() -> None:
     """Real images: docker save tars, OCI layouts and cowsim listings."""
 
 
-def inspect_command(group, inspect, **options):
-    """An ``inspect PATH [--json]`` command of ``group``: ``inspect(path, **options)`` gives the
-    report; the decorated function prints it when --json is not given."""
+def inspect_command(group, inspect, command_name: str = "inspect", display: tuple[str, ...] = (), **options):
+    """An ``inspect PATH [--json]`` command of ``group`` (or another ``command_name``):
+    ``inspect(path, **options)`` gives the report; the decorated function prints it when --json
+    is not given, with the ``display`` options (which only change how it is printed)."""
     def decorate(show):
         @wraps(show)
         @user_errors
         def command(path: str, as_json: bool, **values) -> None:
+            shown = {name: values.pop(name) for name in display}
             report = inspect(path, **values)
             if as_json:
                 click.echo(json.dumps(report, indent=2))
             else:
-                show(report)
+                show(report, **shown)
         for name, option in reversed(options.items()):
-            command = click.option(f"--{name}", name, **option)(command)
+            command = click.option(f"--{name.replace('_', '-')}", name, **option)(command)
         command = click.option("--json", "as_json", is_flag=True, help="print JSON")(command)
-        return group.command("inspect")(click.argument("path", type=click.Path())(command))
+        return group.command(command_name)(click.argument("path", type=click.Path())(command))
     return decorate
 
 
@@ -392,6 +394,27 @@ def image_inspect(report: dict) -> None:
     click.echo(f"\nshadowed by later layers: {report['shadowed_files']} files hiding "
                f"{format_size(report['shadowed_bytes'])}\n" + table(report["shadowed"], ("size", "lower_size")))
     click.echo("\nlargest files (most expensive to copy up)\n" + table(report["largest"], ("size",)))
+
+
+@inspect_command(image, api.image_history, "history", ("no_trunc",),
+                 image={"default": None, "help": "with a scenario file: the image of `images:` to show (default: all)"},
+                 no_trunc={"is_flag": True, "default": False, "help": "print whole CREATED BY commands and digests"})
+def image_history(report: dict, no_trunc: bool = False) -> None:
+    """docker history: the steps that built an image (a docker save tar, an OCI layout, a listing,
+    or a scenario file's images), top first; <missing>: an image built elsewhere."""
+    import pandas as pd
+
+    def cut(text: str, width: int) -> str:
+        text = " ".join(text.split())
+        return text if no_trunc or len(text) <= width else text[:width - 3] + "..."
+
+    for shown in report["images"]:
+        rows = [{"IMAGE": row["image"], "CREATED": row["created"] or "-", "CREATED BY": cut(row["created_by"], 50),
+                 "SIZE": format_size(row["size"]),
+                 "LAYER": (row["layer"] if no_trunc else row["layer"].removeprefix("sha256:")[:12]) or "-",
+                 "COMMENT": cut(row["comment"], 30)} for row in shown["history"]]
+        click.echo(f"image {shown['name']}: {shown['layers']} layers, {format_size(shown['size'])}")
+        click.echo(format_table(pd.DataFrame(rows), list(rows[0])) if rows else "(no history)")
 
 
 @main.group()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .drivers import Driver, NativeDriver
 from .engine import Engine, OpResult
-from .image import Image, is_below
+from .image import Image, Layer, is_below
 from .operation import Op
 from .plan import Plan
 from .records import OpRecords
@@ -47,7 +47,11 @@ class Host:
         self.volume_fs = NativeDriver(profile=engine.profile)
         self.volumes: dict[str, Image] = {}
         self.containers: dict[int, Container] = {}
-        self.images: dict[str, Image] = {}
+        self.images: dict[str, Image] = {}  # the images on the node, by name, in the order laid
+        # Every layer on the node (stored once however many images hold it) -> names of the images
+        # holding it. Layers are shared by identity: images built from one scenario hold the same
+        # Layer object where their chain IDs agree (``runner.build_images``).
+        self.layers: dict[Layer, set[str]] = {}
         self.logs: ContainerLogs | None = None  # the containers' log files, when they print (sim/logs.py)
 
     # -- running plans -------------------------------------------------------------------------
@@ -60,10 +64,39 @@ class Host:
         return plan
 
     def prepare_image(self, image: Image):
+        """Lay the image on the node; the layers it shares with images already there stay as they
+        are (a shared stack is always a bottom part of each image)."""
         self.driver.check_layers(len(image.layers))
         self.images[image.name] = image
-        yield from self.execute("host", 0, "prepare_image", image.name, image.virtual_size,
-                                self.driver.prepare_image(image))
+        present = 0
+        while present < len(image.layers) and image.layers[present] in self.layers:
+            present += 1
+        for layer in image.layers:
+            self.layers.setdefault(layer, set()).add(image.name)
+        laid = sum(layer.size for layer in image.layers[present:])
+        yield from self.execute("host", 0, "prepare_image", image.name, laid,
+                                self.driver.prepare_image(image, present))
+
+    def remove_image(self, name: str):
+        """``docker rmi``: the image's name goes; of its layers, those no other image holds are
+        deleted (from the top down to the first shared one)."""
+        if any(container.image.name == name for container in self.containers.values()):
+            raise ValueError(f"image {name!r} is run by a container: remove the container first")
+        image = self.images.pop(name)
+        kept = len(image.layers)
+        for index in range(len(image.layers) - 1, -1, -1):
+            holders = self.layers[image.layers[index]]
+            holders.discard(name)
+            if not holders and kept == index + 1:
+                del self.layers[image.layers[index]]
+                kept = index
+        freed = sum(layer.size for layer in image.layers[kept:])
+        yield from self.execute("host", 0, "remove_image", name, freed, self.driver.remove_image(image, kept))
+
+    def unused_images(self) -> list[str]:
+        """Names of the images no container runs (what ``docker image prune -a`` removes)."""
+        used = {container.image.name for container in self.containers.values()}
+        return [name for name in self.images if name not in used]
 
     def settle(self):
         """Wait until the disk is idle: what preparing the image and creating the containers
@@ -161,10 +194,86 @@ class Host:
         if self.logs is not None:  # on the host filesystem, out of SIZE, in the node's real bytes
             rows.extend(self.logs.space_rows())
         containers = [r for r in rows if r["kind"] == "container"]
-        images = [r for r in rows if r["kind"] == "image"]
-        # Virtual sizes are never summed: the total is every SIZE plus each distinct image once.
+        # Virtual sizes are never summed: the total is every SIZE plus each distinct layer once
+        # (with one image, the image once); so are the layers' real bytes, beside everything else held.
         container_size = sum(r["size_bytes"] for r in containers)
+        layers = self.layer_bytes()
         rows.append({"kind": "total", "container": "", "image": "", "size_bytes": container_size,
-                     "virtual_bytes": container_size + sum(r["virtual_bytes"] for r in images),
-                     "real_bytes": sum(r["real_bytes"] for r in rows)})
+                     "virtual_bytes": container_size + sum(size for size, _ in layers.values()),
+                     "real_bytes": sum(r["real_bytes"] for r in rows if r["kind"] != "image")
+                     + sum(real for _, real in layers.values())})
         return rows
+
+    def layer_bytes(self) -> dict[Layer, tuple[int, int]]:
+        """Every layer on the node, once: (its size, the bytes it really holds under the driver)."""
+        found: dict[Layer, tuple[int, int]] = {}
+        for image in self.images.values():
+            for index, layer in enumerate(image.layers):
+                if layer not in found:
+                    found[layer] = (layer.size, self.driver.layer_real_bytes(image, index))
+        return found
+
+    def container_log_bytes(self, cid: int) -> int:
+        """Bytes of the container's logs on the host filesystem (not part of its SIZE; 0 when
+        the containers print nothing)."""
+        return self.logs.held(cid) if self.logs is not None else 0
+
+    def system_df(self, space: list[dict] | None = None) -> list[dict]:
+        """``docker system df`` (one row per type, and a total) and ``docker system df -v``'s
+        per-image rows; from ``space``, the node's :meth:`space` rows now, when given (measuring
+        what a container holds can cost: vfs walks its copy).
+
+        An image's size is all its layers'; its shared size the layers other images on the node
+        hold too; its unique size the rest. The images' row counts each layer once, and what is
+        reclaimable there is the layers no container's image holds (what ``docker image prune -a``
+        frees; ``docker_reclaimable_bytes`` is the figure Docker prints, which also counts the
+        shared layers of images in use). Containers are running: none of their SIZE is
+        reclaimable. A volume no container mounts is reclaimable (``docker volume prune``). Logs
+        are the containers' json-file logs, which ``docker rm`` deletes. ``real_bytes`` is what
+        the driver and the host filesystem really hold, each layer once.
+        """
+        space = self.space() if space is None else space
+        held = {(row["kind"], row["container"] or row["image"]): row for row in space}
+        layers = self.layer_bytes()
+        running = [container.image.name for container in self.containers.values()]
+        in_use = {layer for image in self.images.values() if image.name in running for layer in image.layers}
+        rows = []
+        for image in self.images.values():
+            shared = sum(layer.size for layer in image.layers if len(self.layers[layer]) > 1)
+            rows.append(_df_row("image", image.name, 1, int(image.name in running), image.virtual_size,
+                                shared=shared, reclaimable=0 if image.name in running else image.virtual_size - shared,
+                                real=held["image", image.name]["real_bytes"], containers=running.count(image.name)))
+        mounted = {mount.volume for container in self.containers.values() for mount in container.mounts}
+        volumes = {name: held["volume", name]["real_bytes"] for name in sorted(self.volumes)}
+        containers = [held["container", container.label] for container in self.containers.values()]
+        logs = sum(self.container_log_bytes(cid) for cid in self.containers)
+        images_size = sum(size for size, _ in layers.values())
+        # Docker's own figure: the layers' size less the unique size of every image a container
+        # runs, so the shared layers of images in use count as reclaimable too (docker/cli
+        # cli/command/formatter/disk_usage.go); a prune frees only what ``reclaimable`` says.
+        docker_reclaimable = max(0, images_size - sum(r["unique_bytes"] for r in rows if r["containers"]))
+        totals = [
+            _df_row("images", "", len(self.images), len(set(running)), images_size,
+                    reclaimable=sum(size for layer, (size, _) in layers.items() if layer not in in_use),
+                    real=sum(real for _, real in layers.values()), docker_reclaimable=docker_reclaimable),
+            _df_row("containers", "", len(self.containers), len(self.containers),
+                    sum(row["size_bytes"] for row in containers), real=sum(row["real_bytes"] for row in containers)),
+            _df_row("volumes", "", len(volumes), len(mounted & volumes.keys()), sum(volumes.values()),
+                    reclaimable=sum(held for name, held in volumes.items() if name not in mounted),
+                    real=sum(volumes.values())),
+            _df_row("logs", "", len(self.containers), len(self.containers), logs, real=logs),
+        ]
+        totals.append(_df_row("total", "", 0, 0, sum(r["size_bytes"] for r in totals),
+                              reclaimable=sum(r["reclaimable_bytes"] for r in totals),
+                              real=sum(r["real_bytes"] for r in totals),
+                              docker_reclaimable=sum(r["docker_reclaimable_bytes"] for r in totals)))
+        return rows + totals
+
+
+def _df_row(kind: str, name: str, count: int, active: int, size: int, *, shared: int = 0, reclaimable: int = 0,
+            real: int, containers: int = 0, docker_reclaimable: int | None = None) -> dict:
+    """One row of the system df table (all columns in every row, so that runs' tables line up)."""
+    return {"kind": kind, "name": name, "count": count, "active": active, "containers": containers,
+            "size_bytes": size, "shared_bytes": shared, "unique_bytes": size - shared,
+            "reclaimable_bytes": reclaimable, "real_bytes": real,
+            "docker_reclaimable_bytes": reclaimable if docker_reclaimable is None else docker_reclaimable}

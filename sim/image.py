@@ -62,6 +62,31 @@ class Layer:
     opaque_dirs: set[str] = field(default_factory=set)
     symlinks: dict[str, str] = field(default_factory=dict)
     hardlinks: dict[str, str] = field(default_factory=dict)
+    # "sha256:<hex>" of the layer's uncompressed tar as a real image names it (its config's
+    # rootfs.diff_ids, else its blob's digest); "" for a layer made here: see :attr:`digest`.
+    diff_id: str = ""
+
+    @cached_property
+    def digest(self) -> str:
+        """The layer's content address: its ``diff_id``, or for a layer made here (synthetic, a
+        listing's) the sha256 of a description of its entries, so that the same seed gives the same
+        digest in any process. Computed when first asked (it reads every entry)."""
+        if self.diff_id:
+            return self.diff_id
+        hasher = hashlib.sha256()
+        self.describe(hasher)
+        return "sha256:" + hasher.hexdigest()
+
+    def describe(self, hasher) -> None:
+        """Feed ``hasher`` a description of every entry, in a stable order."""
+        for path in sorted(self.files):
+            hasher.update(f"f {path} {self.files[path]}\n".encode())
+        for tag, items in (("d", self.dirs), ("w", self.whiteouts), ("o", self.opaque_dirs)):
+            for path in sorted(items):
+                hasher.update(f"{tag} {path}\n".encode())
+        for tag, links in (("s", self.symlinks), ("h", self.hardlinks)):
+            for path in sorted(links):
+                hasher.update(f"{tag} {path} {links[path]}\n".encode())
 
     def __post_init__(self) -> None:
         links = [p for p in [*self.symlinks, *self.hardlinks] if p not in self.files]
@@ -90,11 +115,15 @@ class Layer:
 class Image:
     """An ordered stack of layers, bottom first, with its merged view computed once."""
 
-    def __init__(self, name: str, layers: list[Layer]):
+    def __init__(self, name: str, layers: list[Layer], history: list[dict] | None = None, image_id: str = ""):
         if not layers:
             raise ValueError(f"image {name}: an image needs at least one layer")
         self.name = name
         self.layers = layers
+        # A real image's config: its history entries (created, created_by, empty_layer, comment)
+        # and its ID (the config's digest); a synthetic image has neither.
+        self.config_history = history or []
+        self.image_id = image_id
         # Layers are identified by content-independent ids so that images sharing a layer
         # object share cache keys for it.
         self.layer_ids = [id(layer) for layer in layers]
@@ -290,29 +319,58 @@ class Image:
                          for names in (layer.files, layer.dirs, layer.whiteouts, layer.opaque_dirs)
                          for path in names if path not in merged)
 
-    def history(self) -> list[dict]:
-        """A ``docker history``-like listing, top layer first."""
-        rows = []
-        for index in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[index]
-            rows.append({
-                "layer": index, "name": layer.name, "files": len(layer.files),
-                "dirs": len(layer.dirs), "whiteouts": len(layer.whiteouts), "size_bytes": layer.size,
-            })
-        return rows
+    def history(self, known: dict[int, str] | None = None) -> list[dict]:
+        """``docker history``: one row per step that built the image, top first: the image that
+        step made (``<missing>``: an image built elsewhere, whose ID the node does not know; the
+        top row is this image), when and by what it was created, the bytes its layer holds and
+        that layer's digest ("" for a step that made no layer, such as ENV or CMD). ``known``:
+        layer index -> the name of another image on the node whose top layer that is (a base).
+
+        A real image's steps are its config's history entries; an image without them (synthetic,
+        a listing, a config whose entries do not match its layers) has one step per layer, whose
+        created_by says what the layer holds."""
+        known = dict(known or {})
+        known[len(self.layers) - 1] = self.image_id.removeprefix("sha256:")[:12] or self.name
+        entries = self.config_history
+        if not entries or sum(not entry.get("empty_layer") for entry in entries) != len(self.layers):
+            entries = [{"created_by": f"{len(layer.files):,} files, {len(layer.dirs):,} directories, "
+                                      f"{len(layer.whiteouts) + len(layer.opaque_dirs):,} whiteouts"}
+                       for layer in self.layers]
+        rows, index = [], -1
+        for entry in entries:
+            empty = bool(entry.get("empty_layer"))
+            index += not empty
+            layer = None if empty else self.layers[index]
+            rows.append({"image": "<missing>", "created": entry.get("created", ""),
+                         "created_by": entry.get("created_by", ""), "size": layer.size if layer else 0,
+                         "layer": layer.digest if layer else "", "comment": entry.get("comment", ""),
+                         "top": index})
+        for row in rows:  # an image is known at its last step: the one that made its top layer, or after it
+            row["image"] = known.get(row.pop("top"), "<missing>")
+        seen: set[str] = set()
+        for row in reversed(rows):  # top first; a known image shows on its last step only
+            if row["image"] in seen:
+                row["image"] = "<missing>"
+            seen.add(row["image"])
+        return rows[::-1]
+
+    @cached_property
+    def chain_ids(self) -> list[str]:
+        """Per layer, Docker's chain ID: the digest of the layer with every layer below it
+        (``ChainID(L0) = DiffID(L0)``, ``ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))``,
+        OCI image spec, config.md). Two images hold the same layer on a node when their chain IDs
+        agree: the same diff on another parent is another layer."""
+        chain: list[str] = []
+        for layer in self.layers:
+            chain.append(layer.digest if not chain else
+                         "sha256:" + hashlib.sha256(f"{chain[-1]} {layer.digest}".encode()).hexdigest())
+        return chain
 
     def digest(self) -> str:
         """A stable content hash (for manifests and cache keys across processes)."""
         hasher = hashlib.sha256()
         for layer in self.layers:
-            for path in sorted(layer.files):
-                hasher.update(f"f {path} {layer.files[path]}\n".encode())
-            for tag, items in (("d", layer.dirs), ("w", layer.whiteouts), ("o", layer.opaque_dirs)):
-                for path in sorted(items):
-                    hasher.update(f"{tag} {path}\n".encode())
-            for tag, links in (("s", layer.symlinks), ("h", layer.hardlinks)):
-                for path in sorted(links):
-                    hasher.update(f"{tag} {path} {links[path]}\n".encode())
+            layer.describe(hasher)
             hasher.update(b"--\n")
         return hasher.hexdigest()[:16]
 
@@ -343,14 +401,16 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
                     distribution: SizeDistribution = "lognormal", size: int = 16384,
                     sigma: float = 1.5, table: Iterable[tuple[int, float]] = (),
                     dir_depth: int = 3, fanout: int = 4, overwrite_fraction: float = 0.05,
-                    delete_fraction: float = 0.01, name: str = "synthetic") -> Image:
+                    delete_fraction: float = 0.01, name: str = "synthetic", base: Image | None = None) -> Image:
     """A seeded image: files spread over a tree of ``fanout`` directories per level, at depths
     1..``dir_depth``; each layer above the first rewrites ``overwrite_fraction`` of the files
-    below it and deletes ``delete_fraction`` of them (whiteouts)."""
+    below it and deletes ``delete_fraction`` of them (whiteouts). On a ``base``, the image's layers
+    are the base's (the same objects) followed by ``layers`` new ones, which rewrite and delete
+    the base's files too."""
     table = list(table)
-    stack: list[Layer] = []
-    existing: list[str] = []
-    for index in range(layers):
+    stack: list[Layer] = list(base.layers) if base is not None else []
+    existing: list[str] = list(base.files) if base is not None else []
+    for index in range(len(stack), len(stack) + layers):
         layer = Layer(name=f"layer{index}")
         if index and existing:
             changed = rng.choice(len(existing), size=min(len(existing), int(len(existing) * overwrite_fraction)),

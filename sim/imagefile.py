@@ -17,6 +17,7 @@ import json
 import tarfile
 import zlib
 from collections import Counter
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import IO
 
@@ -247,20 +248,68 @@ def _check_blob(store, name: str, descriptor: dict, where: str) -> None:
         raise ImageFormatError(f"{where}: blob {descriptor.get('digest')} does not match its digest")
 
 
-def _stack(store, layer_refs: list[tuple[str, str]], where: str, image_name: str) -> Image:
-    """The image from its layer files, bottom first: (file name in the store, layer name)."""
+def _stack(store, layer_refs: list[tuple[str, str, str]], where: str, image_name: str,
+           config: Config | None = None) -> Image:
+    """The image from its layer files, bottom first: (file name in the store, layer name, its
+    digest or "" when the artefact names none), with what its config says."""
     if len(layer_refs) > MAX_LAYERS:
         raise ImageFormatError(f"{where}: {len(layer_refs):,} layers, more than {MAX_LAYERS:,}")
+    config = config or Config()
+    diff_ids = config.diff_ids if len(config.diff_ids) == len(layer_refs) else [digest for _, _, digest in layer_refs]
     layers: list[Layer] = []
-    for index, (name, label) in enumerate(layer_refs):
+    for index, ((name, label, _), diff_id) in enumerate(zip(layer_refs, diff_ids)):
         if not store.has(name):
             raise ImageFormatError(f"{where}: missing layer {name}")
         lower = Image(image_name, list(layers)) if layers else None
         with store.open(name) as handle:
-            layers.append(read_layer_tar(handle, label, f"{where}: layer {index} ({label})", lower))
+            layer = read_layer_tar(handle, label, f"{where}: layer {index} ({label})", lower)
+        if not diff_id:  # an old `docker save` layer.tar without a config to name it: its own digest
+            with store.open(name) as handle:
+                diff_id = "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+        layer.diff_id = diff_id
+        layers.append(layer)
     if not layers:
         raise ImageFormatError(f"{where}: the image has no layers")
-    return Image(image_name, layers)
+    return Image(image_name, layers, config.history, config.image_id)
+
+
+@dataclass
+class Config:
+    """What an image's config says that cowsim uses: its ID (the config's digest), the digests
+    of its layers' uncompressed tars (``rootfs.diff_ids``) and its history."""
+
+    image_id: str = ""
+    diff_ids: list[str] = dataclass_field(default_factory=list)
+    history: list[dict] = dataclass_field(default_factory=list)
+
+
+HISTORY_FIELDS = {"created": str, "created_by": str, "comment": str, "author": str, "empty_layer": bool}
+
+
+def _read_config(store, name: str, where: str) -> Config:
+    """An image config (docker save's ``Config``, an OCI manifest's ``config``); a config the
+    archive lacks is an empty one (docker save tars made by hand often have none)."""
+    if not store.has(name):
+        return Config()
+    with store.open(name) as handle:
+        image_id = "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+    document = _read_json(store, name, where)
+    if not isinstance(document, dict):
+        raise ImageFormatError(f"{where}: {name}: the image config is not a JSON object")
+    rootfs = document.get("rootfs") if isinstance(document.get("rootfs"), dict) else {}
+    diff_ids = rootfs.get("diff_ids") or []
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise ImageFormatError(f"{where}: {name}: rootfs.diff_ids is not a list of digests")
+    history = document.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+        raise ImageFormatError(f"{where}: {name}: history is not a list of entries")
+    entries = []
+    for index, entry in enumerate(history):
+        for key, kind in HISTORY_FIELDS.items():
+            if key in entry and not isinstance(entry[key], kind):
+                raise ImageFormatError(f"{where}: {name}: history[{index}].{key} is not a {kind.__name__}")
+        entries.append({key: entry[key] for key in HISTORY_FIELDS if key in entry})
+    return Config(image_id, list(diff_ids), entries)
 
 
 def _docker_save(store, where: str, image_name: str) -> Image:
@@ -273,10 +322,13 @@ def _docker_save(store, where: str, image_name: str) -> Image:
     refs = []
     for name in entry["Layers"]:
         name = clean_name(str(name), f"{where}: manifest.json")
-        # Older Docker: <id>/layer.tar; Docker 25+: blobs/sha256/<digest>.
-        label = name.split("/")[-1] if name.startswith("blobs/") else name.split("/")[0]
-        refs.append((name, label[:12]))
-    return _stack(store, refs, where, str(tags[0]))
+        # Older Docker: <id>/layer.tar; Docker 25+: blobs/sha256/<digest> (the tar's own digest).
+        blob = name.startswith("blobs/sha256/")
+        label = name.split("/")[-1] if blob else name.split("/")[0]
+        refs.append((name, label[:12], "sha256:" + name.split("/")[-1] if blob else ""))
+    config = _read_config(store, clean_name(str(entry.get("Config") or ""), f"{where}: manifest.json"), where) \
+        if entry.get("Config") else None
+    return _stack(store, refs, where, str(tags[0]), config)
 
 
 def _oci_manifest(store, where: str) -> dict:
@@ -313,8 +365,12 @@ def _oci_layout(store, where: str, image_name: str) -> Image:
             raise ImageFormatError(f"{where}: a layer descriptor has no digest")
         name = _blob_name(descriptor["digest"], where)
         _check_blob(store, name, descriptor, where)
-        refs.append((name, descriptor["digest"].split(":")[1][:12]))
-    return _stack(store, refs, where, image_name)
+        refs.append((name, descriptor["digest"].split(":")[1][:12], descriptor["digest"]))
+    config = None
+    descriptor = manifest.get("config")
+    if isinstance(descriptor, dict) and "digest" in descriptor:
+        config = _read_config(store, _blob_name(descriptor["digest"], where), where)
+    return _stack(store, refs, where, image_name, config)
 
 
 # -- cowsim's listing format ------------------------------------------------------------------------

@@ -33,7 +33,7 @@ OP_SCHEMA = pa.schema([(name, pa.string() if name in _STRING else pa.float64() i
                        for name in OP_COLUMNS])
 _PACKED = struct.Struct("<" + "q" * len(_INT) + "d" * len(_FLOAT))  # one operation's numbers
 _PACKED_ROW = np.dtype([(name, "<i8") for name in _INT] + [(name, "<f8") for name in _FLOAT])
-SETUP_OPS = ("prepare_image", "create_container", "settle", "remove_container")
+SETUP_OPS = ("prepare_image", "create_container", "settle", "remove_container", "remove_image")
 SETUP_VALUES = pa.array(SETUP_OPS)
 BATCH_ROWS = 1 << 16
 

@@ -169,6 +169,8 @@ def held_fixed(base: Scenario | None, swept: set[str]) -> str:
                   ("image.dir_depth", f"dir depth {image.dir_depth}")]
     elif isinstance(image, FileImage):
         parts.append(("image.path", Path(image.path).name))
+    if base.images:  # several images: the one of image: is not there
+        parts = parts[:2] + [("images", f"{len(base.images)} images")]
     parts.append(("containers.count", f"{boxes.count} container{'s' * (boxes.count != 1)}"))
     if boxes.volumes:
         parts.append(("containers.volumes", f"{len(boxes.volumes)} volume{'s' * (len(boxes.volumes) != 1)}"))
@@ -545,6 +547,7 @@ def tables(v: RunView, ranks: list[Ranking]) -> list[Table]:
         header, rows = table_rows(rank)
         title = "Drivers ranked for this workload" + (f": {rank.held}" if rank.held else "")
         out.append(Table(title, f"{rank.criterion}.", header, rows, "ranking"))
+    out += disk_tables(v.run.df)
     failed = failed_operations(v)
     if len(failed):
         drivers = [c for c in failed.columns if c in set(v.summary["driver"])]
@@ -555,6 +558,43 @@ def tables(v: RunView, ranks: list[Ranking]) -> list[Table]:
                          "mostly fails where it failed when it was recorded" + _recorded_failures(v) + ". Failed "
                          "operations are counted in the tables but left out of the latency distributions.",
                          [str(c) for c in failed.columns], rows, "failed"))
+    return out
+
+
+DF_TYPES = ("images", "containers", "volumes", "logs", "total")
+
+
+def disk_tables(df: pd.DataFrame) -> list[Table]:
+    """``docker system df`` of the first run of each driver (the node's disk when the workload
+    ended, and after what the scenario removed), and ``docker system df -v``'s images when the
+    node holds several."""
+    if df is None or not len(df) or "kind" not in df:
+        return []
+    first = df.drop_duplicates("driver")[["driver", "point", "replicate"]]
+    runs = df.merge(first, on=["driver", "point", "replicate"])
+    header = ["driver", "when", "type", "total", "active", "size", "reclaimable", "docker says reclaimable",
+              "real bytes"]
+    rows = [[row["driver"], row["when"], row["kind"], f"{row['count']:,}" if row["kind"] != "total" else "",
+             f"{row['active']:,}" if row["kind"] != "total" else "", format_size(row["size_bytes"]),
+             format_size(row["reclaimable_bytes"]), format_size(row["docker_reclaimable_bytes"]),
+             format_size(row["real_bytes"])]
+            for _, row in runs[runs["kind"].isin(DF_TYPES)].iterrows()]
+    out = [Table("Node disk (docker system df)",
+                 "What the node holds, per driver (its first run): images with each layer once (reclaimable: "
+                 "the layers no container's image holds, what docker image prune -a frees; Docker itself prints "
+                 "more, counting the shared layers of images in use), the containers' writable layers (SIZE), "
+                 "volumes (reclaimable when no container mounts them) and json-file logs; real bytes are what the "
+                 "driver and the host filesystem really hold.", header, rows)]
+    images = runs[(runs["kind"] == "image") & (runs["driver"] == runs["driver"].iloc[0])
+                  & (runs["when"] == runs["when"].iloc[0])]
+    if len(images) > 1:
+        out.append(Table("Images (docker system df -v)",
+                         "Each image on the node: its size (all its layers), the part it shares with other images "
+                         "and its own; a layer shared by several images is stored once.",
+                         ["image", "size", "shared size", "unique size", "containers"],
+                         [[row["name"], format_size(row["size_bytes"]), format_size(row["shared_bytes"]),
+                           format_size(row["unique_bytes"]), f"{row['containers']:,}"]
+                          for _, row in images.iterrows()]))
     return out
 
 

@@ -285,8 +285,9 @@ def read_run(directory: str | Path) -> tuple[dict, dict, dict[str, pd.DataFrame]
     if not summary.exists():
         raise RunFolderError(f"{summary}: missing, though the manifest says the run is {status}")
     tables = {"summary": read_table(summary, SUMMARY_COLUMNS)}
-    if (directory / "space.parquet").exists():
-        tables["space"] = read_table(directory / "space.parquet")
+    for name in ("space", "df"):
+        if (directory / f"{name}.parquet").exists():
+            tables[name] = read_table(directory / f"{name}.parquet")
     if (directory / OPS).exists():
         check_ops_file(directory / OPS)
     if len(tables["summary"]) != manifest.get("runs", len(tables["summary"])):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import gc
 import math
+import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -19,11 +20,11 @@ import pyarrow as pa
 from .drivers import get_driver
 from .engine import Engine, OpResult
 from .host import Host, Mount
-from .image import Image, probe_image, synthetic_image
+from .image import Image, Layer, probe_image, synthetic_image
 from .logs import ContainerLogs
 from .profile import load_profile
 from .records import OP_SCHEMA, OpRecords, OpTotals
-from .scenario import FileImage, ProbeImage, Scenario, SyntheticImage
+from .scenario import NAMED_IMAGES, FileImage, NamedSynthetic, ProbeImage, Scenario, SyntheticImage, bases_first
 from .workloads import Setup, Workload, measured_columns, workload_for
 
 # Named random streams. Seeds depend on the replicate and the component only, not on the point,
@@ -31,8 +32,11 @@ from .workloads import Setup, Workload, measured_columns, workload_for
 STREAMS = {"image": 0, "workload": 1, "disk": 2}
 
 
-def stream(seed: int, replicate: int, component: str) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(replicate, STREAMS[component])))
+def stream(seed: int, replicate: int, component: str, *names: str) -> np.random.Generator:
+    """The random stream of a component; ``names`` (an image's) make a stream of its own, the
+    same whatever else the scenario holds."""
+    key = (replicate, STREAMS[component], *(zlib.crc32(name.encode()) for name in names))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 @dataclass
@@ -44,6 +48,7 @@ class PointResult:
     ops_table: pa.Table  # empty when the operations were not kept, or streamed to ``ops_path``
     space_rows: list[dict]
     ops_path: Path | None = None  # the parquet file the operations were streamed to
+    df_rows: list[dict] = dataclass_field(default_factory=list)  # Host.system_df, with ``when``
 
     @cached_property
     def ops(self) -> pd.DataFrame:
@@ -72,6 +77,40 @@ def build_image(spec, seed: int, replicate: int) -> tuple[Image, list[str]]:
     raise TypeError(f"unknown image spec {spec!r}")
 
 
+def build_images(scenario: Scenario, replicate: int) -> dict[str, tuple[Image, list[str]]]:
+    """Every image on the node by name, bases first, each with the files a probe or a mix may
+    pick in it. With ``image:``, the one image under its own name (as :func:`build_image`)."""
+    if not scenario.images:
+        image, candidates = build_image(scenario.image, scenario.seed, replicate)
+        return {image.name: (image, candidates)}
+    return _named_images(NAMED_IMAGES.dump_json(scenario.images).decode(), scenario.seed, replicate)
+
+
+@lru_cache(maxsize=2)  # the images of the current point and the last (a sweep over drivers shares them)
+def _named_images(specs_json: str, seed: int, replicate: int) -> dict[str, tuple[Image, list[str]]]:
+    built: dict[str, tuple[Image, list[str]]] = {}
+    stored: dict[str, Layer] = {}  # chain ID -> the layer, held once: images share what they have in common
+    for spec in bases_first(NAMED_IMAGES.validate_json(specs_json)):
+        name = spec.name
+        if isinstance(spec, SyntheticImage):
+            base = built[spec.base][0] if isinstance(spec, NamedSynthetic) and spec.base else None
+            image = synthetic_image(stream(seed, replicate, "image", name), layers=spec.layers,
+                                    files_per_layer=spec.files_per_layer, distribution=spec.size_distribution,
+                                    size=spec.file_size, sigma=spec.sigma, table=spec.size_table,
+                                    dir_depth=spec.dir_depth, fanout=spec.fanout,
+                                    overwrite_fraction=spec.overwrite_fraction,
+                                    delete_fraction=spec.delete_fraction, name=name, base=base)
+            candidates = image.files
+        else:
+            found, candidates = build_image(spec, seed, replicate)
+            image = Image(name, found.layers, found.config_history, found.image_id)
+        layers = [stored.setdefault(chain, layer) for chain, layer in zip(image.chain_ids, image.layers)]
+        if any(mine is not kept for mine, kept in zip(image.layers, layers)):
+            image = Image(name, layers, image.config_history, image.image_id)
+        built[name] = (image, candidates)
+    return built
+
+
 @lru_cache(maxsize=1024)  # a few KiB each: a whole copy-up sweep's images
 def _probe_image(file_size: int, layers: int, dir_depth: int, dir_entries: int) -> tuple[Image, str]:
     return probe_image(file_size=file_size, layers=layers, dir_depth=dir_depth, dir_entries=dir_entries)
@@ -84,7 +123,7 @@ def file_image(path: str | Path) -> Image:
     return _file_image(str(path), path.stat().st_mtime_ns if path.exists() else 0)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=16)  # a node's real images (each read once per process)
 def _file_image(path: str, _mtime_ns: int) -> Image:
     from .imagefile import load_image
     return load_image(path)
@@ -110,7 +149,7 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     profile = load_profile(scenario.profile)
     engine = Engine(profile, rng=stream(scenario.seed, replicate, "disk"))
     driver = get_driver(scenario.driver.name)(scenario.driver.options, profile)
-    image, candidates = build_image(scenario.image, scenario.seed, replicate)
+    images = build_images(scenario, replicate)
     ops_path = Path(ops_path) if ops_path is not None and scenario.keep_ops else None
     workload = workload_for(scenario.workload)
     records = OpRecords(ops_path, keep=scenario.keep_ops, progress=progress, measures=workload.measures)
@@ -119,8 +158,9 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     if logging.enabled:
         host.logs = ContainerLogs(logging, host)
     mounts = [Mount(v.name, v.mount.lstrip("/"), v.kind) for v in scenario.containers.volumes]  # image-relative
-    run = PointRun(scenario, Setup(host, image, candidates, scenario.containers.count, mounts,
-                                   stream(scenario.seed, replicate, "workload")), workload)
+    container_images = scenario.containers.image_names(next(iter(images)))
+    setup = Setup(host, images, container_images, mounts, stream(scenario.seed, replicate, "workload"))
+    run = PointRun(scenario, setup, workload)
     main = engine.env.process(run.process())
     with fewer_collections():
         # The log writer's last wake-up may lie past the end of the run: stop at the end.
@@ -128,13 +168,15 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
         raise RuntimeError(f"simulation stalled at t={engine.env.now} s with operations still waiting")
     host.records.close()
-    space = run.space_before_removal or host.space()
+    end_space = host.space()
+    space = run.space_before_removal or end_space
     summary = summarize(host.records.totals, engine, run.measured_from, space)
     summary.update(workload.summary(scenario.containers.count))
     if host.logs is not None:
         summary.update(host.logs.summary())
     ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
-    return PointResult(summary, ops, space, ops_path)
+    df = run.df_before_removal + [{"when": "end", **row} for row in host.system_df(end_space)]
+    return PointResult(summary, ops, space, ops_path, df)
 
 
 class PointRun:
@@ -145,17 +187,19 @@ class PointRun:
         self.scenario, self.setup, self.workload = scenario, setup, workload
         self.measured_from = 0.0
         self.space_before_removal: list[dict] = []
+        self.df_before_removal: list[dict] = []  # system df when the workload ended, if anything is removed
 
     def process(self):
         scenario, setup = self.scenario, self.setup
         host, engine = setup.host, setup.host.engine
-        yield from host.prepare_image(setup.image)
+        for image, _ in setup.images.values():
+            yield from host.prepare_image(image)
         for cid in range(setup.containers):
-            yield from host.create_container(cid, setup.image, setup.mounts)
+            yield from host.create_container(cid, setup.image(cid), setup.mounts)
         if scenario.settle:
             yield from host.settle()
         if scenario.cache == "warm":
-            yield from warm_up(host, setup.candidates)
+            yield from warm_up(host, setup)
         else:
             engine.drop_caches()
         self.measured_from = host.env.now
@@ -164,10 +208,19 @@ class PointRun:
         yield host.env.all_of(self.workload.processes(setup))
         if host.logs is not None:
             yield from host.logs.stop()
+        removing = scenario.containers.remove_at_end or scenario.remove_images_at_end or scenario.prune_images_at_end
+        if removing:
+            before = host.space()
+            self.df_before_removal = [{"when": "workload end", **row} for row in host.system_df(before)]
         if scenario.containers.remove_at_end:
-            self.space_before_removal.extend(host.space())
+            self.space_before_removal.extend(before)
             for cid in range(setup.containers):
                 yield from host.remove_container(cid)
+        for name in scenario.remove_images_at_end:
+            yield from host.remove_image(name)
+        if scenario.prune_images_at_end:
+            for name in host.unused_images():
+                yield from host.remove_image(name)
 
 
 @contextmanager
@@ -186,11 +239,11 @@ def fewer_collections():
         gc.set_threshold(*before)
 
 
-def warm_up(host: Host, paths: list[str]):
-    """Read every candidate file once in each container, then forget what that cost."""
+def warm_up(host: Host, setup: Setup):
+    """Read every candidate file of its image once in each container, then forget what that cost."""
     from .operation import Op
     for cid in list(host.containers):
-        for path in paths:
+        for path in setup.candidates(cid):
             yield from host.engine.execute(host.plan(cid, Op("read", path, 0, 2**62)), OpResult())  # not recorded
     host.engine.disk.reset_counters()
 

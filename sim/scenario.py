@@ -20,12 +20,14 @@ import copy
 import difflib
 import itertools
 import math
+import re
 import typing
 from dataclasses import dataclass, field as dataclass_field
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator, TypeAdapter)
 
 from .drivers import REGISTRY
 from .image import PROBE_DIR_ENTRIES
@@ -46,12 +48,13 @@ OPS_IN_MIX = ("read", "write", "append", "create", "delete", "stat", "rename", "
 HUMAN_UNITS = {"bytes": "a size, e.g. 4096, 64KiB, 1.5GB", "s": "a duration, e.g. 0.002, 2ms, 150us",
                "bytes/s": "a rate, e.g. 1000, 64KiB/s, 1MB/s"}
 # The ``kind`` a mapping gets when it leaves it out.
-DEFAULT_KINDS = {"image": "synthetic", "workload": "mix"}
+DEFAULT_KINDS = {"image": "synthetic", "images": "synthetic", "workload": "mix"}
 
 
 def default_kind(key: str, node: dict) -> str | None:
-    """The kind of ``image:``/``workload:`` when it does not say (an image saying ``from:`` is a file)."""
-    return "file" if key == "image" and "from" in node else DEFAULT_KINDS.get(key)
+    """The kind of ``image:``/``workload:`` (or of an item of ``images:``) when it does not say (an
+    image saying ``from:`` is a file)."""
+    return "file" if key in ("image", "images") and "from" in node else DEFAULT_KINDS.get(key)
 ZIP = "zip"
 
 
@@ -168,6 +171,58 @@ class FileImage(Strict):
 
 ImageSpec = Annotated[SyntheticImage | ProbeImage | FileImage, Field(discriminator="kind")]
 
+IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")  # a repository[:tag] as Docker writes it
+
+
+class Named(Strict):
+    """What every image of ``images:`` has besides its kind's fields: a name."""
+
+    name: str = field(description="the image's name, which containers.groups[].image, base and "
+                                  "remove_images_at_end use")
+
+    @field_validator("name")
+    @classmethod
+    def _docker_name(cls, value: str) -> str:
+        if not IMAGE_NAME.fullmatch(value):
+            raise ValueError(f"an image name is 1 to 255 lowercase letters, digits and . _ - / : @, starting with a "
+                             f"letter or digit (as Docker's), got {value!r}")
+        return value
+
+
+class NamedSynthetic(SyntheticImage, Named):
+    base: str | None = field(None, description=(
+        "another image of `images:` this one is built on: its layers are the base's (the same layers, stored once "
+        "on the node) followed by `layers` of its own"))
+
+
+class NamedProbe(ProbeImage, Named):
+    pass
+
+
+class NamedFile(FileImage, Named):
+    pass
+
+
+NamedImageSpec = Annotated[NamedSynthetic | NamedProbe | NamedFile, Field(discriminator="kind")]
+NAMED_IMAGES: TypeAdapter[list[NamedSynthetic | NamedProbe | NamedFile]] = TypeAdapter(list[NamedImageSpec])
+
+
+def bases_first(specs: list) -> list:
+    """The named image specs in an order where every base comes before the images built on it
+    (otherwise as written); the bases must exist and form no cycle (the scenario checked that)."""
+    by_name = {spec.name: spec for spec in specs}
+    ordered: dict[str, Any] = {}
+
+    def visit(spec) -> None:
+        base = getattr(spec, "base", None)
+        if base is not None and base not in ordered:
+            visit(by_name[base])
+        ordered.setdefault(spec.name, spec)
+
+    for spec in specs:
+        visit(spec)
+    return list(ordered.values())
+
 
 class VolumeSpec(Strict):
     name: str = field(description="volume name; containers naming the same volume share it")
@@ -259,8 +314,17 @@ class LoggingSpec(Strict):
         return self
 
 
+class ContainerGroup(Strict):
+    image: str = field(description="the name of the image (in `images:`) these containers run")
+    count: int = field(1, unit="count", ge=1, le=MAX_WORKERS, description="containers of this image")
+
+
 class ContainersSpec(Strict):
-    count: int = field(1, unit="count", ge=1, le=MAX_WORKERS, description="containers started from the image")
+    count: int = field(1, unit="count", ge=1, le=MAX_WORKERS, description=(
+        "containers started from the image; with groups, their sum (may be left out)"))
+    groups: list[ContainerGroup] = field(default_factory=list, max_length=10_000, description=(
+        "with `images:`, how many containers run each image, in container order (a group after another: "
+        "containers 0..count-1 of the first group, then the next)"))
     volumes: list[VolumeSpec] = field(default_factory=list, max_length=1000, description=(
         "volumes every container mounts"))
     remove_at_end: bool = field(False, description="delete the containers when the workload ends (volumes stay)")
@@ -280,6 +344,24 @@ class ContainersSpec(Strict):
                 raise FieldError(f"volume {volume.name!r} is mounted as both {kinds[volume.name]} and {volume.kind}",
                                  index, "kind")
         return volumes
+
+    @model_validator(mode="after")
+    def _counted(self) -> ContainersSpec:
+        if self.groups:
+            total = sum(group.count for group in self.groups)
+            if "count" in self.model_fields_set and self.count != total:
+                raise FieldError(f"count is {self.count:,} but the groups hold {total:,} containers: give one of them",
+                                 "count")
+            if total > MAX_WORKERS:
+                raise FieldError(f"the groups hold {total:,} containers, more than {MAX_WORKERS:,}", "groups")
+            self.count = total
+        return self
+
+    def image_names(self, default: str) -> list[str]:
+        """The image each container runs, by container id (``default`` without groups)."""
+        if not self.groups:
+            return [default] * self.count
+        return [group.image for group in self.groups for _ in range(group.count)]
 
 
 class CopyupProbe(Strict):
@@ -366,8 +448,19 @@ class Scenario(Strict):
         "the containers left behind (as after `sync`; the wait is the setup operation `settle`, counted in setup_s); "
         "false: that traffic is still on the disk when the workload starts"))
     driver: DriverSpec = field(default_factory=DriverSpec, description="the storage driver and its options")
-    image: ImageSpec = field(default_factory=SyntheticImage, description="the image (kind: synthetic, probe or file)")
+    image: ImageSpec = field(default_factory=SyntheticImage, description=(
+        "the image (kind: synthetic, probe or file); or give `images:`"))
+    images: list[NamedImageSpec] = field(default_factory=list, max_length=1000, description=(
+        "instead of `image:`, several named images on the node (kind: synthetic, probe or file, each with a name; a "
+        "synthetic one may name a base); layers are content-addressed, so images share the layers they have in "
+        "common; containers.groups say which image each container runs"))
     containers: ContainersSpec = field(default_factory=ContainersSpec, description="containers and their volumes")
+    remove_images_at_end: list[str] = field(default_factory=list, max_length=1000, description=(
+        "`docker rmi` of these images after the workload (and after containers.remove_at_end): only layers no "
+        "other image holds are freed; an image a remaining container runs cannot be removed"))
+    prune_images_at_end: bool = field(False, description=(
+        "`docker image prune -a` after the workload (and the removals above): every image no container runs is "
+        "removed"))
     workload: WorkloadSpec = field(default_factory=Mix, description=(
         "what the containers do (kind: mix, copyup_probe or trace)"))
     sweep: dict[str, list[Any]] = field(default_factory=dict, description=(
@@ -381,7 +474,82 @@ class Scenario(Strict):
             for key in DEFAULT_KINDS:
                 if isinstance(data.get(key), dict) and "kind" not in data[key]:
                     data = {**data, key: {"kind": default_kind(key, data[key]), **data[key]}}
+            if isinstance(data.get("images"), list):
+                data = {**data, "images": [{"kind": default_kind("images", item), **item}
+                                           if isinstance(item, dict) and "kind" not in item else item
+                                           for item in data["images"]]}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_image_field(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "image" in data and data.get("images"):
+            raise FieldError("give image: (one image) or images: (several), not both", "images")
+        return data
+
+    @model_serializer(mode="wrap")
+    def _without_unused_image(self, handler: Any) -> Any:
+        """With ``images:``, the dump leaves ``image:`` out (it would be a second image)."""
+        data = handler(self)
+        if self.images and isinstance(data, dict):
+            data.pop("image", None)
+        return data
+
+    def stacked_layers(self, name: str) -> int | None:
+        """Layers of the named image with those of its bases (None where a file must be read)."""
+        by_name = {spec.name: spec for spec in self.images}
+        total, spec = 0, by_name[name]
+        for _ in by_name:  # (a cycle of bases is refused by _images_named, which runs first)
+            layers = getattr(spec, "layers", None)
+            if layers is None:
+                return None
+            total += layers
+            base = getattr(spec, "base", None)
+            if base is None:
+                return total
+            spec = by_name[base]
+        return None
+
+    @model_validator(mode="after")
+    def _images_named(self) -> Scenario:
+        """Names are unique, bases and groups name images of ``images:``, bases form no cycle."""
+        names: dict[str, int] = {}
+        for index, spec in enumerate(self.images):
+            if spec.name in names:
+                raise FieldError(f"two images are named {spec.name!r}", "images", index, "name")
+            names[spec.name] = index
+        for index, spec in enumerate(self.images):
+            base = getattr(spec, "base", None)
+            if base is None:
+                continue
+            if base not in names:
+                raise FieldError(f"unknown image {base!r} {suggest(base, list(names))}", "images", index, "base")
+            seen, at = [spec.name], base
+            while at is not None:
+                if at in seen:
+                    raise FieldError("bases form a cycle: " + " -> ".join([*seen, at]), "images", index, "base")
+                seen.append(at)
+                at = getattr(self.images[names[at]], "base", None)
+        groups = self.containers.groups
+        if groups and not self.images:
+            raise FieldError("containers.groups name images of `images:`; with `image:` use count",
+                             "containers", "groups")
+        for index, group in enumerate(groups):
+            if group.image not in names:
+                raise FieldError(f"unknown image {group.image!r} {suggest(group.image, list(names))}",
+                                 "containers", "groups", index, "image")
+        if len(self.images) > 1 and not groups:
+            raise FieldError("with several images, say which image the containers run: containers.groups: "
+                             "[{image: NAME, count: N}, ...]", "containers", "groups")
+        used = set(self.containers.image_names(self.images[0].name if self.images else ""))
+        for index, name in enumerate(self.remove_images_at_end):
+            if name not in names:
+                hint = suggest(name, list(names)) if names else "(remove_images_at_end names images of `images:`)"
+                raise FieldError(f"unknown image {name!r} {hint}", "remove_images_at_end", index)
+            if name in used and not self.containers.remove_at_end:
+                raise FieldError(f"image {name!r} is run by containers that stay (docker rmi refuses): set "
+                                 f"containers.remove_at_end", "remove_images_at_end", index)
+        return self
 
     @field_validator("profile")
     @classmethod
@@ -392,18 +560,23 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _layers_fit(self) -> Scenario:
-        layers = getattr(self.image, "layers", None)
-        if layers is not None:
+        checks = [(getattr(self.image, "layers", None), ("image", "layers"))] if not self.images else \
+            [(self.stacked_layers(spec.name), ("images", index, "layers")) for index, spec in enumerate(self.images)]
+        for layers, where in checks:
+            if layers is None:
+                continue
             try:
                 REGISTRY[self.driver.name].check_layers(layers)
             except ValueError as error:
-                raise FieldError(str(error), "image", "layers") from None
+                based = bool(self.images) and getattr(self.images[where[1]], "base", None) is not None
+                included = " (its bases' layers included)" if based else ""
+                raise FieldError(f"{error}{included}", *where) from None
         return self
 
     @model_validator(mode="after")
     def _does_something(self) -> Scenario:
         """Combinations that would run and answer nothing (or something else than asked)."""
-        workload, image = self.workload, self.image
+        workload, image = self.workload, self.image  # (the checks of one image; with images: at run time)
         if isinstance(workload, Mix):
             if workload.volume_fraction > 0 and not self.containers.volumes:
                 raise FieldError("volume_fraction > 0 needs containers.volumes", "workload", "volume_fraction")
@@ -412,10 +585,10 @@ class Scenario(Strict):
                 raise FieldError(f"containers.count x workload.workers = {processes:,} simulated processes, more "
                                  f"than {MAX_WORKERS:,}", "workload", "workers")
             creates = workload.ops.get("create", 0) > 0
-            if isinstance(image, SyntheticImage) and image.files_per_layer == 0 and not creates:
+            if not self.images and isinstance(image, SyntheticImage) and image.files_per_layer == 0 and not creates:
                 raise FieldError("the image holds no files and the mix creates none: nothing to operate on",
                                  "image", "files_per_layer")
-        if isinstance(workload, CopyupProbe):
+        if isinstance(workload, CopyupProbe) and not self.images:
             most = 1 if isinstance(image, ProbeImage) else \
                 image.layers * image.files_per_layer if isinstance(image, SyntheticImage) else None
             if most is not None and workload.files > most:
@@ -518,31 +691,51 @@ def swept_fields(sweep: dict | None) -> list[str]:
     return [key for axis in sweep_axes(sweep) for key in axis.keys]
 
 
+def _index(node: list, key: str, dotted: str) -> int:
+    """The item of a list a dotted key's part names (``images.1.layers``: the second image)."""
+    if not key.isdigit() or int(key) >= len(node):
+        raise SweepError(f"{dotted}: {key!r} is not an item of a list of {len(node)}", ())
+    return int(key)
+
+
+def _put(node: dict | list, key: str, value: Any, dotted: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, key, dotted)] = value
+    else:
+        node[key] = value
+
+
+def _child(node: dict | list, key: str, dotted: str) -> Any:
+    return node[_index(node, key, dotted)] if isinstance(node, list) else node.get(key)
+
+
 def set_dotted(data: dict, dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in nested mappings, creating the mappings on the way."""
+    """Set ``a.b.c`` in nested mappings (a number picks an item of a list), creating the mappings
+    on the way."""
     keys = dotted.split(".")
-    node = data
+    node: dict | list = data
     for key in keys[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
+        child = _child(node, key, dotted)
+        if not isinstance(child, (dict, list)):
             child = {}
-            node[key] = child
+            _put(node, key, child, dotted)
         node = child
-    node[keys[-1]] = value
+    _put(node, keys[-1], value, dotted)
 
 
 def _with_value(data: dict, dotted: str, value: Any) -> dict:
-    """``data`` with ``a.b.c`` set, copying only the mappings on the way (the rest is shared:
-    points are read, never changed, so a sweep of 10^5 points does not copy the base 10^5 times)."""
+    """``data`` with ``a.b.c`` set, copying only the mappings and lists on the way (the rest is
+    shared: points are read, never changed, so a sweep of 10^5 points does not copy the base 10^5
+    times)."""
     keys = dotted.split(".")
     top = dict(data)
-    node = top
+    node: dict | list = top
     for key in keys[:-1]:
-        child = node.get(key)
-        child = dict(child) if isinstance(child, dict) else {}
-        node[key] = child
+        child = _child(node, key, dotted)
+        child = dict(child) if isinstance(child, dict) else list(child) if isinstance(child, list) else {}
+        _put(node, key, child, dotted)
         node = child
-    node[keys[-1]] = value
+    _put(node, keys[-1], value, dotted)
     return top
 
 
@@ -579,7 +772,10 @@ def _check_swept_fields(axes: list[Axis], base: dict) -> None:
     first = base
     for axis in axes:
         for key, value in zip(axis.keys, axis.values[0]):
-            first = _with_value(first, key, value)
+            try:
+                first = _with_value(first, key, value)
+            except SweepError as error:
+                raise SweepError(str(error).partition(": ")[2], axis.sources[0][key][:-1]) from None
     for axis in axes:
         for key in axis.keys:
             parts = key.split(".")
@@ -587,7 +783,7 @@ def _check_swept_fields(axes: list[Axis], base: dict) -> None:
                 model = model_at(tuple(parts[:depth - 1]), first)
                 if model is None:
                     break  # a mapping of free keys (driver options, mix ops): checked when validated
-                if parts[depth - 1] not in model.model_fields:
+                if parts[depth - 1] not in model.model_fields and not parts[depth - 1].isdigit():  # (an item)
                     raise SweepError(unknown_key(parts[depth - 1], list(model.model_fields)), axis.sources[0][key][:-1])
 
 
@@ -620,8 +816,11 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> tuple
         elif any(isinstance(g, dict) and key in g for g in sweep.get(ZIP) or []):
             raise SweepError(f"{label}: {key} moves with others in a zip group; "
                              "override the group with --set sweep.zip=...", ())
-        set_dotted(data, key, value)
-        origins[tuple(key.split("."))] = label
+        try:
+            set_dotted(data, key, value)
+        except SweepError as error:
+            raise SweepError(f"{label}: {str(error).partition(': ')[2]}", ()) from None
+        origins[tuple(int(k) if k.isdigit() else k for k in key.split("."))] = label
     return data, origins
 
 
@@ -637,22 +836,29 @@ def model_at(path: tuple, data: Any) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``path`` of the scenario mapping."""
     model: type[BaseModel] | None = Scenario
     node = data
+    items: tuple[Any, str] | None = None  # (annotation, name) of the list field just entered
     for part in path:
-        if isinstance(part, int):  # an item of a list of models: the same model
+        if isinstance(part, str) and part.isdigit() and items is not None:  # a dotted key's list index
+            part = int(part)
+        if isinstance(part, int):  # an item of a list of models: the model of that item
             node = node[part] if isinstance(node, list) and part < len(node) else None
+            if items is not None:
+                model = _model_of(items[0], node, items[1])
             continue
         info = model.model_fields.get(part) if model else None
         if info is None:
             return None
         node = node.get(part) if isinstance(node, dict) else None
-        model = _model_of(info.annotation, node, part)
+        items = (info.annotation, part) if typing.get_origin(info.annotation) is list else None
+        model = _model_of(info.annotation, node if items is None else None, part)
     return model
 
 
 def _members(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field's value (or a list field's items) may be: unions and lists unwrapped."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
-    return [arg for arg in typing.get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+    return [member for arg in typing.get_args(annotation) for member in _members(arg)]
 
 
 def _model_of(annotation: Any, node: Any, name: str) -> type[BaseModel] | None:
@@ -705,9 +911,11 @@ def describe_fields(model: type[BaseModel] = Scenario, prefix: str = "") -> list
                 kind = member.model_fields.get("kind")
                 sub = f"{path}[kind={kind.default}]." if len(members) > 1 else f"{path}."
                 rows += describe_fields(member, sub)
-        elif members:  # a list of models
+        elif members:  # a list of models (of one of several kinds)
             rows.append(_row(path, info))
-            rows += describe_fields(members[0], f"{path}[]." )
+            for member in members:
+                kind = member.model_fields.get("kind")
+                rows += describe_fields(member, f"{path}[][kind={kind.default}]." if len(members) > 1 else f"{path}[].")
         else:
             rows.append(_row(path, info))
     return rows
@@ -766,4 +974,36 @@ def json_schema() -> dict:
                 widen(value)
 
     widen(schema)
+    _loader_leniencies(schema)
     return schema
+
+
+def _loader_leniencies(schema: dict) -> None:
+    """What the loader accepts beyond pydantic's schema: a mapping of a union may leave ``kind``
+    out (its default kind applies), so the kinds are alternatives (``anyOf``) rather than exactly
+    one (``oneOf``: ``{layers: 2}`` fits a synthetic and a probe image alike); and a field with
+    alias choices (a file image's ``from:``) may be written by any of its names."""
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "discriminator" in node and "oneOf" in node:
+                node["anyOf"] = node.pop("oneOf")
+                del node["discriminator"]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    for model in (FileImage, NamedFile):
+        definition = schema.get("$defs", {}).get(model.__name__)
+        if definition is None:
+            continue
+        for name, info in model.model_fields.items():
+            choices = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+            others = [str(choice) for choice in choices if choice != name]
+            for other in others:
+                definition["properties"][other] = definition["properties"][name]
+            if others and name in definition.get("required", []):
+                definition["required"] = [r for r in definition["required"] if r != name]
+                definition["anyOf"] = [{"required": [choice]} for choice in [name, *others]]

@@ -62,11 +62,12 @@ def run_one(spec: dict, progress_for: Callable[[dict, Any], Callable[[int], obje
         return pack(spec, failure=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
     tag = {"point": spec["point"], "replicate": spec["replicate"], "driver": scenario.driver.name}
     space = [{**row, **tag} for row in result.space_rows]
+    df = [{**row, **tag} for row in result.df_rows]
     if streamed:
         rows = pq.read_metadata(final).num_rows
-        return pack(spec, summary=result.summary, space=space, ops_file=final.name, ops_rows=rows)
+        return pack(spec, summary=result.summary, space=space, df=df, ops_file=final.name, ops_rows=rows)
     ops = tagged(result.ops_table, tag) if scenario.keep_ops else None
-    return pack(spec, summary=result.summary, ops=ops, space=space)
+    return pack(spec, summary=result.summary, ops=ops, space=space, df=df)
 
 
 def expected_records(scenario) -> int | None:
@@ -81,8 +82,10 @@ def expected_records(scenario) -> int | None:
         work = 2 * workload.files * count
     else:
         return None
-    # plus prepare_image, settle, and each container's create and remove_container
-    return work + 2 * count + 1 + scenario.settle
+    # plus each image's prepare_image (and remove_image), settle, and each container's create and remove_container
+    images = max(1, len(scenario.images))
+    removed = images if scenario.prune_images_at_end else len(scenario.remove_images_at_end)
+    return work + 2 * count + images + removed + scenario.settle
 
 
 def _fits_inline(scenario) -> bool:
@@ -100,12 +103,12 @@ def tagged(ops: pa.Table | pa.RecordBatch, tag: dict) -> pa.Table:
 
 
 def pack(spec: dict, *, summary: dict | None = None, ops: pa.Table | None = None,
-         space: list[dict] | None = None, failure: str = "", trace: str = "", ops_file: str = "",
-         ops_rows: int | None = None) -> bytes:
+         space: list[dict] | None = None, df: list[dict] | None = None, failure: str = "", trace: str = "",
+         ops_file: str = "", ops_rows: int | None = None) -> bytes:
     table = ops if ops is not None else pa.table({})
     meta = {"point": spec["point"], "replicate": spec["replicate"], "keys": spec["keys"],
             "status": "failed" if failure else "ok", "failure": failure, "traceback": trace,
-            "summary": summary or {}, "space": space or [], "ops_file": ops_file,
+            "summary": summary or {}, "space": space or [], "df": df or [], "ops_file": ops_file,
             "ops_rows": table.num_rows if ops_rows is None else ops_rows}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            PART_KEY: json.dumps(meta, default=_plain).encode()})
@@ -138,6 +141,12 @@ def combine(metas: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[dic
         status.append({"point": meta["point"], "replicate": meta["replicate"], "status": meta["status"],
                        **({"failure": meta["failure"]} if meta["failure"] else {})})
     return pd.DataFrame(rows), pd.DataFrame(spaces), status
+
+
+def combine_df(metas: Iterable[dict]) -> pd.DataFrame:
+    """The system df table (``Host.system_df`` per run) from the parts' metadata, in order (a part
+    written before the table existed has none)."""
+    return pd.DataFrame([row for meta in metas for row in meta.get("df", [])])
 
 
 def ops_tables(parts: Iterable[tuple[bytes | Path, dict]], folder: Path | None = None,

@@ -289,16 +289,25 @@ def trace_replay(host: Host, cid: int, trace: ParsedTrace, spec: Trace, image: I
 # -- the kinds of workload, found by their scenario class --------------------------------------
 @dataclass
 class Setup:
-    """What a workload's processes start from: the host with its containers made, the image,
-    the files a probe or a mix may pick, the volumes each container mounts and the workload's
-    random stream."""
+    """What a workload's processes start from: the host with its containers made, the images
+    (by name, each with the files a probe or a mix may pick in it), the image each container
+    runs, the volumes each container mounts and the workload's random stream."""
 
     host: Host
-    image: Image
-    candidates: list[str]
-    containers: int
+    images: dict[str, tuple[Image, list[str]]]
+    container_images: list[str]  # by container id
     mounts: list[Mount]
     rng: np.random.Generator
+
+    @property
+    def containers(self) -> int:
+        return len(self.container_images)
+
+    def image(self, cid: int) -> Image:
+        return self.images[self.container_images[cid]][0]
+
+    def candidates(self, cid: int) -> list[str]:
+        return self.images[self.container_images[cid]][1]
 
 
 class Workload:
@@ -345,10 +354,12 @@ class ProbeWorkload(Workload):
                 "lookup_s": ("first_write", "lookup_s")}
 
     def processes(self, setup: Setup) -> list:
-        env, candidates, out = setup.host.env, setup.candidates, []
-        if self.spec.files > len(candidates):  # a synthetic image whose layers deleted some files
-            raise ValueError(f"workload.files: {self.spec.files} files asked, the image holds {len(candidates)}")
+        env, out = setup.host.env, []
         for cid in range(setup.containers):
+            candidates = setup.candidates(cid)
+            if self.spec.files > len(candidates):  # a synthetic image whose layers deleted some files
+                raise ValueError(f"workload.files: {self.spec.files} files asked, image "
+                                 f"{setup.container_images[cid]} holds {len(candidates)}")
             container_rng = np.random.default_rng(setup.rng.integers(2**63))
             picks = container_rng.choice(len(candidates), size=self.spec.files, replace=False)
             targets = [candidates[i] for i in sorted(picks)]
@@ -360,7 +371,10 @@ class ProbeWorkload(Workload):
 class MixWorkload(Workload):
     def processes(self, setup: Setup) -> list:
         spec, host = self.spec, setup.host
-        state = MixState(spec, setup.candidates, setup.rng)
+        # one ranking of files per image the containers run, drawn in the order the images were laid
+        used = set(setup.container_images)
+        states = {name: MixState(spec, candidates, setup.rng) for name, (_, candidates) in setup.images.items()
+                  if name in used}
         per_container = spec.workers if spec.mode == "closed" else 1
         budgets = iter(split_budget(spec.operations, setup.containers * per_container))
         volume_dirs = [m.path for m in setup.mounts]
@@ -369,6 +383,7 @@ class MixWorkload(Workload):
         for cid in range(setup.containers):
             for worker in range(per_container):
                 # each stream changes its own list of volume files as it creates and deletes
+                state = states[setup.container_images[cid]]
                 stream = MixStream(state, cid, worker, np.random.default_rng(setup.rng.integers(2**63)),
                                    next(budgets), list(volume_files), volume_dirs)
                 body = mix_worker(host, stream) if spec.mode == "closed" else mix_arrivals(host, stream)
@@ -383,7 +398,7 @@ class TraceWorkload(Workload):
         self.trace = parse_trace(spec.path, spec.cwd)
 
     def processes(self, setup: Setup) -> list:
-        return [setup.host.env.process(trace_replay(setup.host, cid, self.trace, self.spec, setup.image))
+        return [setup.host.env.process(trace_replay(setup.host, cid, self.trace, self.spec, setup.image(cid)))
                 for cid in range(setup.containers)]
 
     def summary(self, containers: int) -> dict:

@@ -50,6 +50,28 @@ CASES = {
     "unknown image kind": ("name: x\nimage: {kind: prob}\n", 2, "image.kind", "unknown kind 'prob'"),
     "unknown mix op": ("name: x\nworkload:\n  ops: {read: 1, wrte: 1}\n", 3, "workload.ops.wrte",
                        "did you mean 'write'?"),
+    "image and images": ("name: x\nimage: {layers: 2}\nimages:\n  - {name: a}\n", 3, "images", "not both"),
+    "unknown base": ("name: x\nimages:\n  - {name: a}\n  - name: b\n    base: c\n", 5, "images[1].base",
+                     "unknown image 'c'"),
+    "cycle of bases": ("name: x\nimages:\n  - {name: a, base: b}\n  - {name: b, base: a}\n", 3, "images[0].base",
+                       "bases form a cycle: a -> b -> a"),
+    "container of unknown image": ("name: x\nimages:\n  - {name: app1}\ncontainers:\n  groups:\n"
+                                   "    - {image: app2, count: 2}\n", 6, "containers.groups[0].image",
+                                   "unknown image 'app2' (did you mean 'app1'?)"),
+    "stacked layers": ("name: x\ndriver: {name: aufs}\nimages:\n  - {name: a, layers: 100}\n  - name: b\n"
+                       "    base: a\n    layers: 30\ncontainers: {groups: [{image: b}]}\n", 7, "images[1].layers",
+                       "at most 125 image layers, got 130"),
+    "image named twice": ("name: x\nimages:\n  - {name: a}\n  - name: a\n", 4, "images[1].name",
+                          "two images are named 'a'"),
+    "images item key": ("name: x\nimages:\n  - name: a\n    kind: probe\n    dir_depht: 2\n", 5,
+                        "images[0].dir_depht", "did you mean 'dir_depth'?"),
+    "rmi of a running image": ("name: x\nimages:\n  - {name: a}\nremove_images_at_end:\n  - a\n", 5,
+                               "remove_images_at_end[0]", "docker rmi refuses"),
+    "sweep an image that is not there": ("name: x\nimages:\n  - {name: a}\nsweep:\n  images.3.layers: [1, 2]\n", 5,
+                                         "sweep.images.3.layers", "'3' is not an item of a list of 1"),
+    "sweep a listed image's field": ("name: x\nimages:\n  - {name: a}\n  - {name: b, base: a}\n"
+                                     "containers: {groups: [{image: b}]}\nsweep:\n  images.1.layers:\n    - 2\n"
+                                     "    - 121\n", 9, "sweep.images.1.layers", "got 126"),
     "volume list item": ("name: x\ncontainers:\n  volumes:\n    - {name: v, mount: /d}\n    - {name: w, mont: /e}\n", 5,
                          "containers.volumes[1].mont", "did you mean 'mount'?"),
     "log compress without rotation": ("name: x\ncontainers:\n  logging:\n    max_size: 10MiB\n    compress: true\n", 5,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 
 import sim
@@ -150,6 +151,20 @@ def test_schema_documents_every_field_and_emits_json_schema():
     assert {"type": "integer", "minimum": 0, "maximum": 2**40} in size["anyOf"]
     assert any(s["type"] == "string" for s in size["anyOf"])
     assert schema["$defs"]["ProbeImage"]["properties"]["layers"]["unit"] == "count"
+
+
+def test_every_shipped_scenario_fits_the_json_schema():
+    """What editors check against: every shipped scenario (kinds left out, `from:`, images:) fits,
+    and a misspelt field of a listed image does not."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(CliRunner().invoke(main, ["schema", "--json-schema"]).output)
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    for path in sorted(root.glob("*.yaml")):
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"images": [{"name": "a", "layer": 2}]}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"images": [{"name": "a", "from": "x.tar", "path": "y.tar", "kind": "probe"}]}, schema)
 
 
 def fail_on_btrfs(monkeypatch):

@@ -83,10 +83,12 @@ class Driver:
             raise LayerLimitError(f"an image needs at least 1 layer, got {layers}")
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def prepare_image(self, image: Image) -> Plan:
-        """Lay the image's layers on disk (what a pull leaves behind)."""
+    def prepare_image(self, image: Image, present: int = 0) -> Plan:
+        """Lay the image's layers on disk (what a pull leaves behind), but for its ``present``
+        bottom layers, which the node already holds (another image's: layers are shared from the
+        bottom up, as their chain IDs say)."""
         plan = Plan()
-        for layer in image.layers:
+        for layer in image.layers[present:]:
             plan.cpu(SETUP, layer.entries * self.costs.metadata_update)
             plan.write(SETUP, ("layer", id(layer)), 0, layer.size)
             plan.writeback(SETUP, layer.size)
@@ -94,6 +96,18 @@ class Driver:
         return plan
 
     def _layer_created(self, plan: Plan, image: Image, layer) -> None:
+        plan.cpu(SETUP, self.costs.layer_create)
+
+    def remove_image(self, image: Image, kept: int) -> Plan:
+        """``docker rmi``: delete the image's layers above its ``kept`` bottom ones (which another
+        image still holds): each entry unlinked, each layer's directory or snapshot removed."""
+        plan = Plan()
+        for layer in image.layers[kept:]:
+            plan.cpu(SETUP, layer.entries * self.costs.metadata_update)
+            self._layer_removed(plan, layer)
+        return plan
+
+    def _layer_removed(self, plan: Plan, layer) -> None:
         plan.cpu(SETUP, self.costs.layer_create)
 
     def create_container(self, cid: int, image: Image) -> Plan:
@@ -398,9 +412,13 @@ class Driver:
         return self.views[cid].stat(path)
 
     # -- disk usage ----------------------------------------------------------------------------
+    def layer_real_bytes(self, image: Image, index: int) -> int:
+        """Bytes layer ``index`` of the image really occupies under this driver (its own diff)."""
+        return image.layers[index].size
+
     def image_real_bytes(self, image: Image) -> int:
-        """Bytes the image's layers really occupy under this driver."""
-        return image.virtual_size
+        """Bytes the image's layers really occupy under this driver (alone on the node)."""
+        return sum(self.layer_real_bytes(image, index) for index in range(len(image.layers)))
 
     def container_real_bytes(self, cid: int) -> int:
         """Bytes the container's own layers really occupy under this driver."""

@@ -30,11 +30,11 @@ class Overlay(UnionDriver):
     Options = OverlayOptions
     single_lower = True
 
-    def prepare_image(self, image):
-        plan = super().prepare_image(image)
+    def prepare_image(self, image, present=0):
+        plan = super().prepare_image(image, present)
         entries_below = 0
-        for layer in image.layers:
-            # Every entry below is hard-linked into this layer's directory.
-            plan.cpu(SETUP, entries_below * self.costs.hardlink)
+        for index, layer in enumerate(image.layers):
+            if index >= present:  # every entry below is hard-linked into this layer's directory
+                plan.cpu(SETUP, entries_below * self.costs.hardlink)
             entries_below += layer.entries
         return plan

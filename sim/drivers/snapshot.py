@@ -42,6 +42,9 @@ class SnapshotDriver(NativeDriver):
     def _layer_created(self, plan, image, layer):
         plan.cpu(SETUP, self.snapshot_s())
 
+    def _layer_removed(self, plan, layer):
+        plan.cpu(SETUP, self.remove_s())
+
     def _container_created(self, plan, cid, image):
         plan.cpu(SETUP, 2 * self.snapshot_s())  # -init and the container
         self._private[cid] = {}

@@ -22,9 +22,9 @@ class Vfs(NativeDriver):
     summary = "full copies: every layer copies its parent, every container copies the image twice"
     Options = VfsOptions
 
-    def prepare_image(self, image):
-        plan = super().prepare_image(image)
-        for index in range(1, len(image.layers)):
+    def prepare_image(self, image, present=0):
+        plan = super().prepare_image(image, present)
+        for index in range(max(1, present), len(image.layers)):
             self._full_copy(plan, image.merged_size_by_layer[index - 1], sum(
                 layer.entries for layer in image.layers[:index]))
         return plan
@@ -37,8 +37,9 @@ class Vfs(NativeDriver):
     def _container_removed(self, plan, cid, view):
         plan.cpu(SETUP, 2 * len(view.image.merged) * self.costs.metadata_update)
 
-    def image_real_bytes(self, image):
-        return sum(image.merged_size_by_layer)
+    def layer_real_bytes(self, image, index):
+        """A layer is a full copy of the merged view up to it."""
+        return image.merged_size_by_layer[index]
 
     def container_real_bytes(self, cid):
         """The -init copy of the image plus the container's own full copy as it is now (moby's
