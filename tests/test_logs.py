@@ -188,3 +188,20 @@ def test_logging_shares_the_cpus_and_the_disk_with_the_workload():
     loud = simulate(validate(data)[0][1])
     assert loud.summary["ops"] == quiet.summary["ops"]
     assert loud.summary["makespan_s"] > 1.5 * quiet.summary["makespan_s"]
+
+
+def test_system_df_counts_the_logs_until_docker_rm():
+    data = {"name": "df", "seed": 2,
+            "images": [{"name": "base", "layers": 2, "files_per_layer": 30},
+                       {"name": "app", "base": "base", "layers": 1, "files_per_layer": 20}],
+            "containers": {"groups": [{"image": "base", "count": 1}, {"image": "app", "count": 2}],
+                           "remove_at_end": True, "logging": {"bytes_per_op": 200}},
+            "workload": {"kind": "copyup_probe", "files": 5}}
+    (_, point), = validate(data)
+    result = simulate(point)
+    df = {(row["when"], row["kind"]): row for row in result.df_rows}
+    assert df["workload end", "logs"]["size_bytes"] == df["workload end", "logs"]["real_bytes"] == 3 * LINES * ENTRY
+    assert df["end", "logs"]["size_bytes"] == 0  # docker rm took them
+    assert df["workload end", "containers"]["size_bytes"] == total(result)["size_bytes"]  # SIZE leaves logs out
+    space_real = total(result)["real_bytes"]
+    assert df["workload end", "total"]["real_bytes"] == space_real
