@@ -275,10 +275,11 @@ class LoggingSpec(Strict):
         "bytes each container writes to stdout per operation it completes (0: none)"))
     line_bytes: Size = field(100, unit="bytes", ge=1, le=MAX_LOG_LINE, description=(
         "bytes per stdout line, its newline included (up to 16 KiB: dockerd splits longer lines)"))
-    max_size: Size | None = field(None, unit="bytes", ge=1, le=MAX_FILE_SIZE, description=(
+    max_size: Size | None = field(None, unit="bytes", ge=4096, le=MAX_FILE_SIZE, description=(
         "log-opt max-size: a file at or past this size is rotated before the next line; null: the driver's default "
-        "(json-file: never rotated; local: 20 MiB)"))
-    max_file: int | None = field(None, unit="count", ge=1, le=10_000, description=(
+        "(json-file: never rotated; local: 20 MiB). At least 4 KiB here (dockerd takes any positive size): below, "
+        "nearly every line would be a rotation"))
+    max_file: int | None = field(None, unit="count", ge=1, le=1000, description=(
         "log-opt max-file: files kept, the current one included (1: the file is emptied at rotation); null: the "
         "driver's default (json-file 1, local 5)"))
     compress: bool | None = field(None, description=(
@@ -286,7 +287,7 @@ class LoggingSpec(Strict):
     compressed_fraction: float = field(0.11, gt=0, le=1, description=(
         "size of a rotated file once gzipped over its size (0.11: JSON access-log lines, zlib level 6); depends on "
         "what the containers print"))
-    interval: Duration = field(0.01, unit="s", gt=0, le=3600, description=(
+    interval: Duration = field(0.01, unit="s", ge=0.001, le=3600, description=(
         "how often the simulated dockerd hands each container's new lines to the host filesystem as one batch (CPU, "
         "page cache, writeback); a resolution of the simulation, not a Docker setting"))
 

@@ -89,28 +89,33 @@ def test_size_is_unchanged_and_real_bytes_grow_by_the_log_bytes():
     assert loud.summary["disk_write_bytes"] - quiet.summary["disk_write_bytes"] >= 2 * LINES * ENTRY
 
 
-# Hand-computed: a file is rotated before an entry when it holds max-size or more, so with
-# max-size 1000 it holds ceil(1000 / 170) = 6 entries (1020 bytes); the 7th, 13th and 19th entries
-# rotate; 2 entries are left in the current file. With max-size 1021, 7 entries (1190 bytes):
-# the 8th and 15th rotate, 6 are left.
+# Hand-computed: 5,500 bytes printed per operation in 1,000-byte lines are 55 lines (entries of
+# 1,070 bytes). A file is rotated before an entry when it holds max-size or more, so with max-size
+# 10,000 it holds ceil(10,000 / 1,070) = 10 entries (10,700 bytes): the 11th, 21st, 31st, 41st and
+# 51st entries rotate and 5 are left in the current file. With max-size 10,700 the same; with
+# 10,701, 11 entries (11,770 bytes): the 12th, 23rd, 34th and 45th rotate and 11 are left.
+BIG = 1070
+
+
 @pytest.mark.parametrize("max_size, max_file, compress, rotations, held", [
-    (1000, 1, False, 3, 2 * ENTRY),                       # max-file 1: the file is emptied
-    (1000, 2, False, 3, 6 * ENTRY + 2 * ENTRY),           # .1 and the current file
-    (1000, 3, False, 3, 2 * 6 * ENTRY + 2 * ENTRY),       # .1, .2 and the current file
-    (1000, 5, False, 3, 3 * 6 * ENTRY + 2 * ENTRY),       # every rotated file kept
-    (1020, 5, False, 3, 3 * 6 * ENTRY + 2 * ENTRY),       # exactly 6 entries: at max-size, rotated
-    (1021, 5, False, 2, 2 * 7 * ENTRY + 6 * ENTRY),
-    (1000, 3, True, 3, 2 * round(1020 * 0.11) + 2 * ENTRY),  # rotated files gzipped
+    (10_000, 1, False, 5, 5 * BIG),                        # max-file 1: the file is emptied
+    (10_000, 2, False, 5, 10 * BIG + 5 * BIG),             # .1 and the current file
+    (10_000, 3, False, 5, 2 * 10 * BIG + 5 * BIG),         # .1, .2 and the current file
+    (10_000, 7, False, 5, 5 * 10 * BIG + 5 * BIG),         # every rotated file kept
+    (10_700, 7, False, 5, 5 * 10 * BIG + 5 * BIG),         # exactly 10 entries: at max-size, rotated
+    (10_701, 7, False, 4, 4 * 11 * BIG + 11 * BIG),
+    (10_000, 3, True, 5, 2 * round(10 * BIG * 0.11) + 5 * BIG),  # rotated files gzipped
 ])
 def test_rotation_happens_at_the_hand_computed_byte_counts(max_size, max_file, compress, rotations, held):
-    result = run({"bytes_per_op": 200, "max_size": max_size, "max_file": max_file, "compress": compress})
+    result = run({"bytes_per_op": 5500, "line_bytes": 1000, "max_size": max_size, "max_file": max_file,
+                  "compress": compress})
     assert result.summary["log_rotations"] == rotations
     assert [r["real_bytes"] for r in logs_rows(result)] == [held]
-    assert result.summary["log_written_bytes"] == LINES * ENTRY
+    assert result.summary["log_written_bytes"] == 55 * BIG
 
 
 @settings(max_examples=25, deadline=None)
-@given(per_op=st.integers(1, 2000), line_bytes=st.integers(1, 400), max_size=st.integers(1, 5000),
+@given(per_op=st.integers(1, 20_000), line_bytes=st.integers(1, 4000), max_size=st.integers(4096, 50_000),
        max_file=st.integers(1, 6), driver=st.sampled_from(["json-file", "local"]))
 def test_logs_never_hold_more_than_max_file_files_of_max_size(per_op, line_bytes, max_size, max_file, driver):
     result = run({"driver": driver, "bytes_per_op": per_op, "line_bytes": line_bytes, "max_size": max_size,

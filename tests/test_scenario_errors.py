@@ -84,8 +84,8 @@ CASES = {
                  "cannot read 'fast' as a rate"),
     "log max_file": ("name: x\ncontainers:\n  logging:\n    max_file: 0\n", 4, "containers.logging.max_file",
                      "greater than or equal to 1"),
-    "log max_size": ("name: x\ncontainers:\n  logging: {max_size: 0B}\n", 3, "containers.logging.max_size",
-                     "greater than or equal to 1"),
+    "log max_size": ("name: x\ncontainers:\n  logging: {max_size: 1KiB}\n", 3, "containers.logging.max_size",
+                     "greater than or equal to 4096"),
     "log unknown option": ("name: x\ncontainers:\n  logging:\n    max_sise: 1MiB\n", 4,
                            "containers.logging.max_sise", "did you mean 'max_size'?"),
 }
