@@ -270,26 +270,26 @@ class LoggingSpec(Strict):
         "json-file: one JSON object per line (Docker's default); local: protobuf entries, rotated and compressed by "
         "default"))
     rate: Rate = field(0.0, unit="bytes/s", ge=0, le=1e10, description=(
-        "bytes each container writes to stdout per second of the workload (0: none)"))
+        "stdout rate of each container (0 = none, counted from the workload's start)"))
     bytes_per_op: Size = field(0, unit="bytes", ge=0, le=2**24, description=(
-        "bytes each container writes to stdout per operation it completes (0: none)"))
+        "stdout bytes per operation (0 = none, printed as each operation of a container completes)"))
     line_bytes: Size = field(100, unit="bytes", ge=1, le=MAX_LOG_LINE, description=(
-        "bytes per stdout line, its newline included (up to 16 KiB: dockerd splits longer lines)"))
+        "bytes per stdout line (its newline included, up to 16 KiB as dockerd splits longer lines)"))
     max_size: Size | None = field(None, unit="bytes", ge=4096, le=MAX_FILE_SIZE, description=(
-        "log-opt max-size: a file at or past this size is rotated before the next line; null: the driver's default "
-        "(json-file: never rotated; local: 20 MiB). At least 4 KiB here (dockerd takes any positive size): below, "
-        "nearly every line would be a rotation"))
+        "log file size that rotates it (log-opt max-size, a file at or past it is rotated before the next line, "
+        "null = the driver's default, json-file never rotates, local 20 MiB, at least 4 KiB here although dockerd "
+        "takes any positive size, as below nearly every line would be a rotation)"))
     max_file: int | None = field(None, unit="count", ge=1, le=1000, description=(
-        "log-opt max-file: files kept, the current one included (1: the file is emptied at rotation); null: the "
-        "driver's default (json-file 1, local 5)"))
+        "log files kept per container (log-opt max-file, the current one included, 1 = the file is emptied at "
+        "rotation, null = the driver's default, json-file 1, local 5)"))
     compress: bool | None = field(None, description=(
-        "log-opt compress: gzip rotated files; null: the driver's default (json-file false, local true)"))
+        "gzip rotated log files (log-opt compress, null = the driver's default, json-file false, local true)"))
     compressed_fraction: float = field(0.11, gt=0, le=1, description=(
-        "size of a rotated file once gzipped over its size (0.11: JSON access-log lines, zlib level 6); depends on "
-        "what the containers print"))
+        "gzipped size of a rotated log file over its size (0.11 for JSON access-log lines at zlib level 6, it "
+        "depends on what the containers print)"))
     interval: Duration = field(0.01, unit="s", ge=0.001, le=3600, description=(
-        "how often the simulated dockerd hands each container's new lines to the host filesystem as one batch (CPU, "
-        "page cache, writeback); a resolution of the simulation, not a Docker setting"))
+        "time between log batches (the simulated dockerd hands each container's new lines to the host filesystem "
+        "as one batch of CPU, page cache and writeback, a resolution of the simulation, not a Docker setting)"))
 
     @property
     def enabled(self) -> bool:
