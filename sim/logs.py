@@ -103,10 +103,10 @@ class ContainerLogs:
         costs, line = self.costs, spec.line_bytes
         # CPU per line: the container's write(2) into its stdout pipe, dockerd's read of it (at
         # most 2 KiB at a time: copier.go readSize) and its write(2) of the entry; the line is
-        # copied into the pipe, by containerd-shim out of it and into dockerd's FIFO, out of that,
-        # and the entry into the page cache. Encoding and the shim's syscalls are left out.
-        self.line_cpu = ((2 + line / 2048) * costs.syscall
-                         + (4 * line + self.entry) / costs.memcpy_bandwidth)
+        # copied into the pipe, by containerd-shim out of it and into dockerd's FIFO, and out of
+        # that (the entry's copy into the page cache is the plan's write step). Encoding and the
+        # shim's syscalls are left out.
+        self.line_cpu = (2 + line / 2048) * costs.syscall + 4 * line / costs.memcpy_bandwidth
         self.files: dict[int, LogFile] = {}
         self.running = False
         self.removed = LogFile(-1, None)  # the counts of removed containers' logs
