@@ -83,11 +83,15 @@ def build_images(scenario: Scenario, replicate: int) -> dict[str, tuple[Image, l
     if not scenario.images:
         image, candidates = build_image(scenario.image, scenario.seed, replicate)
         return {image.name: (image, candidates)}
-    return _named_images(NAMED_IMAGES.dump_json(scenario.images).decode(), scenario.seed, replicate)
+    # (a real image's file is read again when it changes: its modification time is in the key)
+    changed = tuple(Path(spec.path).stat().st_mtime_ns if Path(spec.path).exists() else 0
+                    for spec in scenario.images if isinstance(spec, FileImage))
+    return _named_images(NAMED_IMAGES.dump_json(scenario.images).decode(), scenario.seed, replicate, changed)
 
 
 @lru_cache(maxsize=2)  # the images of the current point and the last (a sweep over drivers shares them)
-def _named_images(specs_json: str, seed: int, replicate: int) -> dict[str, tuple[Image, list[str]]]:
+def _named_images(specs_json: str, seed: int, replicate: int,
+                  _changed: tuple[int, ...] = ()) -> dict[str, tuple[Image, list[str]]]:
     built: dict[str, tuple[Image, list[str]]] = {}
     stored: dict[str, Layer] = {}  # chain ID -> the layer, held once: images share what they have in common
     for spec in bases_first(NAMED_IMAGES.validate_json(specs_json)):

@@ -12,7 +12,8 @@ A scenario file is YAML; sizes, durations and rates are written in human units (
         - {image.layers: [1, 8], image.dir_depth: [1, 4]}   # (1, 1) then (8, 4), one axis
 
 The points are the cartesian product of the axes, in the order they are written, the last one
-varying fastest; each point runs ``replicates`` times.
+varying fastest; each point runs ``replicates`` times. A number in a dotted field picks an item
+of a list (``images.1.layers``: the layers of the second image of ``images:``).
 """
 from __future__ import annotations
 
@@ -692,22 +693,22 @@ def swept_fields(sweep: dict | None) -> list[str]:
     return [key for axis in sweep_axes(sweep) for key in axis.keys]
 
 
-def _index(node: list, key: str, dotted: str) -> int:
+def _index(node: list, key: str) -> int:
     """The item of a list a dotted key's part names (``images.1.layers``: the second image)."""
     if not key.isdigit() or int(key) >= len(node):
-        raise SweepError(f"{dotted}: {key!r} is not an item of a list of {len(node)}", ())
+        raise SweepError(f"{key!r} is not an item of a list of {len(node)}", ())
     return int(key)
 
 
-def _put(node: dict | list, key: str, value: Any, dotted: str) -> None:
+def _put(node: dict | list, key: str, value: Any) -> None:
     if isinstance(node, list):
-        node[_index(node, key, dotted)] = value
+        node[_index(node, key)] = value
     else:
         node[key] = value
 
 
-def _child(node: dict | list, key: str, dotted: str) -> Any:
-    return node[_index(node, key, dotted)] if isinstance(node, list) else node.get(key)
+def _child(node: dict | list, key: str) -> Any:
+    return node[_index(node, key)] if isinstance(node, list) else node.get(key)
 
 
 def set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -716,12 +717,12 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node: dict | list = data
     for key in keys[:-1]:
-        child = _child(node, key, dotted)
+        child = _child(node, key)
         if not isinstance(child, (dict, list)):
             child = {}
-            _put(node, key, child, dotted)
+            _put(node, key, child)
         node = child
-    _put(node, keys[-1], value, dotted)
+    _put(node, keys[-1], value)
 
 
 def _with_value(data: dict, dotted: str, value: Any) -> dict:
@@ -732,11 +733,11 @@ def _with_value(data: dict, dotted: str, value: Any) -> dict:
     top = dict(data)
     node: dict | list = top
     for key in keys[:-1]:
-        child = _child(node, key, dotted)
+        child = _child(node, key)
         child = dict(child) if isinstance(child, dict) else list(child) if isinstance(child, list) else {}
-        _put(node, key, child, dotted)
+        _put(node, key, child)
         node = child
-    _put(node, keys[-1], value, dotted)
+    _put(node, keys[-1], value)
     return top
 
 
@@ -776,7 +777,7 @@ def _check_swept_fields(axes: list[Axis], base: dict) -> None:
             try:
                 first = _with_value(first, key, value)
             except SweepError as error:
-                raise SweepError(str(error).partition(": ")[2], axis.sources[0][key][:-1]) from None
+                raise SweepError(str(error), axis.sources[0][key][:-1]) from None
     for axis in axes:
         for key in axis.keys:
             parts = key.split(".")
@@ -820,7 +821,7 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> tuple
         try:
             set_dotted(data, key, value)
         except SweepError as error:
-            raise SweepError(f"{label}: {str(error).partition(': ')[2]}", ()) from None
+            raise SweepError(f"{label}: {error}", ()) from None
         origins[tuple(int(k) if k.isdigit() else k for k in key.split("."))] = label
     return data, origins
 
