@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from simpy.events import Timeout
 
 from .engine import OpResult
-from .plan import DATA, Plan
+from .plan import DATA, SETUP, Plan
 from .scenario import LoggingSpec
 
 if TYPE_CHECKING:
@@ -80,8 +80,9 @@ class LogFile:
         """Bytes its files hold on the host filesystem."""
         return self.current + sum(self.kept)
 
-    def key(self, generation: int | None = None, compressed: bool = False) -> tuple:
-        return ("log", self.cid, self.generation if generation is None else generation, compressed)
+    def key(self, compressed: bool = False) -> tuple:
+        """The page-cache key of the current file's data (or of its gzipped copy, once rotated)."""
+        return ("log", self.cid, self.generation, compressed)
 
 
 class ContainerLogs:
@@ -95,7 +96,6 @@ class ContainerLogs:
 
     def __init__(self, spec: LoggingSpec, host: Host) -> None:
         self.spec = spec
-        self.host = host
         self.engine = host.engine
         self.costs = host.engine.costs
         self.max_size, self.max_file, self.compress = spec.options()
@@ -131,12 +131,12 @@ class ContainerLogs:
     def created(self, cid: int, plan: Plan) -> None:
         """A container's log file is created with it (empty)."""
         self.files[cid] = LogFile(cid, self.engine.env.now if self.running else None)
-        plan.cpu(DATA, self.costs.metadata_update)
+        plan.cpu(SETUP, self.costs.metadata_update)
 
     def removed_with(self, cid: int, plan: Plan) -> None:
         """``docker rm``: its log files go with the container."""
         log = self.files.pop(cid)
-        plan.cpu(DATA, (1 + len(log.kept)) * self.costs.metadata_update)
+        plan.cpu(SETUP, (1 + len(log.kept)) * self.costs.metadata_update)
         gone = self.removed
         gone.lines += log.lines
         gone.written += log.written
