@@ -473,3 +473,13 @@ def test_a_sweep_moves_a_field_of_one_listed_image():
     app1 = run.df[(run.df["kind"] == "image") & (run.df["name"] == "app1") & (run.df["when"] == "workload end")]
     assert list(app1["size_bytes"]) == [24000, 32000]  # the base's 20,000 and 1 or 3 layers of 4 x 1000
     assert data["images"][1]["layers"] == 1  # the scenario itself is not changed
+
+
+def test_schema_and_validate_cover_the_new_fields():
+    text = CliRunner().invoke(main, ["schema"]).output
+    for line in ("images[][kind=synthetic].base: str | null = None", "images[][kind=file].path: str = (required)",
+                 "containers.groups[].image: str = (required)", "remove_images_at_end: list[str]",
+                 "prune_images_at_end: bool = False"):
+        assert line in text, line
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "scenarios" / "node_images.yaml")])
+    assert result.exit_code == 0 and "4 points, 4 runs" in result.output, result.output
