@@ -210,3 +210,13 @@ def test_system_df_counts_the_logs_until_docker_rm():
     assert df["workload end", "containers"]["size_bytes"] == total(result)["size_bytes"]  # SIZE leaves logs out
     space_real = total(result)["real_bytes"]
     assert df["workload end", "total"]["real_bytes"] == space_real
+
+
+def test_only_per_operation_logging_touches_the_operations():
+    profile = load_profile("ssd")
+    host = Host(get_driver("overlay2")({}, profile), Engine(profile))
+    assert "run_op" not in vars(host)  # logging off: the host's operations are as they were
+    ContainerLogs(LoggingSpec(rate=1000), host)
+    assert "run_op" not in vars(host)  # a rate needs no count of operations
+    ContainerLogs(LoggingSpec(bytes_per_op=10), host)
+    assert "run_op" in vars(host)
