@@ -186,6 +186,8 @@ def _metrics(run: RunResult, baseline: RunResult, wanted: list[str] | None, note
     if unknown:
         raise CompareError(f"unknown metric {unknown[0]!r}: use one of {', '.join(METRICS)}")
     names = wanted or list(METRICS)
+    if not wanted:  # metrics of a feature neither side used (e.g. logs) are no news
+        names = [name for name in names if name in run.summary.columns or name in baseline.summary.columns]
     for side, result in (("run", run), ("baseline", baseline)):
         absent = [name for name in names if name not in result.summary.columns]
         if absent and wanted:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .drivers import Driver, NativeDriver
 from .engine import Engine, OpResult
@@ -16,6 +16,9 @@ from .image import Image, Layer, is_below
 from .operation import Op
 from .plan import Plan
 from .records import OpRecords
+
+if TYPE_CHECKING:
+    from .logs import ContainerLogs
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Host:
         # holding it. Layers are shared by identity: images built from one scenario hold the same
         # Layer object where their chain IDs agree (``runner.build_images``).
         self.layers: dict[Layer, set[str]] = {}
+        self.logs: ContainerLogs | None = None  # the containers' log files, when they print (sim/logs.py)
 
     # -- running plans -------------------------------------------------------------------------
     def execute(self, label: str, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
@@ -108,11 +112,15 @@ class Host:
                 seed = image.entries_below(mount.path) if mount.kind == "named" else []
                 relative = [(p[len(mount.path) + 1:], k, s) for p, k, s in seed]
                 self.volumes[mount.volume] = self.volume_fs.create_volume(("vol", mount.volume), relative, plan)
+        if self.logs is not None:
+            self.logs.created(cid, plan)
         yield from self.execute(container.label, 0, "create_container", "", 0, plan)
 
     def remove_container(self, cid: int):
         plan = self.driver.remove_container(cid)
         container = self.containers.pop(cid)
+        if self.logs is not None:
+            self.logs.removed_with(cid, plan)
         yield from self.execute(container.label, 0, "remove_container", "", 0, plan)
 
     def route(self, container: Container, path: str) -> tuple[Driver, Any, str] | None:
@@ -165,12 +173,14 @@ class Host:
         return row
 
     def space(self) -> list[dict]:
-        """``docker ps -s`` rows per container, per image, per volume, and a total row.
+        """``docker ps -s`` rows per container, per image, per volume, per container's logs, and
+        a total row.
 
         ``size_bytes`` is SIZE (the writable layer), ``virtual_bytes`` SIZE + the image, and
         ``real_bytes`` what the driver really holds. In the total row, ``size_bytes`` sums the
         containers' SIZE, ``virtual_bytes`` adds each distinct image once (Docker's rule; summing
-        virtual sizes would count the image N times) and ``real_bytes`` sums everything held.
+        virtual sizes would count the image N times) and ``real_bytes`` sums everything held,
+        logs included (Docker leaves them out of SIZE, the disk does not).
         """
         rows = [dict(kind="container", **self.container_space(cid)) for cid in sorted(self.containers)]
         for image in self.images.values():
@@ -180,6 +190,8 @@ class Host:
             held = self.volume_fs.container_real_bytes(("vol", name))
             rows.append({"kind": "volume", "container": "", "image": name, "size_bytes": held,
                          "virtual_bytes": held, "real_bytes": held})
+        if self.logs is not None:  # on the host filesystem, out of SIZE, in the node's real bytes
+            rows.extend(self.logs.space_rows())
         containers = [r for r in rows if r["kind"] == "container"]
         # Virtual sizes are never summed: the total is every SIZE plus each distinct layer once
         # (with one image, the image once); so are the layers' real bytes, beside everything else held.
@@ -201,9 +213,9 @@ class Host:
         return found
 
     def container_log_bytes(self, cid: int) -> int:
-        """Bytes of the container's json-file logs on the host (not part of its SIZE): none
-        until the logging model fills this in."""
-        return 0
+        """Bytes of the container's logs on the host filesystem (not part of its SIZE; 0 when
+        the containers print nothing)."""
+        return self.logs.held(cid) if self.logs is not None else 0
 
     def system_df(self, space: list[dict] | None = None) -> list[dict]:
         """``docker system df`` (one row per type, and a total) and ``docker system df -v``'s

@@ -86,4 +86,8 @@ METRICS: dict[str, Metric] = _table(
     ("pull_fetched_bytes", "bytes", HIGHER_IS_WORSE, "compressed bytes downloaded from the registry"),
     ("pull_written_bytes", "bytes", HIGHER_IS_WORSE, "bytes the pulls wrote: blobs' temporary files and extraction"),
     ("images_real_bytes", "bytes", HIGHER_IS_WORSE, "bytes the images' layers occupy under the driver"),
+    # only when the containers print (containers.logging)
+    ("log_lines", "count", NEITHER, "stdout lines the log driver wrote, every container's"),
+    ("log_written_bytes", "bytes", HIGHER_IS_WORSE, "bytes of log entries written, rotated away or not"),
+    ("log_rotations", "count", NEITHER, "log files rotated (max-size reached)"),
 )

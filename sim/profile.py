@@ -90,6 +90,9 @@ class KernelCosts(BaseModel):
         "CPU of copying up one ancestor directory: mkdir, xattrs, attributes, rename [s]"))
     metadata_update: Duration = Field(5e-6, ge=0, description=(
         "CPU of a metadata change: create, unlink, rename, chmod, mkdir [s]"))
+    gzip_compress_bandwidth: Rate = Field(47e6, gt=0, description=(
+        "rate at which dockerd gzips a rotated log file (log-opt compress), on one of the host's CPUs; zlib level 6 "
+        "(Go's compress/gzip default) on JSON access-log lines, measured on this project's VM [bytes/s]"))
     clone_base: Duration = Field(60e-6, ge=0, description="fixed cost of a reflink clone (FICLONE) [s]")
     clone_per_gib: Duration = Field(50e-6, ge=0, description=(
         "extra clone cost per GiB of file: extent references, few for a contiguous file [s]"))

@@ -21,6 +21,7 @@ from .drivers import get_driver
 from .engine import Engine, OpResult
 from .host import Host, Mount
 from .image import Image, Layer, probe_image, synthetic_image
+from .logs import ContainerLogs
 from .profile import load_profile
 from .pull import Startup
 from .records import OP_SCHEMA, OpRecords, OpTotals
@@ -158,13 +159,17 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     workload = workload_for(scenario.workload)
     records = OpRecords(ops_path, keep=scenario.keep_ops, progress=progress, measures=workload.measures)
     host = Host(driver, engine, records)
+    logging = scenario.containers.logging
+    if logging.enabled:
+        host.logs = ContainerLogs(logging, host)
     mounts = [Mount(v.name, v.mount.lstrip("/"), v.kind) for v in scenario.containers.volumes]  # image-relative
     container_images = scenario.containers.image_names(next(iter(images)))
     setup = Setup(host, images, container_images, mounts, stream(scenario.seed, replicate, "workload"))
     run = PointRun(scenario, setup, workload)
     main = engine.env.process(run.process())
     with fewer_collections():
-        engine.env.run()
+        # The log writer's last wake-up may lie past the end of the run: stop at the end.
+        engine.env.run(until=main if host.logs is not None else None)
     if main.is_alive:  # a process waits for an event that will never come: a bug, not a result
         raise RuntimeError(f"simulation stalled at t={engine.env.now} s with operations still waiting")
     host.records.close()
@@ -174,6 +179,8 @@ def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None
     summary.update(workload.summary(scenario.containers.count))
     if run.startup is not None:  # only then: the summary of a scenario without a node block is as before
         summary.update(run.startup.summary())
+    if host.logs is not None:
+        summary.update(host.logs.summary())
     ops = host.records.table() if scenario.keep_ops and ops_path is None else OP_SCHEMA.empty_table()
     df = run.df_before_removal + [{"when": "end", **row} for row in host.system_df(end_space)]
     return PointResult(summary, ops, space, ops_path, df)
@@ -208,7 +215,11 @@ class PointRun:
         else:
             engine.drop_caches()
         self.measured_from = host.env.now
+        if host.logs is not None:
+            host.env.process(host.logs.run())
         yield host.env.all_of(self.workload.processes(setup))
+        if host.logs is not None:
+            yield from host.logs.stop()
         removing = scenario.containers.remove_at_end or scenario.remove_images_at_end or scenario.prune_images_at_end
         if removing:
             before = host.space()

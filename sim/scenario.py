@@ -32,7 +32,7 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationErro
 
 from .drivers import REGISTRY
 from .image import PROBE_DIR_ENTRIES
-from .units import MAX_FILE_SIZE, Duration, Size
+from .units import MAX_FILE_SIZE, Duration, Rate, Size
 
 # Bounds on what scales a run's work and memory, checked before anything runs (why each: the
 # comment beside it). A synthetic image entry costs about 350 bytes and 5 us to build.
@@ -46,7 +46,8 @@ PATH_MAX, NAME_MAX = 4096, 255   # Linux's limits on a path and on one of its na
 
 OPS_IN_MIX = ("read", "write", "append", "create", "delete", "stat", "rename", "truncate", "chmod")
 # Units of the fields whose values may be written in human units (parsed by sim.units).
-HUMAN_UNITS = {"bytes": "a size, e.g. 4096, 64KiB, 1.5GB", "s": "a duration, e.g. 0.002, 2ms, 150us"}
+HUMAN_UNITS = {"bytes": "a size, e.g. 4096, 64KiB, 1.5GB", "s": "a duration, e.g. 0.002, 2ms, 150us",
+               "bytes/s": "a rate, e.g. 1000, 64KiB/s, 1MB/s"}
 # The ``kind`` a mapping gets when it leaves it out.
 DEFAULT_KINDS = {"image": "synthetic", "images": "synthetic", "workload": "mix"}
 
@@ -258,6 +259,63 @@ class VolumeSpec(Strict):
         return "/" + "/".join(parts)  # normalised, and still valid when validated again (by a worker)
 
 
+LOG_DRIVERS = ("json-file", "local")
+MAX_LOG_LINE = 16 * 1024  # dockerd's copier splits longer lines into partial messages (logger/copier.go)
+
+
+class LoggingSpec(Strict):
+    """What each container writes to stdout and how dockerd's log driver keeps it (``docker run
+    --log-driver --log-opt``). Off by default: with ``rate`` and ``bytes_per_op`` 0 nothing is logged."""
+
+    driver: Literal["json-file", "local"] = field("json-file", description=(
+        "json-file: one JSON object per line (Docker's default); local: protobuf entries, rotated and compressed by "
+        "default"))
+    rate: Rate = field(0.0, unit="bytes/s", ge=0, le=1e10, description=(
+        "stdout rate of each container (0 = none, counted from the workload's start)"))
+    bytes_per_op: Size = field(0, unit="bytes", ge=0, le=2**24, description=(
+        "stdout bytes per operation (0 = none, printed as each operation of a container completes)"))
+    line_bytes: Size = field(100, unit="bytes", ge=1, le=MAX_LOG_LINE, description=(
+        "bytes per stdout line (its newline included, up to 16 KiB as dockerd splits longer lines)"))
+    max_size: Size | None = field(None, unit="bytes", ge=4096, le=MAX_FILE_SIZE, description=(
+        "log file size that rotates it (log-opt max-size, a file at or past it is rotated before the next line, "
+        "null = the driver's default, json-file never rotates, local 20 MiB, at least 4 KiB here although dockerd "
+        "takes any positive size, as below nearly every line would be a rotation)"))
+    max_file: int | None = field(None, unit="count", ge=1, le=1000, description=(
+        "log files kept per container (log-opt max-file, the current one included, 1 = the file is emptied at "
+        "rotation, null = the driver's default, json-file 1, local 5)"))
+    compress: bool | None = field(None, description=(
+        "gzip rotated log files (log-opt compress, null = the driver's default, json-file false, local true)"))
+    compressed_fraction: float = field(0.11, gt=0, le=1, description=(
+        "gzipped size of a rotated log file over its size (0.11 for JSON access-log lines at zlib level 6, it "
+        "depends on what the containers print)"))
+    interval: Duration = field(0.01, unit="s", ge=0.001, le=3600, description=(
+        "time between log batches (the simulated dockerd hands each container's new lines to the host filesystem "
+        "as one batch of CPU, page cache and writeback, a resolution of the simulation, not a Docker setting)"))
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0 or self.bytes_per_op > 0
+
+    def options(self) -> tuple[int | None, int, bool]:
+        """(max-size or None for never, max-file, compress), the driver's defaults filled in
+        (moby daemon/logger/jsonfilelog/jsonfilelog.go and daemon/logger/local/local.go)."""
+        local = self.driver == "local"
+        max_size = self.max_size if self.max_size is not None else (20 * 2**20 if local else None)
+        max_file = self.max_file if self.max_file is not None else (5 if local else 1)
+        compress = self.compress if self.compress is not None else local
+        return max_size, max_file, compress
+
+    @model_validator(mode="after")
+    def _compressible(self) -> LoggingSpec:
+        max_size, max_file, compress = self.options()
+        if compress and (max_file < 2 or max_size is None):
+            # dockerd refuses the container too (json-file: "compress cannot be true when max-file
+            # is less than 2 or max-size is not set"; local: "... when max file count is 1").
+            raise FieldError(f"compress needs max_file of 2 or more and a max_size (got max_file {max_file}, "
+                             f"max_size {max_size})", "compress")
+        return self
+
+
 class ContainerGroup(Strict):
     image: str = field(description="the name of the image (in `images:`) these containers run")
     count: int = field(1, unit="count", ge=1, le=MAX_WORKERS, description="containers of this image")
@@ -272,6 +330,8 @@ class ContainersSpec(Strict):
     volumes: list[VolumeSpec] = field(default_factory=list, max_length=1000, description=(
         "volumes every container mounts"))
     remove_at_end: bool = field(False, description="delete the containers when the workload ends (volumes stay)")
+    logging: LoggingSpec = field(default_factory=LoggingSpec, description=(
+        "what the containers print to stdout and how the log driver stores it (off by default)"))
 
     @field_validator("volumes")
     @classmethod

@@ -212,6 +212,7 @@ def test_a_column_renamed_since_a_folder_was_written_is_read_under_its_new_name(
 
 def test_every_summary_column_has_a_unit_and_a_direction():
     scenario = {"image": {"kind": "synthetic", "layers": 2, "files_per_layer": 20},
+                "containers": {"logging": {"bytes_per_op": 100}},  # the logs' columns too
                 "workload": {"kind": "mix", "operations": 20}}
     produced = set(simulate(Scenario.model_validate(scenario)).summary)
     # a node's start-up adds its columns (sim/pull.py)

@@ -2,6 +2,7 @@
 against a small results folder made here, showing its figures."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def mix_run(tmp_path_factory):
         "sweep": {"driver.name": DRIVERS, "containers.count": [1, 3]}}, tmp_path_factory.mktemp("nb") / "mix").path
 
 
-def test_there_are_the_three_notebooks():
-    assert {p.stem for p in NOTEBOOKS} >= {"copyup_analysis", "driver_comparison", "disk_usage"}
+def test_there_are_the_four_notebooks():
+    assert {p.stem for p in NOTEBOOKS} >= {"copyup_analysis", "driver_comparison", "disk_usage", "node_disk"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -71,7 +72,7 @@ def outputs(notebook, kind: str) -> list:
 
 
 @pytest.mark.parametrize("name,run,figures", [("copyup_analysis", "copyup_run", 4), ("driver_comparison", "mix_run", 1),
-                                              ("disk_usage", "mix_run", 2)])
+                                              ("disk_usage", "mix_run", 2), ("node_disk", "mix_run", 2)])
 def test_notebook_runs_against_a_results_folder(name, run, figures, request, tmp_path, monkeypatch):
     folder = request.getfixturevalue(run)
     notebook, seconds = execute(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "out.ipynb", monkeypatch,
@@ -93,3 +94,15 @@ def test_copyup_notebook_simulates_its_own_sweep_by_default(tmp_path, monkeypatc
                           drivers=["overlay2", "btrfs"], file_sizes=["64KiB", "1MiB"], layers=[1, 4], dir_depths=[1])
     text = "".join(outputs(notebook, "text"))
     assert "copyup_analysis: 8 runs" in text
+
+
+def test_node_disk_notebook_simulates_a_node_by_default(tmp_path, monkeypatch):
+    notebook, seconds = execute(ROOT / "notebooks" / "node_disk.ipynb", tmp_path / "out.ipynb", monkeypatch)
+    assert seconds < 60, f"node_disk took {seconds:.0f} s"
+    text = "".join(outputs(notebook, "text"))
+    assert len(outputs(notebook, "image")) >= 2
+    # shared layers stored once; logs capped by max-size x max-file; a prune frees what df said
+    stored = re.search(r"stored, each layer once: .* \(x([0-9.]+)\)", text)
+    assert stored and float(stored.group(1)) > 1.5  # 6 images on 2 bases
+    assert "largest container log" in text and "max-size x max-file = 384 KiB" in text
+    assert "prune gave back exactly the reclaimable figure: True" in text

@@ -84,6 +84,20 @@ CASES = {
                                      "    - 121\n", 9, "sweep.images.1.layers", "got 126"),
     "volume list item": ("name: x\ncontainers:\n  volumes:\n    - {name: v, mount: /d}\n    - {name: w, mont: /e}\n", 5,
                          "containers.volumes[1].mont", "did you mean 'mount'?"),
+    "log compress without rotation": ("name: x\ncontainers:\n  logging:\n    max_size: 10MiB\n    compress: true\n", 5,
+                                      "containers.logging.compress", "compress needs max_file of 2 or more"),
+    "log line too long": ("name: x\ncontainers:\n  logging:\n    line_bytes: 1MiB\n", 4,
+                          "containers.logging.line_bytes", "less than or equal to 16384"),
+    "log driver": ("name: x\ncontainers:\n  logging:\n    driver: syslog\n", 4, "containers.logging.driver",
+                   "'json-file' or 'local', got 'syslog'"),
+    "log rate": ("name: x\ncontainers:\n  logging:\n    rate: fast\n", 4, "containers.logging.rate",
+                 "cannot read 'fast' as a rate"),
+    "log max_file": ("name: x\ncontainers:\n  logging:\n    max_file: 0\n", 4, "containers.logging.max_file",
+                     "greater than or equal to 1"),
+    "log max_size": ("name: x\ncontainers:\n  logging: {max_size: 1KiB}\n", 3, "containers.logging.max_size",
+                     "greater than or equal to 4096"),
+    "log unknown option": ("name: x\ncontainers:\n  logging:\n    max_sise: 1MiB\n", 4,
+                           "containers.logging.max_sise", "did you mean 'max_size'?"),
 }
 
 
