@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .image import DIR, FILE, Image, ancestors, is_below, parent_of
+from .image import DIR, FILE, Entry, Image, ancestors, is_below, parent_of
 
 
 TOP = (None, False)  # ``lower_path``'s walk before the first component: no redirect, not hidden
@@ -37,19 +37,6 @@ class CopyUp:
     lower_layer: int
     source: str  # the lower path the data comes from
     inode: object  # the inode in the writable layer that receives it
-
-
-@dataclass(slots=True)
-class Entry:
-    kind: str
-    size: int
-    layer: int | None  # None: the upper layer; otherwise the image layer index
-    lower_path: str  # where the lower data lives (differs after a redirected directory rename)
-
-    def fields(self) -> tuple:
-        """``Entry(*entry.fields())`` is a copy; a plain tuple of them is what the lookups memo
-        holds (the garbage collector stops tracking such tuples, not Entry objects)."""
-        return (self.kind, self.size, self.layer, self.lower_path)
 
 
 @dataclass
@@ -147,6 +134,12 @@ class ContainerView:
         parent (``walk_to_parent``): a lookup needs both, per component."""
         if path == "":
             return Entry(DIR, 0, None, ""), self.lower_below(above, path)
+        if above is TOP and path not in self.upper_files and path not in self.whiteouts \
+                and path not in self.upper_dirs and path not in self.redirects:
+            # Nothing of the container's on the way (``walk_down`` hands TOP itself on while it
+            # meets nothing) nor at the name (an opaque directory is an upper one, and only
+            # hides what lies below it): the image's own entry, from its path table.
+            return self.image.entries.get(path), path
         inode = self.upper_files.get(path)
         if inode is not None:  # then lower_path is None: the upper file hides the name
             origin = self.metacopy.get(inode)

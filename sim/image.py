@@ -44,6 +44,22 @@ def is_below(path: str, top: str) -> bool:
     return top == "" or path == top or path.startswith(top + "/")
 
 
+@dataclass(slots=True)
+class Entry:
+    """What a name resolves to in a container's view. Never changed once made: the image's own
+    entries (``Image.entries``) are shared by every view of the image."""
+
+    kind: str
+    size: int
+    layer: int | None  # None: the upper layer; otherwise the image layer index
+    lower_path: str  # where the lower data lives (differs after a redirected directory rename)
+
+    def fields(self) -> tuple:
+        """``Entry(*entry.fields())`` is a copy; a plain tuple of them is what the lookups memo
+        holds (the garbage collector stops tracking such tuples, not Entry objects)."""
+        return (self.kind, self.size, self.layer, self.lower_path)
+
+
 @dataclass(eq=False)
 class Layer:
     """One layer diff. Parent directories of every entry exist in the layer (as on disk).
@@ -110,6 +126,12 @@ class Image:
     def merged(self) -> dict[str, tuple[str, int, int]]:
         """path -> (kind, size, index of the layer that provides it); directories have size 0."""
         return self._merged_and_sizes[0]
+
+    @cached_property
+    def entries(self) -> dict[str, Entry]:
+        """The path table: each merged path's entry as a container that changed nothing on the
+        way to it sees it (``ContainerView.resolve``), built once and shared by every view."""
+        return {path: Entry(kind, size, layer, path) for path, (kind, size, layer) in self.merged.items()}
 
     @property
     def merged_size_by_layer(self) -> list[int]:
