@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .image import DIR, FILE, Entry, Image, ancestors, is_below, parent_of
+from .image import DIR, FILE, Entry, Image, is_below, parent_of, prefixes
 
 
 TOP = (None, False)  # ``lower_path``'s walk before the first component: no redirect, not hidden
@@ -78,6 +78,17 @@ class ContainerView:
     # above one. Directories only: they are few, while the files a long run touches would grow
     # the memo without bound. Never the root (a lookup of "" walks no component).
     lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
+    # The whole walk down to each directory a lookup went through (``Driver.lookup``): directory
+    # -> (the steps of its every component, whether it is an upper directory, the walk of
+    # ``lower_path`` after it), so that a lookup below it adds them at once. Each step is the
+    # memo's, under the parent flags the walk met, so it is forgotten whenever the memo loses
+    # anything or ``upper_dirs`` gains a directory on the way (``_make_upper_dirs``); a new
+    # directory (mkdir) lies on no stored walk.
+    descents: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
+
+    def forget_lookups(self) -> None:
+        self.lookups.clear()
+        self.descents.clear()
 
     # -- resolving ---------------------------------------------------------------------------
     def lower_path(self, path: str) -> str | None:
@@ -107,7 +118,7 @@ class ContainerView:
         if found is not None:
             return found[3]
         walk = TOP
-        for ancestor in ancestors(path):
+        for ancestor in prefixes(path)[:-1]:
             walk = self.walk_down(walk, ancestor, False)
         return walk
 
@@ -168,8 +179,10 @@ class ContainerView:
     def _require_parent_dir(self, path: str) -> None:
         """Path resolution walks every ancestor: the first missing one is ENOENT, the first that
         is not a directory ENOTDIR (``a/b/c`` with ``a`` a file is ENOTDIR, as in namei)."""
+        if parent_of(path) in self.descents:  # a lookup went down to the parent: all directories
+            return
         lookups = self.lookups
-        for ancestor in ancestors(path):
+        for ancestor in prefixes(path)[:-1]:  # ancestors, top-down (cached)
             if ancestor in lookups:  # a directory a lookup walked through (the memo holds no other)
                 continue
             up = self.stat(ancestor)
@@ -213,10 +226,12 @@ class ContainerView:
 
     # -- the upper layer -----------------------------------------------------------------------
     def _missing_ancestors(self, path: str) -> list[str]:
-        return [d for d in ancestors(path) if d not in self.upper_dirs]
+        return [d for d in prefixes(path)[:-1] if d not in self.upper_dirs]
 
     def _make_upper_dirs(self, path: str) -> list[str]:
         created = self._missing_ancestors(path)
+        if created:
+            self.descents.clear()  # the flags on the way change
         for directory in created:
             self.lookups.pop(directory, None)  # its entry and probe change (its names see the flag)
         self.upper_dirs.update(created)
@@ -378,7 +393,7 @@ class ContainerView:
         # A whiteout only where a lower layer holds the name (ovl_lower_positive); a redirected
         # directory's lower content is reached through its redirect, not its name.
         had_lower = lower is not None and lower in self.image.merged
-        self.lookups.clear()  # a directory goes
+        self.forget_lookups()  # a directory goes
         self._drop_empty_dir(path)
         created = self._make_upper_dirs(path) if had_lower else []
         self._hide(path, had_lower)
@@ -443,7 +458,7 @@ class ContainerView:
                 and self.inode_of(source, entry) == self.inode_of(target, existing):
             return None, []  # two names of one file: rename(2) does nothing (a union's lower
             # hard links are two inodes of the overlay once copy-up breaks links: ovl_hash_bylower)
-        self.lookups.clear()  # a directory moves or is replaced, or a file replaces a name
+        self.forget_lookups()  # a directory moves or is replaced, or a file replaces a name
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)

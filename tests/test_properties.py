@@ -235,21 +235,26 @@ def test_memoised_lookups_equal_fresh_ones(driver, options, ops):
     """Each view memoises what lookups find at the directories they walk through
     (``ContainerView.lookups``); after any operations, a lookup, a stat and a lower path
     through it equal those computed from scratch, and so does each stored walk of
-    ``lower_path`` (the last example makes an opaque directory over a lower one)."""
+    ``lower_path`` and each stored descent (``ContainerView.descents``; the last example makes
+    an opaque directory over a lower one)."""
     model = get_driver(driver)(options, load_profile("ssd"))
     model.create_container(0, small_image())
     view = model.views[0]
     for kind, path, arg in ops:
         model.apply(0, as_op(kind, path, arg))
         for looked_up in LOOKED_UP:  # fills the memo, so that the next operations must update it
-            fresh = dataclasses.replace(view, lookups={})
+            fresh = dataclasses.replace(view, lookups={}, descents={})
             assert _lookup(model, view, looked_up) == _lookup(model, fresh, looked_up), (kind, path, looked_up)
-        fresh = dataclasses.replace(view, lookups={})
+        fresh = dataclasses.replace(view, lookups={}, descents={})
         for looked_up in LOOKED_UP:
             assert view.stat(looked_up) == fresh.stat(looked_up), looked_up
             assert view.lower_path(looked_up) == fresh.lower_path(looked_up), looked_up
         for directory, (_entry, _step, _parent_upper, walk) in view.lookups.items():
             assert walk == fresh.walk_down(fresh.walk_to_parent(directory), directory, False), directory
+        for directory, descent in view.descents.items():  # each stored descent is a fresh one
+            plan = Plan()
+            model._descend(plan.steps, 0, fresh, directory)
+            assert descent == fresh.descents[directory] and descent[0] == tuple(plan.steps), directory
 
 
 
