@@ -146,10 +146,10 @@ class ContainerView:
         if path == "":
             return Entry(DIR, 0, None, ""), self.lower_below(above, path)
         if above is TOP and path not in self.upper_files and path not in self.whiteouts \
-                and path not in self.upper_dirs and path not in self.redirects:
+                and path not in self.upper_dirs:
             # Nothing of the container's on the way (``walk_down`` hands TOP itself on while it
-            # meets nothing) nor at the name (an opaque directory is an upper one, and only
-            # hides what lies below it): the image's own entry, from its path table.
+            # meets nothing) nor at the name (a redirected or opaque directory is an upper one):
+            # the image's own entry, from its path table.
             return self.image.entries.get(path), path
         inode = self.upper_files.get(path)
         if inode is not None:  # then lower_path is None: the upper file hides the name
