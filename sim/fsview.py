@@ -231,11 +231,24 @@ class ContainerView:
     def _make_upper_dirs(self, path: str) -> list[str]:
         created = self._missing_ancestors(path)
         if created:
-            self.descents.clear()  # the flags on the way change
+            self._forget_descents_below(created[0])  # the flags on the way change
         for directory in created:
             self.lookups.pop(directory, None)  # its entry and probe change (its names see the flag)
         self.upper_dirs.update(created)
         return created
+
+    def _forget_descents_below(self, top: str) -> None:
+        """Forget the stored descents through ``top``, a directory coming up into the upper
+        layer: the image's directories at or below it. A directory that is not the image's lies
+        below no directory still to come up (making it made its ancestors upper), unless a
+        redirect shows it there: then every descent goes."""
+        below = self.image.dirs_below.get(top) if not self.redirects else None
+        if below is None:
+            self.descents.clear()
+            return
+        descents = self.descents
+        for directory in below:
+            descents.pop(directory, None)
 
     # -- inodes ------------------------------------------------------------------------------
     def inode_of(self, path: str, entry: Entry) -> object:

@@ -183,6 +183,17 @@ class Image:
         return [Counter(map(parent_of, (*layer.files, *layer.dirs, *layer.whiteouts))) for layer in self.layers]
 
     @cached_property
+    def dirs_below(self) -> dict[str, tuple[str, ...]]:
+        """Directory -> the merged view's directories at or below it (what a directory's coming
+        up into a container's upper layer may change the lookups of)."""
+        below: dict[str, list[str]] = {}
+        for path, (kind, _, _) in self.merged.items():
+            if kind == DIR:
+                for prefix in prefixes(path):
+                    below.setdefault(prefix, []).append(path)
+        return {path: tuple(dirs) for path, dirs in below.items()}
+
+    @cached_property
     def merged_dir_entries(self) -> Counter:
         """Directory -> entries of the merged view directly inside it: the directory a snapshot
         driver's own filesystem holds."""

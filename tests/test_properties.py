@@ -381,3 +381,20 @@ def test_path_table_agrees_with_a_plain_walk(driver, options, roles, ops):
             except FsError as error:
                 found = error.errno_name
             assert (found, plan.steps) == walked_lookup(model, view, name), (kind, path, name)
+
+
+def test_a_directory_coming_up_through_a_redirect_forgets_the_descents_below_it():
+    """``c/x`` below a redirected ``c`` is ``b/x`` of the image, though the image has a ``c/x``
+    too: when it comes up, the descent stored for ``c/x/y`` (no directory of the image's ``c/x``)
+    must go with it."""
+    image = Image("redirected", [Layer("l0", files={"b/x/y/f": 1, "c/x/g": 2})])
+    model = get_driver("overlay2")({"redirect_dir": True}, load_profile("ssd"))
+    model.create_container(0, image)
+    view = model.views[0]
+    for kind, path, arg in [("unlink", "c/x/g", 0), ("rmdir", "c/x", 0), ("rename", "b", "c"),
+                            ("stat", "c/x/y/f", 0), ("write", "c/x/y/f", 1)]:
+        assert model.apply(0, as_op(kind, path, arg)).error == ""
+    fresh = dataclasses.replace(view, lookups={}, descents={})
+    for directory, descent in view.descents.items():
+        model._descend([], 0, fresh, directory)
+        assert descent == fresh.descents[directory], directory
