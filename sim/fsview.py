@@ -133,11 +133,11 @@ class ContainerView:
     def stat(self, path: str) -> Entry | None:
         """``resolve(path)``'s entry, read off the lookups memo for a directory walked through
         (the entry, unlike the probe step, does not depend on the parent being upper)."""
+        if path in self.upper_files:  # needs no walk (after a copy-up, the parent's is forgotten)
+            return self.resolve(path, None)[0]
         found = self.lookups.get(path)
         if found is not None:
             return Entry(*found[0])
-        if path in self.upper_files:  # needs no walk (after a copy-up, the parent's is forgotten)
-            return self.resolve(path, None)[0]
         return self.resolve(path, self.walk_to_parent(path))[0]
 
     def resolve(self, path: str, above: tuple | None) -> tuple[Entry | None, str | None]:
