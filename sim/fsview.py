@@ -78,12 +78,12 @@ class ContainerView:
     # above one. Directories only: they are few, while the files a long run touches would grow
     # the memo without bound. Never the root (a lookup of "" walks no component).
     lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
-    # The whole walk down to each directory a lookup went through (``Driver.lookup``): directory
+    # The whole descent to each directory a lookup went down to (``Driver.lookup``): directory
     # -> (the steps of its every component, whether it is an upper directory, the walk of
-    # ``lower_path`` after it), so that a lookup below it adds them at once. Each step is the
-    # memo's, under the parent flags the walk met, so it is forgotten whenever the memo loses
-    # anything or ``upper_dirs`` gains a directory on the way (``_make_upper_dirs``); a new
-    # directory (mkdir) lies on no stored walk.
+    # ``lower_path`` after it), so that a lookup below it adds them at once and resolves only
+    # its name. Each step is the memo's, under the parent flags met on the way, so a descent
+    # goes when a directory on it comes up (``_forget_descents_below``) and when the memo
+    # forgets everything (rmdir, rename); a new directory (mkdir) lies on no stored descent.
     descents: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     def forget_lookups(self) -> None:

@@ -313,8 +313,8 @@ class Driver:
             _, parent_upper, above = walk
         else:  # a top-level name: the root, an upper directory, walks no component
             parent_upper, above = True, TOP
-        # The name itself: a file, the common case, is never memoised (there are too many);
-        # resolving it from the image's path table costs less than the memo would save.
+        # The name itself, from the image's path table where the container changed nothing on
+        # the way (``ContainerView.resolve``): files, the common case, are never memoised.
         entry, lower = view.resolve(path, above)
         steps.append(self._probe_step(cid, view, path, lower, parent_upper))
         return entry
@@ -347,7 +347,7 @@ class Driver:
         return walk
 
     def _probe_step(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool):
-        """The lookup step of ``prefix`` (``sim.plan.probe_step``), built here: one per operation."""
+        """The lookup step of ``prefix``: what ``sim.plan.probe_step`` makes, without the call."""
         keys, cpu = self.probe(cid, view, prefix, lower, parent_upper)
         if self._probe_locks:
             lock = self.probe_lock(cid, view, prefix, lower)
