@@ -150,7 +150,8 @@ class ContainerView:
             # Nothing of the container's on the way (``walk_down`` hands TOP itself on while it
             # meets nothing) nor at the name (a redirected or opaque directory is an upper one):
             # the image's own entry, from its path table.
-            return self.image.entries.get(path), path
+            image = self.image
+            return image.entries.get(path) or image.entry(path), path
         inode = self.upper_files.get(path)
         if inode is not None:  # then lower_path is None: the upper file hides the name
             origin = self.metacopy.get(inode)
@@ -239,16 +240,18 @@ class ContainerView:
 
     def _forget_descents_below(self, top: str) -> None:
         """Forget the stored descents through ``top``, a directory coming up into the upper
-        layer: the image's directories at or below it. A directory that is not the image's lies
-        below no directory still to come up (making it made its ancestors upper), unless a
-        redirect shows it there: then every descent goes."""
-        below = self.image.dirs_below.get(top) if not self.redirects else None
-        if below is None:
-            self.descents.clear()
-            return
+        layer: those at or below it, found among the view's descents or, where there are more
+        of those, among the image's directories under ``top`` (a directory that is not the
+        image's lies below no directory still to come up, since making it made its ancestors
+        upper; unless a redirect shows it there)."""
         descents = self.descents
-        for directory in below:
-            descents.pop(directory, None)
+        below = self.image.dirs_below.get(top) if not self.redirects else None
+        if below is not None and len(below) < len(descents):
+            for directory in below:
+                descents.pop(directory, None)
+        else:
+            for directory in [d for d in descents if is_below(d, top)]:
+                del descents[directory]
 
     # -- inodes ------------------------------------------------------------------------------
     def inode_of(self, path: str, entry: Entry) -> object:

@@ -114,6 +114,7 @@ class Image:
         # Layers are identified by content-independent ids so that images sharing a layer
         # object share cache keys for it.
         self.layer_ids = [id(layer) for layer in layers]
+        self.entries: dict[str, Entry] = {}  # the path table, filled by ``entry``
         self._probe_memo: dict[str, tuple[int, ...]] = {}  # probe_layers of a name in the merged view
         # probe_layers of a name no layer holds, by its parent directory (bounded by directories)
         self._absent_name_probes: dict[str, tuple[int, ...]] = {}
@@ -127,11 +128,15 @@ class Image:
         """path -> (kind, size, index of the layer that provides it); directories have size 0."""
         return self._merged_and_sizes[0]
 
-    @cached_property
-    def entries(self) -> dict[str, Entry]:
-        """The path table: each merged path's entry as a container that changed nothing on the
-        way to it sees it (``ContainerView.resolve``), built once and shared by every view."""
-        return {path: Entry(kind, size, layer, path) for path, (kind, size, layer) in self.merged.items()}
+    def entry(self, path: str) -> Entry | None:
+        """The path table: a merged path's entry as a container that changed nothing on the way
+        to it sees it (``ContainerView.resolve``), made on first use and shared by every view
+        (``entries``); None for a name the merged view lacks."""
+        found = self.merged.get(path)
+        if found is None:
+            return None
+        entry = self.entries[path] = Entry(*found, path)
+        return entry
 
     @property
     def merged_size_by_layer(self) -> list[int]:
