@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .image import DIR, FILE, Image, ancestors, is_below, parent_of
+from .image import DIR, FILE, Entry, Image, is_below, parent_of, prefixes
 
 
 TOP = (None, False)  # ``lower_path``'s walk before the first component: no redirect, not hidden
@@ -37,19 +37,6 @@ class CopyUp:
     lower_layer: int
     source: str  # the lower path the data comes from
     inode: object  # the inode in the writable layer that receives it
-
-
-@dataclass(slots=True)
-class Entry:
-    kind: str
-    size: int
-    layer: int | None  # None: the upper layer; otherwise the image layer index
-    lower_path: str  # where the lower data lives (differs after a redirected directory rename)
-
-    def fields(self) -> tuple:
-        """``Entry(*entry.fields())`` is a copy; a plain tuple of them is what the lookups memo
-        holds (the garbage collector stops tracking such tuples, not Entry objects)."""
-        return (self.kind, self.size, self.layer, self.lower_path)
 
 
 @dataclass
@@ -91,6 +78,17 @@ class ContainerView:
     # above one. Directories only: they are few, while the files a long run touches would grow
     # the memo without bound. Never the root (a lookup of "" walks no component).
     lookups: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
+    # The whole descent to each directory a lookup went down to (``Driver.lookup``): directory
+    # -> (the steps of its every component, whether it is an upper directory, the walk of
+    # ``lower_path`` after it), so that a lookup below it adds them at once and resolves only
+    # its name. Each step is the memo's, under the parent flags met on the way, so a descent
+    # goes when a directory on it comes up (``_forget_descents_below``) and when the memo
+    # forgets everything (rmdir, rename); a new directory (mkdir) lies on no stored descent.
+    descents: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
+
+    def forget_lookups(self) -> None:
+        self.lookups.clear()
+        self.descents.clear()
 
     # -- resolving ---------------------------------------------------------------------------
     def lower_path(self, path: str) -> str | None:
@@ -120,7 +118,7 @@ class ContainerView:
         if found is not None:
             return found[3]
         walk = TOP
-        for ancestor in ancestors(path):
+        for ancestor in prefixes(path)[:-1]:
             walk = self.walk_down(walk, ancestor, False)
         return walk
 
@@ -135,11 +133,11 @@ class ContainerView:
     def stat(self, path: str) -> Entry | None:
         """``resolve(path)``'s entry, read off the lookups memo for a directory walked through
         (the entry, unlike the probe step, does not depend on the parent being upper)."""
+        if path in self.upper_files:  # needs no walk (after a copy-up, the parent's is forgotten)
+            return self.resolve(path, None)[0]
         found = self.lookups.get(path)
         if found is not None:
             return Entry(*found[0])
-        if path in self.upper_files:  # needs no walk (after a copy-up, the parent's is forgotten)
-            return self.resolve(path, None)[0]
         return self.resolve(path, self.walk_to_parent(path))[0]
 
     def resolve(self, path: str, above: tuple | None) -> tuple[Entry | None, str | None]:
@@ -147,6 +145,13 @@ class ContainerView:
         parent (``walk_to_parent``): a lookup needs both, per component."""
         if path == "":
             return Entry(DIR, 0, None, ""), self.lower_below(above, path)
+        if above is TOP and path not in self.upper_files and path not in self.whiteouts \
+                and path not in self.upper_dirs:
+            # Nothing of the container's on the way (``walk_down`` hands TOP itself on while it
+            # meets nothing) nor at the name (a redirected or opaque directory is an upper one):
+            # the image's own entry, from its path table.
+            image = self.image
+            return image.entries.get(path) or image.entry(path), path
         inode = self.upper_files.get(path)
         if inode is not None:  # then lower_path is None: the upper file hides the name
             origin = self.metacopy.get(inode)
@@ -175,8 +180,10 @@ class ContainerView:
     def _require_parent_dir(self, path: str) -> None:
         """Path resolution walks every ancestor: the first missing one is ENOENT, the first that
         is not a directory ENOTDIR (``a/b/c`` with ``a`` a file is ENOTDIR, as in namei)."""
+        if parent_of(path) in self.descents:  # a lookup went down to the parent: all directories
+            return
         lookups = self.lookups
-        for ancestor in ancestors(path):
+        for ancestor in prefixes(path)[:-1]:  # ancestors, top-down (cached)
             if ancestor in lookups:  # a directory a lookup walked through (the memo holds no other)
                 continue
             up = self.stat(ancestor)
@@ -220,14 +227,31 @@ class ContainerView:
 
     # -- the upper layer -----------------------------------------------------------------------
     def _missing_ancestors(self, path: str) -> list[str]:
-        return [d for d in ancestors(path) if d not in self.upper_dirs]
+        return [d for d in prefixes(path)[:-1] if d not in self.upper_dirs]
 
     def _make_upper_dirs(self, path: str) -> list[str]:
         created = self._missing_ancestors(path)
+        if created:
+            self._forget_descents_below(created[0])  # the flags on the way change
         for directory in created:
             self.lookups.pop(directory, None)  # its entry and probe change (its names see the flag)
         self.upper_dirs.update(created)
         return created
+
+    def _forget_descents_below(self, top: str) -> None:
+        """Forget the stored descents through ``top``, a directory coming up into the upper
+        layer: those at or below it, found among the view's descents or, where there are more
+        of those, among the image's directories under ``top`` (a directory that is not the
+        image's lies below no directory still to come up, since making it made its ancestors
+        upper; unless a redirect shows it there)."""
+        descents = self.descents
+        below = self.image.dirs_below.get(top) if not self.redirects else None
+        if below is not None and len(below) < len(descents):
+            for directory in below:
+                descents.pop(directory, None)
+        else:
+            for directory in [d for d in descents if is_below(d, top)]:
+                del descents[directory]
 
     # -- inodes ------------------------------------------------------------------------------
     def inode_of(self, path: str, entry: Entry) -> object:
@@ -385,7 +409,7 @@ class ContainerView:
         # A whiteout only where a lower layer holds the name (ovl_lower_positive); a redirected
         # directory's lower content is reached through its redirect, not its name.
         had_lower = lower is not None and lower in self.image.merged
-        self.lookups.clear()  # a directory goes
+        self.forget_lookups()  # a directory goes
         self._drop_empty_dir(path)
         created = self._make_upper_dirs(path) if had_lower else []
         self._hide(path, had_lower)
@@ -450,7 +474,7 @@ class ContainerView:
                 and self.inode_of(source, entry) == self.inode_of(target, existing):
             return None, []  # two names of one file: rename(2) does nothing (a union's lower
             # hard links are two inodes of the overlay once copy-up breaks links: ovl_hash_bylower)
-        self.lookups.clear()  # a directory moves or is replaced, or a file replaces a name
+        self.forget_lookups()  # a directory moves or is replaced, or a file replaces a name
         if entry.kind == DIR:
             return None, self._rename_dir(source, target, existing is not None)
         copy = self.copy_up(source)

@@ -44,6 +44,22 @@ def is_below(path: str, top: str) -> bool:
     return top == "" or path == top or path.startswith(top + "/")
 
 
+@dataclass(slots=True)
+class Entry:
+    """What a name resolves to in a container's view. Never changed once made: the image's own
+    entries (``Image.entries``) are shared by every view of the image."""
+
+    kind: str
+    size: int
+    layer: int | None  # None: the upper layer; otherwise the image layer index
+    lower_path: str  # where the lower data lives (differs after a redirected directory rename)
+
+    def fields(self) -> tuple:
+        """``Entry(*entry.fields())`` is a copy; a plain tuple of them is what the lookups memo
+        holds (the garbage collector stops tracking such tuples, not Entry objects)."""
+        return (self.kind, self.size, self.layer, self.lower_path)
+
+
 @dataclass(eq=False)
 class Layer:
     """One layer diff. Parent directories of every entry exist in the layer (as on disk).
@@ -127,6 +143,7 @@ class Image:
         # Layers are identified by content-independent ids so that images sharing a layer
         # object share cache keys for it.
         self.layer_ids = [id(layer) for layer in layers]
+        self.entries: dict[str, Entry] = {}  # the path table, filled by ``entry``
         self._probe_memo: dict[str, tuple[int, ...]] = {}  # probe_layers of a name in the merged view
         # probe_layers of a name no layer holds, by its parent directory (bounded by directories)
         self._absent_name_probes: dict[str, tuple[int, ...]] = {}
@@ -139,6 +156,16 @@ class Image:
     def merged(self) -> dict[str, tuple[str, int, int]]:
         """path -> (kind, size, index of the layer that provides it); directories have size 0."""
         return self._merged_and_sizes[0]
+
+    def entry(self, path: str) -> Entry | None:
+        """The path table: a merged path's entry as a container that changed nothing on the way
+        to it sees it (``ContainerView.resolve``), made on first use and shared by every view
+        (``entries``); None for a name the merged view lacks."""
+        found = self.merged.get(path)
+        if found is None:
+            return None
+        entry = self.entries[path] = Entry(*found, path)
+        return entry
 
     @property
     def merged_size_by_layer(self) -> list[int]:
@@ -188,6 +215,17 @@ class Image:
         whiteouts directly inside it): what a lookup or a readdir in that layer reads. Counted
         once per image, on first use."""
         return [Counter(map(parent_of, (*layer.files, *layer.dirs, *layer.whiteouts))) for layer in self.layers]
+
+    @cached_property
+    def dirs_below(self) -> dict[str, tuple[str, ...]]:
+        """Directory -> the merged view's directories at or below it (what a directory's coming
+        up into a container's upper layer may change the lookups of)."""
+        below: dict[str, list[str]] = {}
+        for path, (kind, _, _) in self.merged.items():
+            if kind == DIR:
+                for prefix in prefixes(path):
+                    below.setdefault(prefix, []).append(path)
+        return {path: tuple(dirs) for path, dirs in below.items()}
 
     @cached_property
     def merged_dir_entries(self) -> Counter:

@@ -6,11 +6,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.drivers import REGISTRY, get_driver
+from sim.drivers import REGISTRY, Driver, get_driver
 from sim.drivers.union import UnionDriver
 from sim.engine import Engine, OpResult
-from sim.fsview import FsError
-from sim.image import DIR, FILE, Image, Layer, is_below, parent_of, prefixes
+from sim.fsview import TOP, FsError
+from sim.image import DIR, FILE, Entry, Image, Layer, is_below, parent_of, prefixes
 from sim.operation import Op
 from sim.plan import Plan
 from sim.profile import load_profile
@@ -235,21 +235,26 @@ def test_memoised_lookups_equal_fresh_ones(driver, options, ops):
     """Each view memoises what lookups find at the directories they walk through
     (``ContainerView.lookups``); after any operations, a lookup, a stat and a lower path
     through it equal those computed from scratch, and so does each stored walk of
-    ``lower_path`` (the last example makes an opaque directory over a lower one)."""
+    ``lower_path`` and each stored descent (``ContainerView.descents``; the last example makes
+    an opaque directory over a lower one)."""
     model = get_driver(driver)(options, load_profile("ssd"))
     model.create_container(0, small_image())
     view = model.views[0]
     for kind, path, arg in ops:
         model.apply(0, as_op(kind, path, arg))
         for looked_up in LOOKED_UP:  # fills the memo, so that the next operations must update it
-            fresh = dataclasses.replace(view, lookups={})
+            fresh = dataclasses.replace(view, lookups={}, descents={})
             assert _lookup(model, view, looked_up) == _lookup(model, fresh, looked_up), (kind, path, looked_up)
-        fresh = dataclasses.replace(view, lookups={})
+        fresh = dataclasses.replace(view, lookups={}, descents={})
         for looked_up in LOOKED_UP:
             assert view.stat(looked_up) == fresh.stat(looked_up), looked_up
             assert view.lower_path(looked_up) == fresh.lower_path(looked_up), looked_up
         for directory, (_entry, _step, _parent_upper, walk) in view.lookups.items():
             assert walk == fresh.walk_down(fresh.walk_to_parent(directory), directory, False), directory
+        for directory, descent in view.descents.items():  # each stored descent is a fresh one
+            plan = Plan()
+            model._descend(plan.steps, 0, fresh, directory)
+            assert descent == fresh.descents[directory] and descent[0] == tuple(plan.steps), directory
 
 
 
@@ -297,3 +302,100 @@ def test_probe_layers_are_the_layer_walk(roles, order):
     image = Image("random", [layer_of(index, layer_roles) for index, layer_roles in enumerate(roles)])
     for path in order + order:  # the second time through, from the memos
         assert image.probe_layers(path) == walked_layers(image.layers, path), path
+
+
+def walked_resolve(view, path):
+    """``ContainerView.resolve`` written plainly, without the image's path table: the walk of
+    the container's changes from the root to ``path``, then the merged image at the lower path
+    it leads to. The entry and the lower path."""
+    if path == "":
+        return Entry(DIR, 0, None, ""), ""
+    inode = view.upper_files.get(path)
+    if inode is not None:
+        origin = view.metacopy.get(inode)
+        return Entry(FILE, view.sizes[inode], *((None, path) if origin is None else origin)), None
+    walk = TOP
+    for ancestor in prefixes(path)[:-1]:
+        walk = view.walk_down(walk, ancestor, False)
+    lower = view.lower_below(walk, path)
+    found = view.image.merged.get(lower) if lower is not None else None
+    if path in view.upper_dirs:
+        return Entry(DIR, 0, None, lower if found and found[0] == DIR else path), lower
+    return (None if found is None else Entry(*found, lower)), lower
+
+
+def walked_lookup(model, view, path):
+    """A lookup written plainly: every component resolved by ``walked_resolve``, without the
+    lookups memo, the stored descents or the path table. What it returns and the steps it
+    makes, or the errno."""
+    steps, parent_upper = [], True
+    for prefix in prefixes(path):
+        entry, lower = walked_resolve(view, prefix)
+        steps.append(model._probe_step(0, view, prefix, lower, parent_upper))
+        if prefix == path:
+            return entry, steps
+        if entry is None:
+            return "ENOENT", steps
+        if entry.kind != DIR:
+            return "ENOTDIR", steps
+        parent_upper = prefix in view.upper_dirs
+    return view.stat(path), steps  # the root
+
+
+TABLE_NAMES = LEAF_NAMES + DIR_NAMES + ABSENT_NAMES + ["a/b/g/n", "a/f/n"]
+TABLE_OPS = st.one_of(
+    st.tuples(st.sampled_from(["create", "write", "unlink", "mkdir", "rmdir", "chmod"]), st.sampled_from(TABLE_NAMES),
+              st.integers(0, 9)),
+    st.tuples(st.just("rename"), st.sampled_from(TABLE_NAMES), st.sampled_from(TABLE_NAMES)),
+)
+
+
+@pytest.mark.parametrize("driver, options", [("overlay2", {}), ("overlay2", {"redirect_dir": True}),
+                                             ("fuse-overlayfs", {}), ("aufs", {}), ("btrfs", {}), ("vfs", {})])
+@settings(max_examples=150, deadline=None)
+@given(roles=st.lists(LAYER_ROLES, min_size=1, max_size=3), ops=st.lists(TABLE_OPS, max_size=12))
+@example(roles=[{**{n: None for n in LEAF_NAMES}, "a/b/g": FILE, **{n: None for n in DIR_NAMES}}],
+         ops=[("unlink", "a/b/g", 0), ("rmdir", "a/b", 0), ("mkdir", "a/b", 0)])  # an opaque directory
+@example(roles=[{**{n: None for n in LEAF_NAMES}, "a/b/g": FILE, **{n: None for n in DIR_NAMES}}],
+         ops=[("rename", "a/b", "c"), ("rename", "c", "a/n")])  # redirects (with redirect_dir)
+def test_path_table_agrees_with_a_plain_walk(driver, options, roles, ops):
+    """The image's path table (``Image.entries``, read by ``ContainerView.resolve`` where the
+    container changed nothing on the way) and the stored descents give, for every name, what
+    a plain walk of the merged image and the container's changes gives, after any operations:
+    the same entry, lower path and lookup steps."""
+    image = Image("random", [layer_of(index, layer_roles) for index, layer_roles in enumerate(roles)])
+    model = get_driver(driver)(options, load_profile("ssd"))
+    model.create_container(0, image)
+    view = model.views[0]
+    assert all(image.entry(path) == Entry(kind, size, layer, path) and image.entry(path) is image.entries[path]
+               for path, (kind, size, layer) in image.merged.items())
+    for kind, path, arg in [("stat", "", 0), *ops]:
+        model.apply(0, as_op(kind, path, arg))
+        # what the table's shortcut relies on: redirected and opaque directories are upper ones
+        assert set(view.redirects) <= view.upper_dirs and view.opaque_dirs <= view.upper_dirs
+        for name in TABLE_NAMES:
+            assert view.resolve(name, view.walk_to_parent(name)) == walked_resolve(view, name), (kind, path, name)
+            plan = Plan()
+            try:  # the walk every driver shares (aufs then adds its revalidation)
+                found = Driver.lookup(model, plan, 0, view, name)
+            except FsError as error:
+                found = error.errno_name
+            assert (found, plan.steps) == walked_lookup(model, view, name), (kind, path, name)
+
+
+def test_a_directory_coming_up_through_a_redirect_forgets_the_descents_below_it():
+    """``c/x`` below a redirected ``c`` is ``b/x`` of the image, though the image has a ``c/x``
+    too: when it comes up, the descent stored for ``c/x/y`` (no directory of the image's ``c/x``)
+    must go with it, though the view holds more descents than the image has directories there."""
+    image = Image("redirected", [Layer("l0", files={"b/x/y/f": 1, "c/x/g": 2})])
+    model = get_driver("overlay2")({"redirect_dir": True}, load_profile("ssd"))
+    model.create_container(0, image)
+    view = model.views[0]
+    for kind, path, arg in [("unlink", "c/x/g", 0), ("rmdir", "c/x", 0), ("rename", "b", "c"),
+                            ("stat", "c/x", 0), ("stat", "c/x/y", 0), ("stat", "c/x/y/f", 0),
+                            ("write", "c/x/y/f", 1)]:
+        assert model.apply(0, as_op(kind, path, arg)).error == ""
+    fresh = dataclasses.replace(view, lookups={}, descents={})
+    for directory, descent in view.descents.items():
+        model._descend([], 0, fresh, directory)
+        assert descent == fresh.descents[directory], directory

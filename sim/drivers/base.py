@@ -12,10 +12,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..fsview import TOP, ContainerView, CopyUp, Entry, FsError
+from ..fsview import TOP, ContainerView, CopyUp, FsError
 from ..image import DIR, FILE, Image, parent_of, prefixes
 from ..operation import OPERATIONS, Op
-from ..plan import DATA, FSYNC, LOOKUP, SETUP, Plan, probe_step
+from ..plan import DATA, FSYNC, LOOKUP, PROBE, SETUP, Plan
 from ..profile import Profile
 
 DOCKER_IMAGE_LAYER_LIMIT = 125  # 127 minus the -init and container layers (moby layer_store.go)
@@ -70,6 +70,7 @@ class Driver:
         self.views: dict[int, ContainerView] = {}
         self.mounts: dict[int, object] = {}  # per container: its mount_id, built once (every dentry key holds it)
         self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
+        self._probe_locks = type(self).probe_lock is not Driver.probe_lock  # a lookup asks for its lock
         self.images: dict[int, Image] = {}
 
     # -- limits --------------------------------------------------------------------------------
@@ -335,24 +336,40 @@ class Driver:
         what ``view.stat(path)`` returns."""
         if not path:
             return view.stat(path)
-        memo, steps, upper_dirs = view.lookups, plan.steps, view.upper_dirs
+        steps = plan.steps
+        parent = path.rpartition("/")[0]
+        if parent:
+            walk = view.descents.get(parent)
+            if walk is not None:
+                steps.extend(walk[0])
+            else:
+                walk = self._descend(steps, cid, view, parent)
+            _, parent_upper, above = walk
+        else:  # a top-level name: the root, an upper directory, walks no component
+            parent_upper, above = True, TOP
+        # The name itself, from the image's path table where the container changed nothing on
+        # the way (``ContainerView.resolve``): files, the common case, are never memoised.
+        entry, lower = view.resolve(path, above)
+        steps.append(self._probe_step(cid, view, path, lower, parent_upper))
+        return entry
+
+    def _descend(self, steps: list, cid: int, view: ContainerView, directory: str) -> tuple:
+        """Add the lookup steps of every component of ``directory`` (ENOENT or ENOTDIR where one
+        is missing or not a directory), from the lookups memo where it holds them, and store
+        the whole walk (``ContainerView.descents``)."""
+        memo, upper_dirs = view.lookups, view.upper_dirs
+        start = len(steps)
         parent_upper = True  # the parent has an upper directory: the upper layer's root always has
         above = TOP  # lower_path's walk at the parent: each component is one more step of it
-        for prefix in prefixes(path):
+        for prefix in prefixes(directory):
             found = memo.get(prefix)
             if found is not None and found[2] == parent_upper:  # a directory walked through before
                 steps.append(found[1])
-                if prefix == path:
-                    return Entry(*found[0])
                 above = found[3]
             else:
                 entry, lower = view.resolve(prefix, above)
-                step = probe_step(LOOKUP, (self.mounts[cid], prefix),
-                                  *self.probe(cid, view, prefix, lower, parent_upper),
-                                  self.probe_lock(cid, view, prefix, lower))
+                step = self._probe_step(cid, view, prefix, lower, parent_upper)
                 steps.append(step)
-                if prefix == path:
-                    return entry
                 if entry is None:
                     raise FsError("ENOENT", prefix)
                 if entry.kind != DIR:
@@ -360,6 +377,17 @@ class Driver:
                 above = view.walk_down(above, prefix, False)
                 memo[prefix] = (entry.fields(), step, parent_upper, above)
             parent_upper = prefix in upper_dirs
+        walk = view.descents[directory] = (tuple(steps[start:]), parent_upper, above)
+        return walk
+
+    def _probe_step(self, cid: int, view: ContainerView, prefix: str, lower: str | None, parent_upper: bool):
+        """The lookup step of ``prefix``: what ``sim.plan.probe_step`` makes, without the call."""
+        keys, cpu = self.probe(cid, view, prefix, lower, parent_upper)
+        if self._probe_locks:
+            lock = self.probe_lock(cid, view, prefix, lower)
+            if lock is not None:
+                return (PROBE, LOOKUP, (self.mounts[cid], prefix), keys, cpu, lock)
+        return (PROBE, LOOKUP, (self.mounts[cid], prefix), keys, cpu)
 
     def probe(self, cid: int, view: ContainerView, prefix: str, lower: str | None,
               parent_upper: bool) -> tuple[tuple, float]:
@@ -376,7 +404,8 @@ class Driver:
         return (("meta", mount, prefix),) + dir_index_keys(mount, parent, name, entries, self.costs), self.probe_cpu
 
     def probe_lock(self, cid: int, view: ContainerView, prefix: str, lower: str | None):
-        """The lock a dentry miss of ``prefix`` holds while it probes, if any (``sim.plan.probe_step``)."""
+        """The lock a dentry miss of ``prefix`` holds while it probes, if any (``sim.plan.probe_step``).
+        Called only by a driver that defines it (``_probe_locks``)."""
         return None
 
     def mount_id(self, cid: int):

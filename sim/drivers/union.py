@@ -150,6 +150,18 @@ class UnionDriver(Driver):
     def probe(self, cid, view, prefix, lower, parent_upper):
         """The upper directory (where the parent has one), then each lower layer top-down,
         stopping at a file, a whiteout or an opaque directory."""
+        # An upper file or a whiteout stops the walk with ``lower`` None; an opaque directory
+        # stops it too, unless it is a redirect into the layers.
+        if lower is not None and (prefix not in view.opaque_dirs or prefix in view.redirects):
+            memo = self._image_probes[cid]
+            found = memo.get(lower)
+            if found is None:
+                found = self._lower_probes(memo, view.image, lower)
+            if not parent_upper:  # below the top level, no upper directory to probe: the layers alone
+                return found  # the image's probe table, shared by every container
+            lower_keys, lower_cpu = found
+        else:
+            lower_keys, lower_cpu = (), 0.0
         if parent_upper:
             keys: tuple = (("meta", "upper", cid, prefix),)
             cpu = self.probe_cpu
@@ -159,14 +171,7 @@ class UnionDriver(Driver):
             # the first cold lookup also reads the layers' filesystem metadata (measured: a fixed
             # cost that does not grow with the layers probed)
             keys = keys + self._layer_metadata
-        # An upper file or a whiteout stops the walk with ``lower`` None; an opaque directory
-        # stops it too, unless it is a redirect into the layers.
-        if lower is not None and (prefix not in view.opaque_dirs or prefix in view.redirects):
-            memo = self._image_probes[cid]
-            found = memo.get(lower)
-            lower_keys, lower_cpu = found if found is not None else self._lower_probes(memo, view.image, lower)
-            keys, cpu = keys + lower_keys, cpu + lower_cpu
-        return keys, cpu
+        return keys + lower_keys, cpu + lower_cpu
 
     def mount_id(self, cid):
         return ("ovl", cid)
