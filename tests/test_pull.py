@@ -14,7 +14,7 @@ from sim.drivers import get_driver
 from sim.engine import Engine
 from sim.host import Host
 from sim.image import Image, Layer
-from sim.plan import CPU, DISK_READ, WRITE, WRITEBACK
+from sim.plan import CPU, DISK_READ, LOCK, UNLOCK, WRITE, WRITEBACK
 from sim.profile import load_profile
 from sim.pull import EXISTS, FETCHED, Puller, pull_alone
 from sim.runner import simulate
@@ -153,7 +153,8 @@ def test_each_driver_makes_a_pulled_layers_place_its_own_way(driver):
         assert [step[2] for step in create if step[0] in (DISK_READ, WRITEBACK)] == [2 * MIB, 2 * MIB]
     else:
         assert cpu == pytest.approx(expected.get(driver, costs.layer_create))
-        assert all(step[0] == CPU for step in create)
+        # CPU only, devicemapper's under its DeviceSet lock
+        assert [step[0] for step in create if step[0] != CPU] == ([LOCK, UNLOCK] if driver == "devicemapper" else [])
     untar = made.untar_layer(image, 2).steps
     assert [step[0] for step in untar] == [CPU, WRITE, WRITEBACK]
     assert untar[0][2] == image.layers[2].entries * costs.metadata_update and untar[2][2] == MIB
@@ -279,3 +280,26 @@ def test_every_layer_is_fetched_once_whatever_the_pulls(pulls, downloads):
     assert sum(1 for r in puller.layers if r.status == FETCHED) == len(distinct)
     assert set(distinct) == {id(lay) for lay in host.layers}
     assert len(puller.pull_s) == len(pulls)
+
+
+@pytest.mark.parametrize("driver, serialised", [("devicemapper", True), ("zfs", False)])
+def test_devicemapper_makes_one_thin_device_at_a_time(driver, serialised):
+    """dockerd's DeviceSet mutex is held over each thin device's creation (deviceset.go AddDevice):
+    three containers created at once finish one creation apart; zfs clones share the cores."""
+    host = host_for(driver)
+    image = Image("app", [layer("base", MIB)])
+    env = host.env
+    env.run(env.process(host.prepare_image(image)))
+    started = env.now
+    ends: list[float] = []
+
+    def create(cid):
+        yield from host.create_container(cid, image)
+        ends.append(env.now - started)
+
+    for cid in range(3):
+        env.process(create(cid))
+    env.run()
+    one = 2 * host.driver.snapshot_s()  # the -init device and the container's
+    expected = [one, 2 * one, 3 * one] if serialised else [one, one, 2 * one]  # two cores, first come first served
+    assert ends == pytest.approx(expected, rel=1e-6)

@@ -8,10 +8,12 @@ Creating and removing thin devices is slow; containers do not share the page cac
 """
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..plan import COPY_UP
+from ..plan import COPY_UP, SETUP
 from ..units import Size
 from .base import PAGE, register, round_up
 from .snapshot import SnapshotDriver
+
+DEVICESET_LOCK = ("devicemapper", "DeviceSet")  # the driver's one global mutex
 
 
 class DevicemapperOptions(BaseModel):
@@ -36,6 +38,13 @@ class Devicemapper(SnapshotDriver):
 
     def snapshot_s(self) -> float:
         return self.costs.dm_thin_create
+
+    def _device_work(self, plan, seconds: float) -> None:
+        # dockerd's DeviceSet mutex serialises every call into libdevmapper: AddDevice and
+        # DeleteDevice hold it over the whole creation or deletion (graphdriver/devmapper/deviceset.go).
+        plan.lock(SETUP, DEVICESET_LOCK)
+        super()._device_work(plan, seconds)
+        plan.unlock(SETUP, DEVICESET_LOCK)
 
     def remove_s(self) -> float:
         return self.costs.dm_remove

@@ -39,19 +39,23 @@ class SnapshotDriver(NativeDriver):
         return self.block_size
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def _device_work(self, plan, seconds: float) -> None:
+        """Making or deleting snapshots: ``seconds`` of the driver's work, on a core."""
+        plan.cpu(SETUP, seconds)
+
     def _layer_created(self, plan, image, layer):
-        plan.cpu(SETUP, self.snapshot_s())
+        self._device_work(plan, self.snapshot_s())
 
     def _layer_removed(self, plan, layer):
-        plan.cpu(SETUP, self.remove_s())
+        self._device_work(plan, self.remove_s())
 
     def _container_created(self, plan, cid, image):
-        plan.cpu(SETUP, 2 * self.snapshot_s())  # -init and the container
+        self._device_work(plan, 2 * self.snapshot_s())  # -init and the container
         self._private[cid] = {}
         self._new[cid] = set()
 
     def _container_removed(self, plan, cid, view):
-        plan.cpu(SETUP, 2 * self.remove_s())
+        self._device_work(plan, 2 * self.remove_s())
         del self._private[cid], self._new[cid]
 
     # -- copy-on-write of blocks ---------------------------------------------------------------
