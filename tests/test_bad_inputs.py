@@ -335,7 +335,7 @@ NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True
                     st.text(max_size=30))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(NUMBERS)
 @example(10**400)
 @example("1" + "0" * 400)
@@ -349,7 +349,7 @@ def test_units_give_a_finite_value_or_a_unit_error(value):
         assert isinstance(parsed, int) or math.isfinite(parsed), (parse, value, parsed)  # sizes: exact ints
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.text(alphabet="[]{}:,- ab\n'\"&*!", max_size=300), st.integers(min_value=0, max_value=200))
 def test_yaml_gives_data_or_a_yaml_error(text, depth):
     import yaml
