@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from sim.cli import main
 
 from .refusals import one_line
+from .waits import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = "name: s\nimage: {kind: probe, layers: 2}\nworkload: {kind: copyup_probe}\n"
@@ -300,7 +301,7 @@ def test_the_worst_inputs_under_an_address_space_limit(tmp_path):
     commands += [["validate", "/dev/zero"], ["trace", "inspect", "/dev/zero"], ["image", "inspect", "/dev/zero"],
                  ["probe", "--driver", "overlay2", "--file-size", "100TiB"]]
     done = subprocess.run([sys.executable, "-c", BOUNDED, json.dumps(commands)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          text=True, timeout=HANG_SECONDS, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     for args, (code, output, exception, elapsed) in zip(commands, json.loads(done.stdout)):
         assert code == 2 and output.startswith("cowsim: error: ") and output.count("\n") == 1, (args, output, exception)
