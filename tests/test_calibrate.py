@@ -21,6 +21,8 @@ from sim.calibrate.validate import POINT, Predictor, families, points, read_meas
 from sim.cli import main
 from sim.profile import load_profile
 
+from .waits import HANG_SECONDS
+
 ROOT_ONLY = pytest.mark.skipif(not is_root(), reason="needs root: mounts, loop devices, drop_caches")
 
 
@@ -184,7 +186,7 @@ def test_quick_calibration_writes_a_profile_that_loads_and_validates(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     done = subprocess.run([os.sys.executable, "-m", "sim", "calibrate", "--quick", "-o", str(profile),
-                           "--workdir", str(work)], capture_output=True, text=True, timeout=300)
+                           "--workdir", str(work)], capture_output=True, text=True, timeout=HANG_SECONDS)
     assert done.returncode == 0, done.stderr
     loaded = load_profile(profile)
     assert loaded.disk.read_bandwidth > 0 and "measured by" in loaded.source
@@ -204,7 +206,7 @@ def test_quick_calibration_writes_a_profile_that_loads_and_validates(tmp_path):
     assert (measurements["seconds"] > 0).sum() > 0.9 * len(measurements)
     done = subprocess.run([os.sys.executable, "-m", "sim", "validate-profile", str(profile),
                            str(profile.with_suffix(".csv")), "--figure", str(tmp_path / "v.png")],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=HANG_SECONDS)
     assert done.returncode in (0, 1), done.stderr  # 1: some point beyond the threshold, said so
     assert "threshold 25%" in done.stdout and (tmp_path / "v.png").exists()
     _nothing_left(work)

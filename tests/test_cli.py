@@ -9,6 +9,8 @@ import pytest
 
 import sim
 
+from .waits import HANG_SECONDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -110,4 +112,4 @@ def test_a_reader_that_stops_early_is_not_an_error():
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
     assert inspect.stdout.readline().startswith("image debian-bookworm:")
     inspect.stdout.close()
-    assert inspect.wait(timeout=60) == 0 and inspect.stderr.read() == ""
+    assert inspect.wait(timeout=HANG_SECONDS) == 0 and inspect.stderr.read() == ""

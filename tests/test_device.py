@@ -32,7 +32,7 @@ JOBS = st.lists(st.tuples(st.sampled_from([0.0, 1e-5, 1e-4, 1e-3, 2e-3]), st.int
                           st.integers(1, 8)), min_size=1, max_size=24)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(jobs=JOBS, queue_depth=st.sampled_from([1, 2, 32]))
 def test_sharing_conserves_work_and_never_beats_a_request_alone(jobs, queue_depth):
     engine = device(queue_depth)
@@ -48,7 +48,7 @@ def test_sharing_conserves_work_and_never_beats_a_request_alone(jobs, queue_dept
     assert makespan - start <= access + transfer + max(i for i, _ in done) - start + 1e-9
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(jobs=JOBS, data=st.data())
 def test_sharing_is_exact_and_deterministic_whatever_the_order_of_simultaneous_requests(jobs, data):
     """With enough channels, requests issued together end at the same times in any order; and a

@@ -128,7 +128,7 @@ def test_fuse_load_dir_follows_make_ovl_node():
     assert len(keys) == 3 * 2  # per copy: one directory block and one inode-table block
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(entries=st.integers(0, 10**7), per_block=st.integers(1, 512), fanout=st.integers(2, 1024),
        name=st.text(min_size=1, max_size=20))
 def test_dir_index_reads_one_block_per_level(entries, per_block, fanout, name):
@@ -142,7 +142,7 @@ def test_dir_index_reads_one_block_per_level(entries, per_block, fanout, name):
         assert keys == dir_index_keys("tree", "dir", name, entries, costs)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(seed=st.integers(0, 2**16), layers=st.integers(1, 4), fanout=st.integers(1, 4))
 def test_directory_entries_are_counted_once_per_image(seed, layers, fanout):
     image = synthetic_image(np.random.default_rng(seed), layers=layers, files_per_layer=30, dir_depth=2, fanout=fanout)

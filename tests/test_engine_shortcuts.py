@@ -3,7 +3,7 @@ import gc
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim import engine
@@ -77,7 +77,7 @@ DRIVERS = [("overlay2", {}), ("overlay2", {"tmpfile": False}), ("aufs", {}), ("f
            ("devicemapper", {})]  # copy-ups in parallel, under one rename lock, an inode lock, one daemon thread
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30)
 @given(driver=st.sampled_from(DRIVERS), containers=st.integers(1, 4), workers=st.integers(1, 3),
        open_loop=st.booleans(), seed=st.integers(0, 2**16), profile=st.sampled_from(["ssd", "hdd"]))
 def test_skipping_events_changes_no_record_of_any_mix(driver, containers, workers, open_loop, seed, profile):

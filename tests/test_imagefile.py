@@ -339,7 +339,7 @@ def layer_stacks(draw):
     return stack
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(stack=layer_stacks())
 def test_random_stacks_merge_as_extraction_does(tmp_path_factory, stack):
     tmp = tmp_path_factory.mktemp("stack")

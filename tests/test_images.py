@@ -419,7 +419,7 @@ def test_node_images_scenario_runs_from_anywhere(monkeypatch, tmp_path):
     assert after.loc[("images", ""), "reclaimable_bytes"] == 0
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(st.integers(min_value=-1, max_value=8), min_size=1, max_size=9),
        st.lists(st.integers(min_value=0, max_value=8), max_size=6), st.randoms(use_true_random=False))
 def test_removing_images_frees_each_layer_once(bases, running, rnd):

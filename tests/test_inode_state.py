@@ -253,7 +253,7 @@ def run_against_reference(driver, options, ops):
 
 
 @pytest.mark.parametrize("driver, options", DRIVER_OPTIONS)
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(OPS, max_size=20))
 @example(ops=[("write", "a/c/g", 0, 1), ("rename", "a/c", "m/c", 0), ("write", "m/c/g", 70_000, 4096)])
 @example(ops=[("mkdir", "n", 0, 0), ("create", "n/f", 0, 70_000), ("rename", "n", "m", 0), ("write", "m/f", 0, 1)])

@@ -141,7 +141,7 @@ DRIVER_OPTIONS = [(name, {}) for name in REGISTRY] + [("overlay2", {"redirect_di
 
 
 @pytest.mark.parametrize("driver, options", DRIVER_OPTIONS)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(OPS, max_size=25))
 def test_merged_view_matches_a_plain_filesystem(driver, options, ops):
     image = small_image()
@@ -182,7 +182,7 @@ def test_merged_view_matches_a_plain_filesystem(driver, options, ops):
     assert space["virtual_bytes"] == space["size_bytes"] + image.virtual_size
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(seed=st.integers(0, 2**32 - 1), containers=st.integers(1, 3), operations=st.integers(1, 120))
 def test_run_accounting_adds_up(seed, containers, operations):
     run = sim.run_scenario({"name": "acct", "seed": seed, "containers": {"count": containers},
@@ -223,7 +223,7 @@ LOOKED_UP = sorted({p for path in PATHS for p in prefixes(path)} | {"", "a/c/g/z
 
 
 @pytest.mark.parametrize("driver, options", DRIVER_OPTIONS)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(ops=st.lists(OPS, max_size=25))
 @example(ops=[("mkdir", "n", 0), ("rmdir", "n", 0)])
 @example(ops=[("rename", "a/c", "n"), ("rename", "n", "a/c")])
@@ -292,7 +292,7 @@ def walked_layers(layers, path):
     return tuple(probed)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(roles=st.lists(LAYER_ROLES, min_size=1, max_size=4),
        order=st.permutations(LEAF_NAMES + DIR_NAMES + ABSENT_NAMES))
 def test_probe_layers_are_the_layer_walk(roles, order):

@@ -252,7 +252,7 @@ def test_the_report_draws_the_start_up(tmp_path):
     assert "startup_vs_max_concurrent_downloads" in figures
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.floats(0, 2)), min_size=1, max_size=8),
        st.integers(1, 4))
 def test_every_layer_is_fetched_once_whatever_the_pulls(pulls, downloads):

@@ -19,6 +19,8 @@ from sim import report
 from sim.cli import main
 from sim.plots import DRIVER_STYLE, driver_style
 
+from .waits import HANG_SECONDS
+
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAIN_DRIVERS = ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper", "vfs"]
@@ -213,7 +215,7 @@ def test_html_report_renders_every_image_in_headless_chromium(main_job, tmp_path
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
                page.as_uri()]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert done.returncode == 0, done.stderr[-2000:]
     marker = re.search(r'data-images="(\d+)/(\d+)"', done.stdout)
     assert marker, "the page never fired load: " + done.stdout[:500]

@@ -20,6 +20,8 @@ from sim.cli import main
 from sim.records import SETUP_OPS
 from sim.scenario import apply_overrides, expand_points
 
+from .waits import HANG_SECONDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # A sweep with randomness in it: a synthetic image and a mix, two drivers, two sizes, two replicates.
@@ -251,12 +253,12 @@ main(sys.argv[2:], prog_name="cowsim")
 """
 
 
-def _read_announcements(fd: int, count: int, timeout: float) -> None:
+def _read_announcements(fd: int, count: int) -> None:
     import select
     got = b""
     while len(got) < count:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"only {len(got)} of {count} runs stored within {timeout} s"
+        ready, _, _ = select.select([fd], [], [], HANG_SECONDS)
+        assert ready, f"only {len(got)} of {count} runs stored within {HANG_SECONDS} s: hung"
         chunk = os.read(fd, count - len(got))
         assert chunk, "the sweep ended before it was interrupted"
         got += chunk
@@ -281,12 +283,13 @@ def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_pa
                                pass_fds=(write_end,))
     os.close(write_end)
     try:
-        _read_announcements(read_end, 5, timeout=60)
+        _read_announcements(read_end, 5)
         process.send_signal(how)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=HANG_SECONDS)
         # every process that held the pipe (the workers too) is gone: it reads as closed at once
         import select
-        assert select.select([read_end], [], [], 10)[0] and os.read(read_end, 1) == b"", "a worker outlived the sweep"
+        closed = select.select([read_end], [], [], HANG_SECONDS)[0] and os.read(read_end, 1) == b""
+        assert closed, "a worker outlived the sweep"
     finally:
         os.close(read_end)
     assert process.returncode != 0
@@ -297,7 +300,7 @@ def test_a_sweep_killed_halfway_and_resumed_gives_the_uninterrupted_table(tmp_pa
     assert kept == 5, kept
     assert not (run / "summary.parquet").exists()
     resume = subprocess.run([sys.executable, "-m", "sim", "run", "--resume", str(run), "-j", "2", "--no-report"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert resume.returncode == 0, resume.stderr
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["sessions"][-1]["runs_before"] == kept

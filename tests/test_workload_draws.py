@@ -19,7 +19,7 @@ from sim.scenario import Mix, Scenario
 from sim.workloads import MixState, uniform_draws
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(seed=st.integers(0, 2**63 - 1),
        calls=st.lists(st.one_of(st.none(), st.integers(1, 2**40)), min_size=1, max_size=60))
 def test_uniform_draws_are_rng_random_interleaved_with_other_methods(seed, calls):
@@ -80,7 +80,7 @@ def test_open_loop_operations_are_planned_when_their_process_starts(monkeypatch)
     assert not any(active in arrivals for active in planned_in)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(rows=st.lists(st.tuples(
     st.text(max_size=4), st.integers(-2**63, 2**63 - 1), st.text(max_size=6), st.text(max_size=12),
     st.integers(0, 2**62), st.floats(allow_nan=False, allow_infinity=False),
