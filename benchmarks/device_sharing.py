@@ -10,10 +10,10 @@ checks the device with.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from benchmarks.figure_command import figure_command
 from sim.drivers import get_driver
 from sim.operation import Op
 from sim.engine import Engine
@@ -22,7 +22,6 @@ from sim.image import probe_image
 from sim.profile import Profile, load_profile
 
 MiB = 2**20
-ROOT = Path(__file__).resolve().parent.parent
 COUNTS = (1, 2, 4, 8, 16, 32, 64)
 PROFILES = ("nvme", "ssd", "hdd", "host-calibrated")
 # 1, 2, 4, 8 simultaneous 16 MiB copy-ups on overlayfs over ext4 on this machine kind, as
@@ -159,12 +158,7 @@ def figure(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.device_sharing", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "device-sharing.png")
-    args = parser.parse_args(argv)
-    figure(args.output)
-    print(f"figure: {args.output}")
-    return 0
+    return figure_command("device_sharing", __doc__, "device-sharing.png", figure, argv)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ profile, gzip); the image's files are split evenly between its layers.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from benchmarks.figure_command import figure_command
 from sim.drivers import REGISTRY
 from sim.image import Image, Layer
 from sim.plots import driver_style
@@ -22,7 +22,6 @@ from sim.pull import pull_alone
 from sim.scenario import NodeSpec
 
 MiB = 2**20
-ROOT = Path(__file__).resolve().parent.parent
 LAYERS = (1, 2, 4, 8, 16, 32)
 DOWNLOADS = (1, 2, 3, 4, 6, 8, 12)
 IMAGE_BYTES = 256 * MiB
@@ -93,13 +92,7 @@ def figure(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pull_extraction",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "pull-extraction.png")
-    args = parser.parse_args(argv)
-    figure(args.output)
-    print(f"figure: {args.output}")
-    return 0
+    return figure_command("pull_extraction", __doc__, "pull-extraction.png", figure, argv)
 
 
 if __name__ == "__main__":
