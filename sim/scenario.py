@@ -23,6 +23,7 @@ import itertools
 import math
 import re
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field as dataclass_field
 from typing import Annotated, Any, Literal, Union
 
@@ -987,25 +988,29 @@ def schema_text() -> str:
     return "\n".join(lines)
 
 
+def _mappings(node: Any) -> Iterator[dict]:
+    """Every mapping of a JSON tree, each before what it holds (which the caller may rewrite as
+    it gets it: its values are read after)."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _mappings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _mappings(value)
+
+
 def json_schema() -> dict:
     """JSON Schema of a scenario file, for editors; human-unit fields also accept strings."""
     schema = Scenario.model_json_schema()
 
-    def widen(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("unit") in HUMAN_UNITS and "type" in node:
-                number = {k: node.pop(k) for k in list(node)
-                          if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
-                node["anyOf"] = [number, {"type": "string", "description": HUMAN_UNITS[node["unit"]]}]
-            elif node.get("unit") in HUMAN_UNITS and "anyOf" in node:
-                node["anyOf"].append({"type": "string", "description": HUMAN_UNITS[node["unit"]]})
-            for value in node.values():
-                widen(value)
-        elif isinstance(node, list):
-            for value in node:
-                widen(value)
-
-    widen(schema)
+    for node in _mappings(schema):
+        if node.get("unit") in HUMAN_UNITS and "type" in node:
+            number = {k: node.pop(k) for k in list(node)
+                      if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
+            node["anyOf"] = [number, {"type": "string", "description": HUMAN_UNITS[node["unit"]]}]
+        elif node.get("unit") in HUMAN_UNITS and "anyOf" in node:
+            node["anyOf"].append({"type": "string", "description": HUMAN_UNITS[node["unit"]]})
     _loader_leniencies(schema)
     return schema
 
@@ -1015,18 +1020,10 @@ def _loader_leniencies(schema: dict) -> None:
     out (its default kind applies), so the kinds are alternatives (``anyOf``) rather than exactly
     one (``oneOf``: ``{layers: 2}`` fits a synthetic and a probe image alike); and a field with
     alias choices (a file image's ``from:``) may be written by any of its names."""
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "discriminator" in node and "oneOf" in node:
-                node["anyOf"] = node.pop("oneOf")
-                del node["discriminator"]
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
+    for node in _mappings(schema):
+        if "discriminator" in node and "oneOf" in node:
+            node["anyOf"] = node.pop("oneOf")
+            del node["discriminator"]
     for model in (FileImage, NamedFile):
         definition = schema.get("$defs", {}).get(model.__name__)
         if definition is None:
