@@ -14,7 +14,7 @@ from .drivers import Driver, NativeDriver
 from .engine import Engine, OpResult
 from .image import Image, Layer, is_below
 from .operation import Op
-from .plan import Plan
+from .plan import SETUP, Plan
 from .records import OpRecords
 
 if TYPE_CHECKING:
@@ -98,10 +98,16 @@ class Host:
     def settle(self):
         """Wait until the disk is idle: what preparing the image and creating the containers
         wrote is on disk (as after ``sync``). Recorded as the setup operation ``settle``."""
-        result = OpResult()
         start = self.env._now
-        yield from self.engine.settle(result)
-        self.records.add("host", 0, "settle", "", 0, start, self.env._now, Plan(), result)
+        yield from self.engine.settle(OpResult())
+        self.record_setup("host", "settle", "", 0, start)
+
+    def record_setup(self, label: str, op_name: str, path: str, nbytes: int, start: float) -> None:
+        """A setup row of the operation table for work that is no plan of its own (waiting for the
+        disk, a pull, a download, a start-up): from ``start`` until now, all in the setup phase."""
+        result = OpResult()
+        result.phase_s[SETUP] = self.env._now - start
+        self.records.add(label, 0, op_name, path, nbytes, start, self.env._now, Plan(), result)
 
     def create_container(self, cid: int, image: Image, mounts: Sequence[Mount] = ()):
         container = Container(cid, image, list(mounts))

@@ -138,7 +138,7 @@ class Puller:
         for layer in image.layers:
             host.layers.setdefault(layer, set()).add(image.name)
         self.pull_s.append(env.now - start)
-        self._record(label, "pull", image.name, fetched, start)
+        self.host.record_setup(label, "pull", image.name, fetched, start)
 
     def _layer(self, image: Image, index: int, parent: simpy.Event | None, registered: simpy.Event,
                record: LayerPull, label: str):
@@ -152,7 +152,7 @@ class Puller:
             yield from transferred(self.link, self.link.read(env.now, record.fetched_bytes,
                                                              self.registry.blob_requests))
         record.download_s = env.now - record.download_start_s
-        self._record(label, "download", path, record.fetched_bytes, record.download_start_s)
+        self.host.record_setup(label, "download", path, record.fetched_bytes, record.download_start_s)
         # The blob lands in a temporary file as it arrives, written back in the background; its
         # copy into the page cache is charged once the slot is free (it overlapped the download).
         blob = Plan().write(SETUP, ("blob", path), 0, record.fetched_bytes).writeback(SETUP, record.fetched_bytes)
@@ -185,13 +185,7 @@ class Puller:
             finish = cores.run(env.now, chunk / self.rate)
             yield env.timeout(finish - env.now)
         record.decompress_s = env.now - start
-        self._record(label, "decompress", path, record.size_bytes, start)
-
-    def _record(self, label: str, op: str, path: str, nbytes: int, start: float, plan: Plan | None = None) -> None:
-        """A setup row of the operation table: its whole time in the setup phase."""
-        result = OpResult()
-        result.phase_s[SETUP] = self.env.now - start
-        self.host.records.add(label, 0, op, path, nbytes, start, self.env.now, plan or Plan(), result)
+        self.host.record_setup(label, "decompress", path, record.size_bytes, start)
 
 
 def pull_alone(driver: str, images: Sequence[Image], spec: NodeSpec | None = None,
@@ -269,9 +263,7 @@ class Startup:
         for path, size in first_reads(image, self.spec.first_read_fraction):
             yield from host.run_op(cid, 0, Op("read", path, 0, size), "first_read")
         self.running[cid] = env.now
-        result = OpResult()
-        result.phase_s[SETUP] = env.now - self.arrived[cid]
-        host.records.add(label, 0, "startup", image.name, 0, self.arrived[cid], env.now, Plan(), result)
+        host.record_setup(label, "startup", image.name, 0, self.arrived[cid])
 
     def summary(self) -> dict:
         """The start-up's figures for the run's summary row."""
