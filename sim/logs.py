@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from simpy.events import Timeout
 
+from .drivers.base import PAGE, round_up
 from .engine import OpResult
 from .plan import DATA, SETUP, Plan
 from .scenario import LoggingSpec
@@ -31,7 +32,6 @@ from .scenario import LoggingSpec
 if TYPE_CHECKING:
     from .host import Host
 
-PAGE = 4096
 # json-file: {"log":"<text>\n","stream":"stdout","time":"2026-11-30T14:04:35.123456789Z"} and a
 # newline. Around a line's text it adds 8 + 2 (its newline, written \n) + 28 + 30 (RFC3339Nano
 # in UTC, nanoseconds: trailing zeros are trimmed, so one time in ten is a byte shorter) + 2 + 1
@@ -204,7 +204,7 @@ class ContainerLogs:
             log.current += fits * entry
             plan.write(DATA, log.key(), start, fits * entry)
             # writeback: every page the batch touched, the last partial one again next time
-            plan.writeback(DATA, -(-log.current // PAGE) * PAGE - start // PAGE * PAGE)
+            plan.writeback(DATA, round_up(log.current, PAGE) - start // PAGE * PAGE)
             lines -= fits
 
     def rotate(self, log: LogFile, plan: Plan) -> None:
@@ -227,7 +227,7 @@ class ContainerLogs:
                 plan.read(DATA, log.key(), 0, size, size)
                 plan.cpu(DATA, size / costs.gzip_compress_bandwidth)
                 plan.write(DATA, log.key(compressed=True), 0, packed)
-                plan.writeback(DATA, -(-packed // PAGE) * PAGE)
+                plan.writeback(DATA, round_up(packed, PAGE))
                 renames += 1
                 size = packed
             log.kept.insert(0, size)
