@@ -218,11 +218,6 @@ class Host:
                     found[layer] = (layer.size, self.driver.layer_real_bytes(image, index))
         return found
 
-    def container_log_bytes(self, cid: int) -> int:
-        """Bytes of the container's logs on the host filesystem (not part of its SIZE; 0 when
-        the containers print nothing)."""
-        return self.logs.held(cid) if self.logs is not None else 0
-
     def system_df(self, space: list[dict] | None = None) -> list[dict]:
         """``docker system df`` (one row per type, and a total) and ``docker system df -v``'s
         per-image rows; from ``space``, the node's :meth:`space` rows now, when given (measuring
@@ -251,7 +246,7 @@ class Host:
         mounted = {mount.volume for container in self.containers.values() for mount in container.mounts}
         volumes = {name: held["volume", name]["real_bytes"] for name in sorted(self.volumes)}
         containers = [held["container", container.label] for container in self.containers.values()]
-        logs = sum(self.container_log_bytes(cid) for cid in self.containers)
+        logs = sum(row["real_bytes"] for row in space if row["kind"] == "logs")
         images_size = sum(size for size, _ in layers.values())
         # Docker's own figure: the layers' size less the unique size of every image a container
         # runs, so the shared layers of images in use count as reclaimable too (docker/cli

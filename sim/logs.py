@@ -236,10 +236,6 @@ class ContainerLogs:
         log.current = 0
 
     # -- accounting ----------------------------------------------------------------------------
-    def held(self, cid: int) -> int:
-        """Bytes container ``cid``'s log files hold."""
-        return self.files[cid].held
-
     def space_rows(self) -> list[dict]:
         """One row per container's logs, in the shape of ``Host.space`` (SIZE leaves them out)."""
         return [{"kind": "logs", "container": str(cid), "image": "", "size_bytes": log.held,
