@@ -99,12 +99,7 @@ def _named_images(specs_json: str, seed: int, replicate: int,
         name = spec.name
         if isinstance(spec, SyntheticImage):
             base = built[spec.base][0] if isinstance(spec, NamedSynthetic) and spec.base else None
-            image = synthetic_image(stream(seed, replicate, "image", name), layers=spec.layers,
-                                    files_per_layer=spec.files_per_layer, distribution=spec.size_distribution,
-                                    size=spec.file_size, sigma=spec.sigma, table=spec.size_table,
-                                    dir_depth=spec.dir_depth, fanout=spec.fanout,
-                                    overwrite_fraction=spec.overwrite_fraction,
-                                    delete_fraction=spec.delete_fraction, name=name, base=base)
+            image = generated(spec, stream(seed, replicate, "image", name), name=name, base=base)
             candidates = image.files
         else:
             found, candidates = build_image(spec, seed, replicate)
@@ -136,11 +131,15 @@ def _file_image(path: str, _mtime_ns: int) -> Image:
 
 @lru_cache(maxsize=2)  # up to hundreds of MiB each: the image of the current point and the last
 def _synthetic_image(spec_json: str, seed: int, replicate: int) -> Image:
-    spec = SyntheticImage.model_validate_json(spec_json)
-    return synthetic_image(stream(seed, replicate, "image"), layers=spec.layers, files_per_layer=spec.files_per_layer,
+    return generated(SyntheticImage.model_validate_json(spec_json), stream(seed, replicate, "image"))
+
+
+def generated(spec: SyntheticImage, rng: np.random.Generator, **named) -> Image:
+    """The synthetic image ``spec`` describes, drawn from ``rng`` (``named``: its name and base)."""
+    return synthetic_image(rng, layers=spec.layers, files_per_layer=spec.files_per_layer,
                            distribution=spec.size_distribution, size=spec.file_size, sigma=spec.sigma,
                            table=spec.size_table, dir_depth=spec.dir_depth, fanout=spec.fanout,
-                           overwrite_fraction=spec.overwrite_fraction, delete_fraction=spec.delete_fraction)
+                           overwrite_fraction=spec.overwrite_fraction, delete_fraction=spec.delete_fraction, **named)
 
 
 def simulate(scenario: Scenario, replicate: int = 0, ops_path: str | Path | None = None,
