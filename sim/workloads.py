@@ -12,9 +12,11 @@ recorded time between them.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
+from operator import length_hint
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,14 +34,96 @@ def copyup_probe(host: Host, cid: int, spec: CopyupProbe, targets: list[str]):
             yield from host.run_op(cid, 0, Op("write", path, 0, spec.write_size, sync=spec.fsync), name)
 
 
-def uniform_draws(rng: np.random.Generator):
-    """A function returning what ``rng.random()`` would: the same C function (the bit generator's
-    ``next_double``) on the same state, called through NumPy's ctypes interface to the bit
-    generator, so draws interleave with ``rng``'s other methods as before. Cheaper, because
-    ``random()`` parses its arguments and takes the generator's lock on every call, and a stream
-    is never used from two threads (what it saves: docs/performance.md)."""
-    bits = rng.bit_generator.ctypes
-    return partial(bits.next_double, bits.state)
+HALF = 0xFFFFFFFF  # the low 32 bits of a 64-bit output
+GUIDE_BUCKETS = 2**16  # of MixState's Zipf guide; a power of two, so that a uniform's bucket is exact
+
+
+class Draws:
+    """The random draws of one stream, exactly as its NumPy generator ``rng`` (PCG64, as
+    ``default_rng`` makes) would give them in any interleaving: ``random()`` is
+    ``rng.random()`` (the bit generator's ``next_double``: an output's top 53 bits times
+    2**-53) and ``integers(n)`` is ``rng.integers(n)`` (Lemire's method on 32-bit halves of
+    outputs, as NumPy's C code), from the same outputs of the same bit generator in the same
+    order.
+
+    Cheaper than the generator's methods, which parse their arguments and take its lock on every
+    call (what it saves: docs/performance.md). With ``exclusive`` (nothing else draws from
+    ``rng`` while the stream runs: a closed loop), the outputs are fetched a batch at a time
+    (``random_raw``) and their uniforms made by NumPy for the whole batch, then handed out by a
+    list iterator: no call into NumPy per draw; :meth:`release` leaves the generator where
+    single draws would have, the outputs fetched but not used given back. Otherwise (an open
+    loop draws its arrival times from ``rng`` between operations) every draw calls the bit
+    generator's C functions through ctypes.
+    """
+
+    FIRST_BATCH, LARGEST_BATCH = 16, 512  # outputs: doubling, so that a short stream fetches little
+
+    def __init__(self, rng: np.random.Generator, exclusive: bool) -> None:
+        bits = rng.bit_generator
+        if not isinstance(bits, np.random.PCG64):
+            raise TypeError(f"Draws follows PCG64's draws, not {type(bits).__name__}'s")
+        self.bits = bits
+        self.exclusive = exclusive
+        self.random: Callable[[], float]
+        self.next_half: Callable[[], int]
+        if exclusive:
+            state = bits.state
+            # next_uint32 keeps an output's high half for its next call (has_uint32, uinteger)
+            self.has_half, self.half = bool(state["has_uint32"]), int(state["uinteger"])
+            self.raws = np.empty(0, dtype=np.uint64)  # the batch's outputs
+            self.batch: Iterator[float] | None = None  # its uniforms, those not drawn yet
+            self.random = chain.from_iterable(self._batches()).__next__
+            self.next_half = self._next_half
+        else:
+            functions = bits.ctypes
+            self.random = partial(functions.next_double, functions.state)
+            self.next_half = partial(functions.next_uint32, functions.state)
+
+    def _batches(self) -> Iterator[Iterator[float]]:
+        size = self.FIRST_BATCH
+        while True:
+            self.raws = self.bits.random_raw(size)
+            self.batch = iter(((self.raws >> np.uint64(11)) * 2.0**-53).tolist())  # next_double's, exactly
+            yield self.batch
+            size = min(2 * size, self.LARGEST_BATCH)
+
+    def _next_half(self) -> int:
+        """The bit generator's next_uint32 on the fetched outputs: an output's low half, then its high half."""
+        if self.has_half:
+            self.has_half = False
+            return self.half
+        self.random()  # steps past the output (fetching the next batch if need be)
+        assert self.batch is not None
+        raw = int(self.raws[len(self.raws) - 1 - length_hint(self.batch)])
+        self.has_half, self.half = True, raw >> 32
+        return raw & HALF
+
+    def integers(self, n: int) -> int:
+        """``rng.integers(n)``, for 1 <= n < 2**32 (a list's length): NumPy's
+        buffered_bounded_lemire_uint32; n == 1 draws nothing."""
+        if n == 1:
+            return 0
+        scaled = self.next_half() * n
+        if scaled & HALF < n:
+            threshold = (HALF - (n - 1)) % n
+            while scaled & HALF < threshold:
+                scaled = self.next_half() * n
+        return scaled >> 32
+
+    def release(self) -> None:
+        """Leave the generator where single draws would have: give back the outputs fetched and not
+        used, and set next_uint32's kept half. Draws after this go on from there."""
+        if not self.exclusive:
+            return
+        unused = length_hint(self.batch) if self.batch is not None else 0
+        bits = self.bits
+        if unused:
+            bits.advance(-unused)  # PCG64 advances modulo its period: back
+        state = bits.state  # (advance forgets the kept half)
+        state["has_uint32"], state["uinteger"] = int(self.has_half), self.half
+        bits.state = state
+        self.batch = None
+        self.random = chain.from_iterable(self._batches()).__next__
 
 
 class MixState:
@@ -57,6 +141,7 @@ class MixState:
         self.ranked = [image_files[i] for i in rng.permutation(len(image_files))] if image_files else []
         self.dirs = sorted({parent_of(p) for p in image_files}) or [""]
         self.rank_cdf = self._zipf_cdf(len(self.ranked)) if spec.file_choice == "zipf" and self.ranked else None
+        self.rank_guide = self._guide(self.rank_cdf) if self.rank_cdf is not None else None
         # sequential: every stream walks the image's files in path order (depth first), from the start
         self.walk = sorted(image_files) if spec.file_choice == "sequential" else None
 
@@ -68,23 +153,44 @@ class MixState:
         cdf[-1] = 1.0
         return cdf
 
+    def _guide(self, cdf: list[float]) -> list[int]:
+        """Where the ranks of each bucket of draws begin: ``guide[k]`` is ``bisect_right(cdf, k /
+        GUIDE_BUCKETS)``, so a draw ``u`` of bucket ``k = int(u * GUIDE_BUCKETS)`` has its rank
+        between ``guide[k]`` and ``guide[k + 1]``: the same as bisecting the whole CDF, a
+        bisection of a few ranks or none (the hot ranks fill whole buckets)."""
+        # c <= k / GUIDE_BUCKETS exactly when ceil(c * GUIDE_BUCKETS) <= k (exact products: a power
+        # of two), so guide[k] counts the CDF's values whose ceiling is at most k. (A rounded sum
+        # may pass 1.0 just before the end: such values are above every draw, last bucket's.)
+        ceilings = np.minimum(np.ceil(np.array(cdf) * GUIDE_BUCKETS), GUIDE_BUCKETS).astype(np.int64)
+        return np.cumsum(np.bincount(ceilings, minlength=GUIDE_BUCKETS + 1)).tolist()
+
+    def rank(self, u: float) -> int:
+        """The Zipf rank of draw ``u``: ``bisect_right(rank_cdf, u)``, through the guide (as
+        MixStream._pick_image_file does inline)."""
+        guide, cdf = self.rank_guide, self.rank_cdf
+        assert guide is not None and cdf is not None
+        bucket = int(u * GUIDE_BUCKETS)
+        first, last = guide[bucket], guide[bucket + 1]
+        return first if first == last else bisect_right(cdf, u, first, last)
+
 
 class MixStream:
     """One stream of operations (a closed-loop worker, or a container's open-loop arrivals):
     its own random stream, operation budget and files, so that the sequence of operations does
     not depend on timing, and every driver sees the same operations for the same seed.
+    ``exclusive``: nothing else draws from ``rng`` while the stream runs (see :class:`Draws`).
 
     Image files the stream deleted or renamed away are not picked again, so that errors come
     from the model, not from a workload that forgot what it did.
     """
 
     def __init__(self, state: MixState, cid: int, worker: int, rng: np.random.Generator, budget: int | None,
-                 volume_files: list[str], volume_dirs: list[str]):
+                 volume_files: list[str], volume_dirs: list[str], exclusive: bool = False):
         self.state = state
         self.cid = cid
         self.worker = worker
         self.rng = rng
-        self.random = uniform_draws(rng)  # rng.random()
+        self.draws = Draws(rng, exclusive)
         self.budget = budget
         self.created: list[str] = []  # files the container created in its own layer
         self.volume_files = volume_files
@@ -92,31 +198,39 @@ class MixStream:
         self.gone: set[str] = set()  # image files deleted or renamed away
         self.counter = 0
         self.walked = 0  # files of the sequential walk taken so far
-        self.duration = state.spec.duration
+        spec = state.spec
+        self.duration = spec.duration
         # What every draw reads, bound once
         self.op_names, self.op_cdf = state.op_names, state.op_cdf
-        self.pool, self.rank_cdf = state.ranked, state.rank_cdf
-        self.request_size, self.fsync = state.spec.request_size, state.spec.fsync
+        self.pool, self.walk = state.ranked, state.walk
+        self.rank_cdf, self.rank_guide = state.rank_cdf or [], state.rank_guide
+        # where an operation goes is drawn only when there are volumes
+        self.volume_fraction = spec.volume_fraction if volume_dirs else None
+        # reads, writes and appends (most operations): their fsync flag
+        self.data_sync = {"read": False, "write": spec.fsync, "append": spec.fsync}
+        self.request_size = spec.request_size
 
     def _pick_image_file(self) -> str | None:
-        walk = self.state.walk
+        walk = self.walk
         if walk is not None:
             return self._next_in_walk(walk)
         pool = self.pool
         created = self.created
-        rng = self.rng
-        random = self.random
-        if created and (not pool or random() < len(created) / (len(pool) + len(created))):
-            return created[int(rng.integers(len(created)))]
-        rank_cdf = self.rank_cdf
+        draws = self.draws
+        if created and (not pool or draws.random() < len(created) / (len(pool) + len(created))):
+            return created[draws.integers(len(created))]
+        rank_cdf, guide = self.rank_cdf, self.rank_guide
         gone = self.gone
         for _attempt in range(8):
             if not pool:
                 return None
-            if rank_cdf is not None:
-                path = pool[bisect_right(rank_cdf, random())]
+            if guide is not None:  # MixState.rank, inline
+                u = draws.random()
+                bucket = int(u * GUIDE_BUCKETS)
+                first, last = guide[bucket], guide[bucket + 1]
+                path = pool[first if first == last else bisect_right(rank_cdf, u, first, last)]
             else:
-                path = pool[int(rng.integers(len(pool)))]
+                path = pool[draws.integers(len(pool))]
             if path not in gone:
                 return path
         return path  # the hottest files are all gone: let the model answer ENOENT
@@ -134,12 +248,12 @@ class MixStream:
         """Deletes and renames take the stream's own new files first, else any image file
         uniformly: applications rarely delete the files everyone reads most."""
         if self.created:
-            return self.created[int(self.rng.integers(len(self.created)))]
-        pool = self.state.ranked
+            return self.created[self.draws.integers(len(self.created))]
+        pool = self.pool
         for _attempt in range(8):
             if not pool:
                 return None
-            path = pool[int(self.rng.integers(len(pool)))]
+            path = pool[self.draws.integers(len(pool))]
             if path not in self.gone:
                 return path
         return path
@@ -156,38 +270,57 @@ class MixStream:
         if replacement is not None:
             self.created.append(replacement)
 
+    def _end(self) -> None:
+        """The stream is done: its generator as single draws would have left it."""
+        self.draws.release()
+
     def next_op(self, now: float) -> Op | None:
         """The operation to start at ``now``; None when the stream is done: its duration over,
         its budget spent, or no file left to pick."""
         duration = self.duration
         if duration is not None and now >= duration:
+            self._end()
             return None
-        if self.budget is not None:
-            self.budget -= 1
-            if self.budget < 0:
+        budget = self.budget
+        if budget is not None:
+            self.budget = budget = budget - 1
+            if budget < 0:
+                self._end()
                 return None
-        kind = self.op_names[bisect_right(self.op_cdf, self.random())]
-        # Where the operation goes is drawn only when there are volumes.
-        on_volume = bool(self.volume_dirs) and self.random() < self.state.spec.volume_fraction
+        random = self.draws.random
+        kind = self.op_names[bisect_right(self.op_cdf, random())]
+        fraction = self.volume_fraction
+        on_volume = fraction is not None and random() < fraction
         self.counter += 1
-        state = self.state
-        spec = state.spec
-        rng = self.rng
+        sync = self.data_sync.get(kind)
+        if sync is not None and not on_volume:  # a read, write or append of an image or own file
+            path = self._pick_image_file()
+            if path is None:
+                self._end()
+                return None
+            # (the most common Op, built from positional arguments: a keyword makes the call a third dearer)
+            return Op(kind, path, 0, self.request_size, "", sync)
+        return self._other_op(kind, on_volume)
+
+    def _other_op(self, kind: str, on_volume: bool) -> Op | None:
+        """The operations of :meth:`next_op` other than reads, writes and appends of image files."""
+        spec = self.state.spec
         path: str | None
         if kind == "create":
-            dirs = self.volume_dirs if on_volume else state.dirs
-            parent = dirs[int(rng.integers(len(dirs)))]
+            dirs = self.volume_dirs if on_volume else self.state.dirs
+            parent = dirs[self.draws.integers(len(dirs))]
             name = f"c{self.cid}w{self.worker}n{self.counter}"
             path = f"{parent}/{name}" if parent else name
             (self.volume_files if on_volume else self.created).append(path)
             return Op("create", path, 0, spec.create_size, sync=spec.fsync)
         if on_volume and self.volume_files:
-            path = self.volume_files[int(rng.integers(len(self.volume_files)))]
+            path = self.volume_files[self.draws.integers(len(self.volume_files))]
         elif kind in ("delete", "rename"):
             path = self._pick_for_removal()
         else:
             path = self._pick_image_file()
         if path is None:
+            self._end()
             return None
         if kind == "delete":
             self._forget(path)
@@ -200,9 +333,8 @@ class MixStream:
             return Op(kind, path)
         if kind == "truncate":
             return Op("truncate", path, nbytes=0)
-        # Reads and writes address the file's first request_size bytes; appends grow it. (The most
-        # common Op, built from positional arguments: a keyword makes the call a third dearer.)
-        return Op(kind, path, 0, self.request_size, "", self.fsync and kind != "read")
+        # Reads and writes address the file's first request_size bytes; appends grow it.
+        return Op(kind, path, 0, self.request_size, "", self.data_sync[kind])
 
 
 def mix_worker(host: Host, stream: MixStream):
@@ -382,8 +514,9 @@ class MixWorkload(Workload):
             for worker in range(per_container):
                 # each stream changes its own list of volume files as it creates and deletes
                 state = states[setup.container_images[cid]]
+                # (a closed loop's stream is the only one drawing from its generator)
                 stream = MixStream(state, cid, worker, np.random.default_rng(setup.rng.integers(2**63)),
-                                   next(budgets), list(volume_files), volume_dirs)
+                                   next(budgets), list(volume_files), volume_dirs, exclusive=spec.mode == "closed")
                 body = mix_worker(host, stream) if spec.mode == "closed" else mix_arrivals(host, stream)
                 out.append(host.env.process(body))
         return out
