@@ -73,16 +73,20 @@ NO_WAITS = ()  # a read that finds no page in flight
 
 
 class Transfer:
-    """One disk request: its access time on a channel, then its bytes on the shared bandwidth."""
+    """One disk request: its access time on a channel, then its bytes on the shared bandwidth.
 
-    __slots__ = ("arrival", "work", "tag", "event", "done")
+    It is also what its waiters yield (:meth:`Disk.wait`): SimPy's ``callbacks``, ``_ok`` and
+    ``_value``, which the disk's alarm sets when it ends, as it would an ``Event``'s. An event of
+    its own per waited request cost an object and a call."""
+
+    __slots__ = ("arrival", "work", "tag", "callbacks", "_ok", "_value", "done")
 
     def __init__(self) -> None:
-        self.arrival = 0.0  # when its access time ends and its transfer joins the others [s]
-        self.work = 0.0     # its transfer alone on the device: bytes / bandwidth [s]
-        self.tag = INF      # its finish in the device's virtual time, once its transfer has begun
-        self.event = None   # what its waiters yield: triggered when it ends
-        self.done = False   # set by the process that waited for it: its pages are usable
+        self.arrival = 0.0    # when its access time ends and its transfer joins the others [s]
+        self.work = 0.0       # its transfer alone on the device: bytes / bandwidth [s]
+        self.tag = INF        # its finish in the device's virtual time, once its transfer has begun
+        self.callbacks: list | None = None  # its waiters' (a list once someone waits for it)
+        self.done = False     # set by the process that waited for it: its pages are usable
 
 
 class Disk:
@@ -102,8 +106,8 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "alarm", "alarm_at", "next_event", "bytes_read", "bytes_written", "requests",
-                 "fsyncs", "rng", "jitter", "jitter_index")
+                 "expected", "waits", "alarm", "alarm_at", "ringing", "next_event", "bytes_read", "bytes_written",
+                 "requests", "fsyncs", "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
         self.env = env
@@ -119,6 +123,7 @@ class Disk:
         self.waits = 0       # transfers waited for: their order among equal times
         self.alarm = None    # the timeout that goes off next, at ``alarm_at``
         self.alarm_at = INF
+        self.ringing = [self._ring]  # the alarm's callbacks
         self.next_event = INF  # when the next transfer begins or ends: before then, advance has nothing to do
         self.rng = rng
         self.jitter: list[float] = []
@@ -169,9 +174,9 @@ class Disk:
         """Queue a request issued at ``issue``: ``access`` seconds on a channel, then ``work``
         seconds of transfer shared with the others."""
         channels = self.channels
-        free = heapq.heappop(channels)
+        free = channels[0]  # the channel free first (replaced below: one heap operation, the same times)
         arrival = (issue if issue > free else free) + access
-        heapq.heappush(channels, arrival)
+        heapq.heapreplace(channels, arrival)
         transfer = transfer or Transfer()
         transfer.arrival = arrival
         transfer.work = work
@@ -196,31 +201,33 @@ class Disk:
         arriving = self.arriving
         clock = self.clock
         vtime = self.vtime
+        # The next arrival and departure, each computed again only when the state changes.
+        arrive = arriving[0][0] if arriving else INF
+        depart = clock + (tags[0] - vtime) * len(tags) if tags else INF
         while True:
-            count = len(tags)
-            depart = clock + (tags[0] - vtime) * count if count else INF
-            if arriving and arriving[0][0] < depart:  # at a tie, the departure first
-                at, _, transfer = arriving[0]
-                if at > now:
-                    self.next_event = at
+            if arrive < depart:  # at a tie, the departure first
+                if arrive > now:
+                    self.next_event = arrive
                     break
-                heapq.heappop(arriving)
-                if count:
-                    vtime += (at - clock) / count
+                transfer = heapq.heappop(arriving)[2]
+                if tags:
+                    vtime += (arrive - clock) / len(tags)
                     if vtime > tags[0]:  # rounding: never past a tag still in service
                         vtime = tags[0]
-                clock = at
+                clock = arrive
                 tag = transfer.tag = vtime + transfer.work
                 bisect.insort(tags, tag)
-                if transfer.event is not None:  # someone waits for it
+                if transfer.callbacks is not None:  # someone waits for it
                     self.waits += 1
                     heapq.heappush(self.waited, (tag, self.waits, transfer))
+                arrive = arriving[0][0] if arriving else INF
             else:
                 if depart > now:
                     self.next_event = depart
                     break
                 clock = depart
                 vtime = tags.pop(0)
+            depart = clock + (tags[0] - vtime) * len(tags) if tags else INF
         self.clock = clock
         self.vtime = vtime
 
@@ -229,7 +236,8 @@ class Disk:
         that begins slows the others down); ``now`` if it has ended."""
         if transfer.tag == -INF:
             return transfer.arrival if transfer.arrival > now else now
-        self.advance(now)
+        if now >= self.next_event:
+            self.advance(now)
         if transfer.tag <= self.vtime:
             return now
         return self._end(transfer)
@@ -241,42 +249,47 @@ class Disk:
         before it ends, the float at which ``advance`` ends it: whether a process waits for its
         alarm or moves the clock there itself, it resumes at the same time."""
         tags = self.tags
-        served = len(tags)
         clock = self.clock
         vtime = self.vtime
         tag = transfer.tag
-        count = served
-        index = 0
+        count = len(tags)  # in service at each step of the walk
         if tag == INF:  # still in its access time: the others' departures up to its arrival
             arrival = transfer.arrival
-            while index < served:
-                depart = clock + (tags[index] - vtime) * (count - index)
+            index = 0
+            for first in tags:
+                depart = clock + (first - vtime) * count
                 if depart > arrival:
                     break
                 clock = depart
-                vtime = tags[index]
+                vtime = first
                 index += 1
-            if index < served:
-                vtime += (arrival - clock) / (count - index)
+                count -= 1
+            if count:
+                vtime += (arrival - clock) / count
                 if vtime > tags[index]:
                     vtime = tags[index]
             clock = arrival
             tag = vtime + transfer.work
             count += 1  # it shares the device from then on
-        while index < served and tags[index] < tag:
-            clock += (tags[index] - vtime) * (count - index)
-            vtime = tags[index]
-            index += 1
-        return clock + (tag - vtime) * (count - index)
+            later = tags[index:] if index else tags
+        else:
+            later = tags
+        for before in later:
+            if before >= tag:
+                break
+            clock += (before - vtime) * count
+            vtime = before
+            count -= 1
+        return clock + (tag - vtime) * count
 
-    def wait(self, transfer: Transfer, earliest: float) -> simpy.Event:
-        """The event to yield to wait for ``transfer`` (not ended), which ends no earlier than
-        ``earliest`` (from :meth:`finish_time`). Triggered exactly when it ends."""
+    def wait(self, transfer: Transfer, earliest: float) -> Transfer | Timeout:
+        """What to yield to wait for ``transfer`` (not ended), which ends no earlier than
+        ``earliest`` (from :meth:`finish_time`): the transfer itself, triggered exactly when it
+        ends (a timeout when it has nothing to transfer)."""
         if transfer.tag == -INF:  # nothing to transfer: it ends with its access time
             return Timeout(self.env, transfer.arrival - self.env._now)
-        event = transfer.event
-        if event is None:
-            event = transfer.event = Event(self.env)
+        if transfer.callbacks is None:  # its first waiter
+            transfer.callbacks = []
             self.waits += 1
             if transfer.tag == INF:
                 heapq.heappush(self.expected, (earliest, self.waits, transfer))
@@ -284,37 +297,31 @@ class Disk:
                 heapq.heappush(self.waited, (transfer.tag, self.waits, transfer))
             if earliest < self.alarm_at:
                 self._set_alarm(earliest)
-        return event
+        return transfer
 
-    def _set_alarm(self, at: float, rung: Timeout | None = None) -> None:
-        """Set the alarm at ``at``: a new timeout, or the alarm ``rung`` just now scheduled again
-        (as SimPy would a new one: at ``now + (at - now)``, the next event id), which saves
-        building one."""
+    def _set_alarm(self, at: float) -> None:
+        """Set the alarm at ``at``: a new timeout (:meth:`_ring` schedules the one that rang again)."""
         self.alarm_at = at
-        env = self.env
-        if rung is None:
-            self.alarm = Timeout(env, at - env._now)
-            self.alarm.callbacks.append(self._ring)
-            return
-        rung.callbacks = [self._ring]
-        now = env._now
-        heapq.heappush(env._queue, (now + (at - now), NORMAL, next(env._eid), rung))
-        self.alarm = rung
+        self.alarm = Timeout(self.env, at - self.env._now)
+        self.alarm.callbacks = self.ringing
 
     def _ring(self, alarm) -> None:
-        """The alarm: trigger the events of the transfers that have ended; set the next alarm
-        at the earliest a waited transfer can end."""
+        """The alarm: trigger the transfers that have ended; set the next alarm at the earliest
+        a waited transfer can end."""
         env = self.env
         now = env._now
         if alarm is self.alarm:  # else a stale one, set before an earlier one replaced it
             self.alarm = None
             self.alarm_at = INF
-        self.advance(now)
-        vtime = self.vtime
+        if now >= self.next_event:
+            self.advance(now)
         waited = self.waited
-        ended = []
-        while waited and waited[0][0] <= vtime:
-            ended.append(heapq.heappop(waited)[2].event)
+        ended = None
+        vtime = self.vtime
+        if waited and waited[0][0] <= vtime:
+            ended = [heapq.heappop(waited)[2]]
+            while waited and waited[0][0] <= vtime:
+                ended.append(heapq.heappop(waited)[2])
         # The next alarm: when the first waited transfer in service ends if nothing else begins,
         # or the earliest a waited one still in its access time can end (both after now: what
         # is due now has been done).
@@ -327,19 +334,24 @@ class Disk:
             if end < at:
                 at = end
         if at < self.alarm_at:
-            self._set_alarm(at, alarm)
-        if not ended:
+            # The alarm that rang, scheduled again as SimPy would a new timeout (at ``now + (at -
+            # now)``, the next event id): one object fewer. Its callbacks are only ever read.
+            self.alarm_at = at
+            alarm.callbacks = self.ringing
+            heapq.heappush(env._queue, (now + (at - now), NORMAL, next(env._eid), alarm))
+            self.alarm = alarm
+        if ended is None:
             return
         # The waiters resume within this alarm, as SimPy would one step later, and in the same
         # order; a waiter may move the clock ahead only if it is the only one.
         if len(ended) > 1 or len(ended[0].callbacks) > 1:
             env._sole_waiter = False
-        for event in ended:
-            event._ok = True
-            event._value = None
-            callbacks, event.callbacks = event.callbacks, None
+        for transfer in ended:
+            transfer._ok = True
+            transfer._value = None
+            callbacks, transfer.callbacks = transfer.callbacks, None
             for callback in callbacks:
-                callback(event)
+                callback(transfer)
 
     def next_change(self, now: float) -> float:
         """The next time a transfer begins or ends (inf when the device is idle)."""
