@@ -44,13 +44,12 @@ class Environment(simpy.Environment):
     def step(self) -> None:
         """SimPy's ``step`` (less its StopSimulation bookkeeping: ``run`` is never given an
         ``until``), inlined: one call fewer per event."""
-        queue = self._queue
-        if not queue:
-            raise simpy.core.EmptySchedule
-        event = queue[0][3]
-        self._sole_waiter = len(event.callbacks or ()) == 1
-        self._now = heapq.heappop(queue)[0]
+        try:
+            self._now, _, _, event = heapq.heappop(self._queue)
+        except IndexError:
+            raise simpy.core.EmptySchedule from None
         callbacks, event.callbacks = event.callbacks, None
+        self._sole_waiter = len(callbacks) == 1
         for callback in callbacks:
             callback(event)
         if not event._ok and not hasattr(event, "_defused"):
