@@ -206,14 +206,19 @@ class MixStream:
 
 
 def mix_worker(host: Host, stream: MixStream):
-    """Closed loop: one operation after another, with an optional think time between."""
+    """Closed loop: one operation after another, with an optional think time between; each
+    drawn when the previous one has ended (after the think time)."""
     env = host.env
     think = stream.state.spec.think_time
     cid, worker = stream.cid, stream.worker
-    while (op := stream.next_op(env._now)) is not None:
+    next_op = stream.next_op
+    ops = iter(lambda: next_op(env._now), None)
+    if not think:  # one generator runs them all
+        yield from host.run_ops(cid, worker, ops)
+        return
+    for op in ops:
         yield from host.run_op(cid, worker, op)
-        if think:
-            yield env.timeout(think)
+        yield env.timeout(think)
 
 
 def mix_arrivals(host: Host, stream: MixStream):

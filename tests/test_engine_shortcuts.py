@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim import engine
-from sim.engine import Engine, OpResult
+from sim.engine import Engine
 from sim.plan import LOOKUP, Plan
 from sim.profile import load_profile
 from sim.runner import simulate
@@ -56,7 +56,7 @@ def test_no_skip_while_another_process_waits_on_the_same_event():
 
     def first():
         yield gate
-        yield from machine.execute(Plan().cpu(LOOKUP, 0.5), OpResult())
+        yield from machine.execute(Plan().cpu(LOOKUP, 0.5))
 
     def second():
         yield gate

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim import host as host_module
-from sim.engine import Environment, OpResult
+from sim.engine import Environment
 from sim.plan import Plan
 from sim.records import OP_COLUMNS, OpRecords
 from sim.runner import simulate
@@ -93,11 +93,9 @@ def test_records_hold_every_value_in_its_column(rows, batch_rows):
     records = OpRecords(batch_rows=batch_rows)
     expected = []
     for container, worker, op, path, nbytes, start, end, phases, counts, error in rows:
-        plan, result = Plan(), OpResult()
+        plan = Plan()
         plan.copy_ups, plan.copy_up_bytes, plan.error = counts[0], counts[1], error
-        result.phase_s = list(phases)
-        result.hit_bytes, result.miss_bytes, result.dentry_hits, result.dentry_misses = counts[2:]
-        records.add(container, worker, op, path, nbytes, start, end, plan, result)
+        records.add(container, worker, op, path, nbytes, start, end, plan, list(phases), *counts[2:])
         expected.append((container, worker, op, path, nbytes, start, end - start, *phases, *counts, error))
     assert len(records) == len(rows)
     table = records.frame()
