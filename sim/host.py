@@ -177,9 +177,10 @@ class Host:
     def _planned(self, cid: int, worker: int, ops: Iterable[Op], name: str | None):
         """Each of ``ops`` planned as the engine asks for it, with its record columns; the
         completion hook (:attr:`completed`) called once it has ended."""
-        label = self.containers[cid].label
+        container = self.containers[cid]
+        label = container.label
         completed = self.completed
-        plan = self.plan
+        plan = self.plan if container.mounts else self.driver.apply  # no volume to route to: the driver's
         for op in ops:
             yield plan(cid, op), label, worker, name or op.kind, op.path, op.nbytes
             if completed is not None:

@@ -127,7 +127,8 @@ class OpRecords:
         strings = self._strings
         strings.extend((container, op, path, plan.error))
         self._numbers += _PACKED.pack(worker, nbytes, plan.copy_ups, plan.copy_up_bytes, hit_bytes, miss_bytes,
-                                      dentry_hits, dentry_misses, start, end - start, *phase_s)
+                                      dentry_hits, dentry_misses, start, end - start,
+                                      phase_s[0], phase_s[1], phase_s[2], phase_s[3], phase_s[4])
         if len(strings) >= self.flush_at:
             self.flush()
 

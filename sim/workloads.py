@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
+import simpy
 
 from .host import Host, Mount
 from .image import DIR, FILE, Image, ancestors, parent_of
@@ -211,14 +212,20 @@ def mix_worker(host: Host, stream: MixStream):
     env = host.env
     think = stream.state.spec.think_time
     cid, worker = stream.cid, stream.worker
-    next_op = stream.next_op
-    ops = iter(lambda: next_op(env._now), None)
+    ops = _drawn(stream, env)
     if not think:  # one generator runs them all
         yield from host.run_ops(cid, worker, ops)
         return
     for op in ops:
         yield from host.run_op(cid, worker, op)
         yield env.timeout(think)
+
+
+def _drawn(stream: MixStream, env: simpy.Environment):
+    """The stream's operations, each drawn when asked for (at the clock's time then)."""
+    next_op = stream.next_op
+    while (op := next_op(env._now)) is not None:
+        yield op
 
 
 def mix_arrivals(host: Host, stream: MixStream):
