@@ -10,7 +10,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import host as host_module
+from sim.drivers.base import Driver
 from sim.engine import Environment
 from sim.plan import Plan
 from sim.records import OP_COLUMNS, OpRecords
@@ -51,15 +51,15 @@ def test_zipf_ranks_are_the_clipped_bisection_of_the_rounded_cdf(count, zipf_s, 
 
 
 def test_open_loop_operations_are_planned_when_their_process_starts(monkeypatch):
-    """Host.run_op plans at the call; an arrival's process must still plan when SimPy first runs
-    it, not in the arrivals process that created it."""
+    """An arrival's operation must be planned when SimPy first runs its process, not in the
+    arrivals process that created it."""
     planned_in = []
     arrivals = []
-    plan = host_module.Host.plan
+    apply = Driver.apply
 
-    def recording_plan(self, cid, op):
-        planned_in.append(self.env.active_process)
-        return plan(self, cid, op)
+    def recording_apply(self, cid, op):
+        planned_in.append(arrivals[0].env.active_process)
+        return apply(self, cid, op)
 
     original_process = Environment.process
 
@@ -69,14 +69,14 @@ def test_open_loop_operations_are_planned_when_their_process_starts(monkeypatch)
             arrivals.append(created)
         return created
 
-    monkeypatch.setattr(host_module.Host, "plan", recording_plan)
+    monkeypatch.setattr(Driver, "apply", recording_apply)
     monkeypatch.setattr(Environment, "process", spying_process)
     scenario = Scenario.model_validate({
         "name": "open", "seed": 3, "containers": {"count": 2},
         "image": {"layers": 2, "files_per_layer": 30, "dir_depth": 2},
         "workload": {"mode": "open", "arrival_rate": 5000, "duration": 0.02}})
     assert simulate(scenario).summary["ops"] > 20
-    assert len(arrivals) == 2 and planned_in
+    assert len(arrivals) == 2 and len(planned_in) > 20
     assert not any(active in arrivals for active in planned_in)
 
 
