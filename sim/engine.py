@@ -615,6 +615,8 @@ class Engine:
         found in the page cache.
         """
         env, disk, costs, page_cache, run, cores, locks, lock_table, dentries, dentry_found, dentry_hit = self.parts
+        dentry_table, dentry_capacity = dentries.entries, dentries.capacity
+        memcpy_bandwidth = costs.memcpy_bandwidth
         for plan, container, worker, op, path, nbytes in operations:
             phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
             pending = 0.0  # CPU time not yet run on a core
@@ -628,8 +630,10 @@ class Engine:
                 if kind == PROBE:  # the commonest step: one per path component
                     try:
                         dentry_found(step[2])
-                    except KeyError:
-                        dentries.touch(step[2])
+                    except KeyError:  # LRU.touch's miss, inline: the name kept, the least recent one evicted
+                        dentry_table[step[2]] = None
+                        if len(dentry_table) > dentry_capacity:
+                            dentry_table.popitem(last=False)
                     else:
                         dentry_hits += 1
                         pending += dentry_hit
@@ -670,7 +674,7 @@ class Engine:
                     hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
                     hit_bytes += hit
                     miss_bytes += miss
-                    copy = (hit + miss) / costs.memcpy_bandwidth
+                    copy = (hit + miss) / memcpy_bandwidth
                     pending += copy
                     phase_s[step[1]] += copy
                     if not miss and not waits:
@@ -685,7 +689,7 @@ class Engine:
                         waits = (*waits, disk.read(ready, miss, requests, transfer))
                 elif kind == WRITE:
                     page_cache.fill(step[2], step[3], step[4])
-                    copy = step[4] / costs.memcpy_bandwidth
+                    copy = step[4] / memcpy_bandwidth
                     pending += copy
                     phase_s[step[1]] += copy
                     continue

@@ -238,14 +238,9 @@ def mix_arrivals(host: Host, stream: MixStream):
         op = stream.next_op(env.now)
         if op is None:
             break
-        in_flight.append(env.process(_arrived_op(host, stream.cid, stream.worker, op)))
+        # its own process, planned when SimPy first runs it (as the driver's state then is)
+        in_flight.append(env.process(host.run_op(stream.cid, stream.worker, op)))
     yield env.all_of(in_flight)
-
-
-def _arrived_op(host: Host, cid: int, worker: int, op: Op):
-    """An open-loop operation's own process: planned when SimPy first runs it (as the driver's
-    state then is), not when it arrives."""
-    yield from host.run_op(cid, worker, op)
 
 
 def split_budget(total: int | None, streams: int) -> list[int | None]:
