@@ -12,7 +12,7 @@ recorded time between them.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
@@ -207,18 +207,19 @@ class MixStream:
 
 
 def mix_worker(host: Host, stream: MixStream):
-    """Closed loop: one operation after another, with an optional think time between; each
-    drawn when the previous one has ended (after the think time)."""
-    env = host.env
+    """Closed loop: the process body that runs one operation after another, with an optional
+    think time between; each drawn when the previous one has ended (after the think time)."""
+    ops = _drawn(stream, host.env)
     think = stream.state.spec.think_time
-    cid, worker = stream.cid, stream.worker
-    ops = _drawn(stream, env)
-    if not think:  # one generator runs them all
-        yield from host.run_ops(cid, worker, ops)
-        return
+    if not think:  # the engine's own generator runs them all: no generator of ours to resume
+        return host.run_ops(stream.cid, stream.worker, ops)
+    return _thinking(host, stream.cid, stream.worker, ops, think)
+
+
+def _thinking(host: Host, cid: int, worker: int, ops: Iterator[Op], think: float):
     for op in ops:
         yield from host.run_op(cid, worker, op)
-        yield env.timeout(think)
+        yield host.env.timeout(think)
 
 
 def _drawn(stream: MixStream, env: simpy.Environment):

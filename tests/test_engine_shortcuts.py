@@ -10,6 +10,7 @@ from sim import engine
 from sim.engine import Engine
 from sim.plan import LOOKUP, Plan
 from sim.profile import load_profile
+from sim.records import SETUP_OPS
 from sim.runner import simulate
 from sim.scenario import Scenario
 
@@ -144,3 +145,14 @@ def test_one_generator_per_closed_loop_records_what_one_per_operation_does():
     together, apart = _closed_loop_records(True), _closed_loop_records(False)
     assert len(together) == 3 + 2 * 6 and together["copy_ups"].sum() > 0 and together["cache_miss_bytes"].sum() > 0
     pd.testing.assert_frame_equal(together, apart, check_exact=True)
+
+
+def test_a_closed_loop_with_think_time_waits_it_between_operations():
+    think = 5e-4
+    spec = {**MIX, "workload": {**MIX["workload"], "operations": 200, "think_time": think}}
+    ops = simulate(Scenario.model_validate(spec)).ops
+    work = ops[~ops["op"].isin(SETUP_OPS)]
+    assert len(work) == 200
+    for _, rows in work.groupby(["container", "worker"]):
+        ends = (rows["start_s"] + rows["latency_s"]).to_numpy()
+        assert rows["start_s"].to_numpy()[1:] == pytest.approx(ends[:-1] + think, rel=0, abs=1e-12)
