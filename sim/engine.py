@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, Event, Timeout
 
-from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
+from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
 
 
@@ -534,15 +534,20 @@ class PageCache(LRU):
         block = self.unit
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
-        touch = self.touch
+        entries = self.entries  # LRU.touch's hit and miss, inline: one call fewer per block
         waits = NO_WAITS
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
-            marker = touch((key, index), transfer)
+            cache_key = (key, index)
+            marker = entries.get(cache_key, MISS)
             if marker is MISS:
+                entries[cache_key] = transfer
+                if len(entries) > self.capacity:
+                    entries.popitem(last=False)
                 miss += span  # a miss reads the whole block (readahead), clipped to the file
             else:
+                entries.move_to_end(cache_key)
                 hit += span
                 if marker is not None and not marker.done and marker not in waits:
                     waits = [*waits, marker]
@@ -556,23 +561,23 @@ class PageCache(LRU):
 
 
 class OpResult:
-    """What executing one plan measured (the engine fills it), and the operation's record
-    columns (container, worker, op, path, bytes) for :meth:`Engine.execute` to record it with."""
+    """A record function (:meth:`record`) that keeps what executing one operation measured: for
+    callers that read it back (tests) rather than add it to the records."""
 
-    __slots__ = ("container", "worker", "op", "path", "nbytes", "phase_s", "hit_bytes", "miss_bytes", "dentry_hits",
-                 "dentry_misses")
+    __slots__ = ("phase_s", "hit_bytes", "miss_bytes", "dentry_hits", "dentry_misses", "start", "end")
 
-    def __init__(self, container: str = "", worker: int = 0, op: str = "", path: str = "", nbytes: int = 0) -> None:
-        self.container = container
-        self.worker = worker
-        self.op = op
-        self.path = path
-        self.nbytes = nbytes
+    def __init__(self) -> None:
         self.phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
-        self.hit_bytes = 0
-        self.miss_bytes = 0
-        self.dentry_hits = 0
-        self.dentry_misses = 0
+        self.hit_bytes = self.miss_bytes = self.dentry_hits = self.dentry_misses = 0
+        self.start = self.end = 0.0
+
+    def record(self, container: str, worker: int, op: str, path: str, nbytes: int, start: float, end: float,
+               plan: Plan, phase_s: list[float], hit_bytes: int, miss_bytes: int, dentry_hits: int,
+               dentry_misses: int) -> None:
+        """What :meth:`Engine.run` calls at an operation's end (``OpRecords.add``'s signature)."""
+        self.start, self.end, self.phase_s = start, end, phase_s
+        self.hit_bytes, self.miss_bytes, self.dentry_hits, self.dentry_misses = (hit_bytes, miss_bytes, dentry_hits,
+                                                                                 dentry_misses)
 
 
 class Engine:
@@ -600,9 +605,19 @@ class Engine:
         self.page_cache.clear()
         self.dentries.clear()
 
-    def execute(self, plan: Plan, result: OpResult, record=None):
-        """A SimPy process body: run ``plan``'s steps, charging each phase its time; then, with
-        ``record`` (``OpRecords.add``), record the operation.
+    def execute(self, plan: Plan, record=None):
+        """A SimPy process body that runs ``plan`` (:meth:`run` of one operation, recorded with
+        ``record`` if given, with empty record columns)."""
+        return self.run(((plan, "", 0, "", "", 0),), record)
+
+    def run(self, operations, record=None):
+        """A SimPy process body: run each operation of ``operations`` in turn, charging each
+        phase its time; with ``record`` (``OpRecords.add``), record each as it ends.
+
+        ``operations`` yields ``(plan, container, worker, op, path, nbytes)``, the plan and its
+        record columns; it is asked for the next one when the previous has ended and been
+        recorded (a workload's closed loop draws and plans it then), so a process runs its
+        operations one after another in one generator, not one per operation.
 
         CPU time accumulates into one burst until the operation must wait (for the disk, a lock
         or its end); the burst then runs on the host's cores. ``ready`` is when the work so far
@@ -611,164 +626,163 @@ class Engine:
         found in the page cache.
         """
         env, disk, costs, page_cache, run, cores, locks, lock_table, dentries, dentry_found, dentry_hit = self.parts
-        phase_s = result.phase_s
-        pending = 0.0  # CPU time not yet run on a core
-        start = ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
-        held = None  # the lock a probe holds across its disk read
-        self.operations += 1
-        dentry_hits = dentry_misses = hit_bytes = miss_bytes = 0  # counted here, stored once
-        step = None
-        for step in plan.steps:
-            kind = step[0]
-            if kind == PROBE:  # the commonest step: one per path component
-                try:
-                    dentry_found(step[2])
-                except KeyError:
-                    dentries.touch(step[2])
-                else:
-                    dentry_hits += 1
-                    pending += dentry_hit
-                    phase_s[step[1]] += dentry_hit
-                    continue
-                dentry_misses += 1
-                if len(step) > 5:  # the miss holds a directory lock while it probes
+        dentry_table, dentry_capacity = dentries.entries, dentries.capacity
+        memcpy_bandwidth = costs.memcpy_bandwidth
+        for plan, container, worker, op, path, nbytes in operations:
+            phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
+            pending = 0.0  # CPU time not yet run on a core
+            start = ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
+            held = None  # the lock a probe holds across its disk read
+            self.operations += 1
+            dentry_hits = dentry_misses = hit_bytes = miss_bytes = 0
+            step = None
+            for step in plan.steps:
+                kind = step[0]
+                if kind == PROBE:  # the commonest step: one per path component
+                    try:
+                        dentry_found(step[2])
+                    except KeyError:  # LRU.touch's miss, inline: the name kept, the least recent one evicted
+                        dentry_table[step[2]] = None
+                        if len(dentry_table) > dentry_capacity:
+                            dentry_table.popitem(last=False)
+                    else:
+                        dentry_hits += 1
+                        pending += dentry_hit
+                        phase_s[step[1]] += dentry_hit
+                        continue
+                    dentry_misses += 1
+                    if len(step) > 5:  # the miss holds a directory lock while it probes
+                        if pending:
+                            finish = run(ready, pending)
+                            phase_s[step[1]] += finish - ready - pending
+                            ready, pending = finish, 0.0
+                        got = locks.acquire(step[5], 1, ready)
+                        if got.__class__ is not float:
+                            got = yield got
+                        phase_s[step[1]] += got - ready
+                        ready, held = got, step[5]
+                    cpu = step[4]  # the miss's CPU, as the driver reckoned it
+                    pending += cpu
+                    phase_s[step[1]] += cpu
+                    cold = dentries.misses(step[3])  # a miss probes a key per layer
+                    if not cold and held is None:
+                        continue
                     if pending:
                         finish = run(ready, pending)
                         phase_s[step[1]] += finish - ready - pending
                         ready, pending = finish, 0.0
-                    got = locks.acquire(step[5], 1, ready)
-                    if got.__class__ is not float:
-                        got = yield got
-                    phase_s[step[1]] += got - ready
-                    ready, held = got, step[5]
-                cpu = step[4]  # the miss's CPU, as the driver reckoned it
-                pending += cpu
-                phase_s[step[1]] += cpu
-                cold = dentries.misses(step[3])  # a miss probes a key per layer
-                if not cold and held is None:
+                    if not cold:
+                        locks.release(held, ready)
+                        held = None
+                        continue
+                    waits = (disk.read(ready, cold * costs.metadata_block, cold),)
+                elif kind == CPU:
+                    pending += step[2]
+                    phase_s[step[1]] += step[2]
                     continue
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if not cold:
+                elif kind == READ:
+                    transfer = self.spare
+                    hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
+                    hit_bytes += hit
+                    miss_bytes += miss
+                    copy = (hit + miss) / memcpy_bandwidth
+                    pending += copy
+                    phase_s[step[1]] += copy
+                    if not miss and not waits:
+                        continue
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    if miss:
+                        self.spare = Transfer()
+                        requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
+                        waits = (*waits, disk.read(ready, miss, requests, transfer))
+                elif kind == WRITE:
+                    page_cache.fill(step[2], step[3], step[4])
+                    copy = step[4] / memcpy_bandwidth
+                    pending += copy
+                    phase_s[step[1]] += copy
+                    continue
+                elif kind >= LOCK:
+                    # A mutex free since before the clock is taken, and one nobody waits for given
+                    # back, without running the CPU burst so far: the holder's time is then its ready
+                    # time plus that burst (exact while the cores are free). Otherwise the burst runs
+                    # first, so that the lock changes hands at the exact time.
+                    state = lock_table.get(step[2])
+                    if kind == LOCK:
+                        if state is None and step[3] == 1:
+                            lock_table[step[2]] = HELD
+                            continue
+                    elif state is HELD:
+                        if ready + pending > env._now:
+                            lock_table[step[2]] = ready + pending
+                        else:
+                            del lock_table[step[2]]
+                        continue
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    if kind == LOCK:
+                        got = locks.acquire(step[2], step[3], ready)
+                        if got.__class__ is not float:
+                            got = yield got
+                        phase_s[step[1]] += got - ready
+                        ready = got
+                    else:
+                        locks.release(step[2], ready)
+                    continue
+                elif kind == WRITEBACK:
+                    disk.write(ready + pending, step[2], 1)  # nobody waits for it
+                    continue
+                elif kind == SYNC or kind == DISK_READ or kind == DISK_WRITE:
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    if kind == SYNC:
+                        waits = (disk.write(ready, step[2], 1 if step[2] else 0, flush=True),)
+                    elif kind == DISK_READ:
+                        waits = (disk.read(ready, step[2], step[3]),)
+                    else:
+                        waits = (disk.write(ready, step[2], step[3]),)
+                else:  # CACHED: metadata just written, now in the dentry cache
+                    dentries.misses(step[2])
+                    continue
+                issue = ready
+                for transfer in waits:
+                    finish = disk.finish_time(transfer, env._now)
+                    while finish > env._now:
+                        if env.skip_ahead(finish - env._now):  # nothing else happens meanwhile: look again
+                            finish = disk.finish_time(transfer, env._now)
+                        else:
+                            yield disk.wait(transfer, finish)
+                            break
+                    transfer.done = True
+                if env._now < issue:  # the pages were in flight and arrived before this step's CPU was done
+                    if not env.skip_ahead(issue - env._now):
+                        yield Timeout(env, issue - env._now)
+                phase_s[step[1]] += env._now - issue
+                ready = env._now + 0.0
+                if held is not None:
                     locks.release(held, ready)
                     held = None
-                    continue
-                waits = (disk.read(ready, cold * costs.metadata_block, cold),)
-            elif kind == CPU:
-                pending += step[2]
-                phase_s[step[1]] += step[2]
-                continue
-            elif kind == READ:
-                transfer = self.spare
-                hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
-                hit_bytes += hit
-                miss_bytes += miss
-                copy = (hit + miss) / costs.memcpy_bandwidth
-                pending += copy
-                phase_s[step[1]] += copy
-                if not miss and not waits:
-                    continue
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if miss:
-                    self.spare = Transfer()
-                    requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
-                    waits = (*waits, disk.read(ready, miss, requests, transfer))
-            elif kind == WRITE:
-                page_cache.fill(step[2], step[3], step[4])
-                copy = step[4] / costs.memcpy_bandwidth
-                pending += copy
-                phase_s[step[1]] += copy
-                continue
-            elif kind >= LOCK:
-                # A mutex free since before the clock is taken, and one nobody waits for given
-                # back, without running the CPU burst so far: the holder's time is then its ready
-                # time plus that burst (exact while the cores are free). Otherwise the burst runs
-                # first, so that the lock changes hands at the exact time.
-                state = lock_table.get(step[2])
-                if kind == LOCK:
-                    if state is None and step[3] == 1:
-                        lock_table[step[2]] = HELD
-                        continue
-                elif state is HELD:
-                    if ready + pending > env._now:
-                        lock_table[step[2]] = ready + pending
-                    else:
-                        del lock_table[step[2]]
-                    continue
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if kind == LOCK:
-                    got = locks.acquire(step[2], step[3], ready)
-                    if got.__class__ is not float:
-                        got = yield got
-                    phase_s[step[1]] += got - ready
-                    ready = got
-                else:
-                    locks.release(step[2], ready)
-                continue
-            elif kind == WRITEBACK:
-                disk.write(ready + pending, step[2], 1)  # nobody waits for it
-                continue
-            elif kind == SYNC or kind == DISK_READ or kind == DISK_WRITE:
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if kind == SYNC:
-                    waits = (disk.write(ready, step[2], 1 if step[2] else 0, flush=True),)
-                elif kind == DISK_READ:
-                    waits = (disk.read(ready, step[2], step[3]),)
-                else:
-                    waits = (disk.write(ready, step[2], step[3]),)
-            else:  # CACHED: metadata just written, now in the dentry cache
-                dentries.misses(step[2])
-                continue
-            issue = ready
-            for transfer in waits:
-                finish = disk.finish_time(transfer, env._now)
-                while finish > env._now:
-                    if env.skip_ahead(finish - env._now):  # nothing else happens meanwhile: look again
-                        finish = disk.finish_time(transfer, env._now)
-                    else:
-                        yield disk.wait(transfer, finish)
-                        break
-                transfer.done = True
-            if env._now < issue:  # the pages were in flight and arrived before this step's CPU was done
-                if not env.skip_ahead(issue - env._now):
-                    yield Timeout(env, issue - env._now)
-            phase_s[step[1]] += env._now - issue
-            ready = env._now + 0.0
-            if held is not None:
-                locks.release(held, ready)
-                held = None
-        result.dentry_hits = dentry_hits
-        result.dentry_misses = dentry_misses
-        result.hit_bytes = hit_bytes
-        result.miss_bytes = miss_bytes
-        if pending:
-            free = cores[0]
-            finish = (ready if ready > free else free) + pending
-            heapq.heapreplace(cores, finish)
-            phase_s[step[1]] += finish - ready - pending
-            ready = finish
-        if ready > env._now and not env.skip_ahead(ready - env._now):
-            yield Timeout(env, ready - env._now)
-        if record is not None:
-            record(result.container, result.worker, result.op, result.path, result.nbytes, start, env._now, plan,
-                   result)
+            if pending:
+                free = cores[0]
+                finish = (ready if ready > free else free) + pending
+                heapq.heapreplace(cores, finish)
+                phase_s[step[1]] += finish - ready - pending
+                ready = finish
+            if ready > env._now and not env.skip_ahead(ready - env._now):
+                yield Timeout(env, ready - env._now)
+            if record is not None:
+                record(container, worker, op, path, nbytes, start, env._now, plan, phase_s, hit_bytes, miss_bytes,
+                       dentry_hits, dentry_misses)
 
-    def settle(self, result: OpResult):
+    def settle(self):
         """A SimPy process body: wait until the disk has served every request it holds (as
-        ``sync`` does), charged to the setup phase. Nothing else may issue requests meanwhile."""
+        ``sync`` does). Nothing else may issue requests meanwhile."""
         env = self.env
-        start = env.now
         while (change := self.disk.next_change(env.now)) < INF:
             yield env.timeout(change - env.now)
-        result.phase_s[SETUP] += env.now - start

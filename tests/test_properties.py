@@ -172,7 +172,7 @@ def test_merged_view_matches_a_plain_filesystem(driver, options, ops):
         assert plan.copy_ups <= 1
         # Accounting: the latency is exactly the sum of its phases.
         result = OpResult()
-        process = engine.env.process(engine.execute(plan, result))
+        process = engine.env.process(engine.execute(plan, result.record))
         start = engine.env.now
         engine.env.run(process)
         assert engine.env.now - start == pytest.approx(sum(result.phase_s), abs=1e-12)
