@@ -105,7 +105,7 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "alarm", "alarm_at", "ringing", "next_event", "bytes_read", "bytes_written",
+                 "expecting", "waits", "alarm", "alarm_at", "ringing", "next_event", "bytes_read", "bytes_written",
                  "requests", "fsyncs", "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
@@ -115,10 +115,10 @@ class Disk:
         self.clock = 0.0    # the last arrival or departure: the sharing state below is as of then
         self.vtime = 0.0    # virtual time at ``clock``: the work each transfer in service has had
         self.tags: list[float] = []  # finish tags of the transfers in service, sorted
-        self.arriving: list[tuple] = []  # (arrival, order, transfer) still in their access time (a heap)
+        self.arriving: list[tuple] = []  # (arrival, order, transfer) still in their access time, sorted
         self.arrivals = 0   # transfers submitted: the order among equal times
         self.waited: list[tuple] = []    # (tag, order, transfer) in service with waiters (a heap)
-        self.expected: list[tuple] = []  # (earliest end, order, transfer) with waiters, still arriving (a heap)
+        self.expecting = 0   # transfers in ``arriving`` that someone waits for
         self.waits = 0       # transfers waited for: their order among equal times
         self.alarm = None    # the timeout that goes off next, at ``alarm_at``
         self.alarm_at = INF
@@ -181,7 +181,7 @@ class Disk:
         transfer.work = work
         self.arrivals += 1
         if work > 0:
-            heapq.heappush(self.arriving, (arrival, self.arrivals, transfer))
+            bisect.insort(self.arriving, (arrival, self.arrivals, transfer))
             if arrival < self.next_event:
                 self.next_event = arrival
         else:
@@ -208,7 +208,7 @@ class Disk:
                 if arrive > now:
                     self.next_event = arrive
                     break
-                transfer = heapq.heappop(arriving)[2]
+                transfer = arriving.pop(0)[2]
                 if tags:
                     vtime += (arrive - clock) / len(tags)
                     if vtime > tags[0]:  # rounding: never past a tag still in service
@@ -217,6 +217,7 @@ class Disk:
                 tag = transfer.tag = vtime + transfer.work
                 bisect.insort(tags, tag)
                 if transfer.callbacks is not None:  # someone waits for it
+                    self.expecting -= 1
                     self.waits += 1
                     heapq.heappush(self.waited, (tag, self.waits, transfer))
                 arrive = arriving[0][0] if arriving else INF
@@ -289,10 +290,10 @@ class Disk:
             return Timeout(self.env, transfer.arrival - self.env._now)
         if transfer.callbacks is None:  # its first waiter
             transfer.callbacks = []
-            self.waits += 1
-            if transfer.tag == INF:
-                heapq.heappush(self.expected, (earliest, self.waits, transfer))
+            if transfer.tag == INF:  # advance files it in ``waited`` when it begins
+                self.expecting += 1
             else:
+                self.waits += 1
                 heapq.heappush(self.waited, (transfer.tag, self.waits, transfer))
             if earliest < self.alarm_at:
                 self._set_alarm(earliest)
@@ -321,17 +322,7 @@ class Disk:
             ended = [heapq.heappop(waited)[2]]
             while waited and waited[0][0] <= vtime:
                 ended.append(heapq.heappop(waited)[2])
-        # The next alarm: when the first waited transfer in service ends if nothing else begins,
-        # or the earliest a waited one still in its access time can end (both after now: what
-        # is due now has been done).
-        expected = self.expected
-        while expected and expected[0][2].tag != INF:  # begun: in ``waited`` now
-            heapq.heappop(expected)
-        at = expected[0][0] if expected else INF
-        if waited:
-            end = self._end(waited[0][2])
-            if end < at:
-                at = end
+        at = self._first_end() if waited or self.expecting else INF
         if at < self.alarm_at:
             # The alarm that rang, scheduled again as SimPy would a new timeout (at ``now + (at -
             # now)``, the next event id): one object fewer. Its callbacks are only ever read.
@@ -351,6 +342,49 @@ class Disk:
             callbacks, transfer.callbacks = transfer.callbacks, None
             for callback in callbacks:
                 callback(transfer)
+
+    def _first_end(self) -> float:
+        """When the first transfer someone waits for ends if no request is issued meanwhile (after
+        the last event, so after now at a ring: what is due has been done). :meth:`advance`'s walk
+        run ahead, over the arrivals already known, without changing the state: the very floats
+        ``advance`` computes when it gets there. A request issued meanwhile that begins before
+        then only delays it: the alarm then ends nothing and is set again."""
+        tags = self.tags
+        arriving = self.arriving
+        clock = self.clock
+        vtime = self.vtime
+        waited = self.waited
+        first = waited[0][0] if waited else INF  # the least tag someone waits for
+        done = 0  # tags[:done] have departed in the walk
+        count = len(tags)
+        index = 0  # the next arrival in ``arriving``
+        arrive = arriving[0][0] if arriving else INF
+        depart = clock + (tags[0] - vtime) * count if count else INF
+        while True:
+            if arrive < depart:  # at a tie, the departure first
+                transfer = arriving[index][2]
+                index += 1
+                if count:
+                    vtime += (arrive - clock) / count
+                    if vtime > tags[done]:
+                        vtime = tags[done]
+                clock = arrive
+                tag = vtime + transfer.work
+                if tags is self.tags:
+                    tags = tags.copy()
+                bisect.insort(tags, tag, done)
+                count += 1
+                if transfer.callbacks is not None and tag < first:
+                    first = tag
+                arrive = arriving[index][0] if index < len(arriving) else INF
+            else:
+                if tags[done] >= first:
+                    return depart
+                clock = depart
+                vtime = tags[done]
+                done += 1
+                count -= 1
+            depart = clock + (tags[done] - vtime) * count if count else INF
 
     def next_change(self, now: float) -> float:
         """The next time a transfer begins or ends (inf when the device is idle)."""
