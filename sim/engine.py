@@ -3,9 +3,9 @@ execution of driver plans.
 
 The disk (:class:`Disk`) overlaps ``queue_depth`` requests' access times and shares its bandwidth
 among the transfers in service (processor sharing, exact, evaluated lazily: no event of its
-own). A process waiting for a request sleeps until the time it would end if nothing else
-arrived, and asks again. An operation served from cache costs one timeout, or none when nothing
-else is due before it ends (:meth:`Environment.skip_ahead`).
+own). A process waiting for a request yields the request itself (a :class:`Transfer` is its
+own event), which the disk's one alarm triggers when its transfer ends. An operation served
+from cache costs one timeout, or none when nothing else is due before it ends (:meth:`Environment.skip_ahead`).
 CPU time runs on the host's ``cores`` (:class:`Cores`), shared by every container, and plans
 may hold locks (:class:`Locks`): mutexes and semaphores keyed by what they stand for.
 """
