@@ -3,9 +3,9 @@ execution of driver plans.
 
 The disk (:class:`Disk`) overlaps ``queue_depth`` requests' access times and shares its bandwidth
 among the transfers in service (processor sharing, exact, evaluated lazily: no event of its
-own). A process waiting for a request sleeps until the time it would end if nothing else
-arrived, and asks again. An operation served from cache costs one timeout, or none when nothing
-else is due before it ends (:meth:`Environment.skip_ahead`).
+own). A process waiting for a request yields the request itself (a :class:`Transfer` is its
+own event), which the disk's one alarm triggers when its transfer ends. An operation served
+from cache costs one timeout, or none when nothing else is due before it ends (:meth:`Environment.skip_ahead`).
 CPU time runs on the host's ``cores`` (:class:`Cores`), shared by every container, and plans
 may hold locks (:class:`Locks`): mutexes and semaphores keyed by what they stand for.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, Event, Timeout
 
-from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SETUP, SYNC, WRITE, WRITEBACK, Plan
+from .plan import CPU, DISK_READ, DISK_WRITE, LOCK, PROBE, READ, SYNC, WRITE, WRITEBACK, Plan
 from .profile import Profile
 
 
@@ -44,13 +44,12 @@ class Environment(simpy.Environment):
     def step(self) -> None:
         """SimPy's ``step`` (less its StopSimulation bookkeeping: ``run`` is never given an
         ``until``), inlined: one call fewer per event."""
-        queue = self._queue
-        if not queue:
-            raise simpy.core.EmptySchedule
-        event = queue[0][3]
-        self._sole_waiter = len(event.callbacks or ()) == 1
-        self._now = heapq.heappop(queue)[0]
+        try:
+            self._now, _, _, event = heapq.heappop(self._queue)
+        except IndexError:
+            raise simpy.core.EmptySchedule from None
         callbacks, event.callbacks = event.callbacks, None
+        self._sole_waiter = len(callbacks) == 1
         for callback in callbacks:
             callback(event)
         if not event._ok and not hasattr(event, "_defused"):
@@ -73,16 +72,20 @@ NO_WAITS = ()  # a read that finds no page in flight
 
 
 class Transfer:
-    """One disk request: its access time on a channel, then its bytes on the shared bandwidth."""
+    """One disk request: its access time on a channel, then its bytes on the shared bandwidth.
 
-    __slots__ = ("arrival", "work", "tag", "event", "done")
+    It is also what its waiters yield (:meth:`Disk.wait`): SimPy's ``callbacks``, ``_ok`` and
+    ``_value``, which the disk's alarm sets when it ends, as it would an ``Event``'s. An event of
+    its own per waited request cost an object and a call."""
+
+    __slots__ = ("arrival", "work", "tag", "callbacks", "_ok", "_value", "done")
 
     def __init__(self) -> None:
-        self.arrival = 0.0  # when its access time ends and its transfer joins the others [s]
-        self.work = 0.0     # its transfer alone on the device: bytes / bandwidth [s]
-        self.tag = INF      # its finish in the device's virtual time, once its transfer has begun
-        self.event = None   # what its waiters yield: triggered when it ends
-        self.done = False   # set by the process that waited for it: its pages are usable
+        self.arrival = 0.0    # when its access time ends and its transfer joins the others [s]
+        self.work = 0.0       # its transfer alone on the device: bytes / bandwidth [s]
+        self.tag = INF        # its finish in the device's virtual time, once its transfer has begun
+        self.callbacks: list | None = None  # its waiters' (a list once someone waits for it)
+        self.done = False     # set by the process that waited for it: its pages are usable
 
 
 class Disk:
@@ -102,8 +105,8 @@ class Disk:
     """
 
     __slots__ = ("env", "profile", "channels", "clock", "vtime", "tags", "arriving", "arrivals", "waited",
-                 "expected", "waits", "alarm", "alarm_at", "next_event", "bytes_read", "bytes_written", "requests",
-                 "fsyncs", "rng", "jitter", "jitter_index")
+                 "expecting", "waits", "alarm", "alarm_at", "ringing", "next_event", "bytes_read", "bytes_written",
+                 "requests", "fsyncs", "rng", "jitter", "jitter_index")
 
     def __init__(self, profile: Profile, env: simpy.Environment, rng: np.random.Generator | None = None):
         self.env = env
@@ -112,13 +115,14 @@ class Disk:
         self.clock = 0.0    # the last arrival or departure: the sharing state below is as of then
         self.vtime = 0.0    # virtual time at ``clock``: the work each transfer in service has had
         self.tags: list[float] = []  # finish tags of the transfers in service, sorted
-        self.arriving: list[tuple] = []  # (arrival, order, transfer) still in their access time (a heap)
+        self.arriving: list[tuple] = []  # (arrival, order, transfer) still in their access time, sorted
         self.arrivals = 0   # transfers submitted: the order among equal times
         self.waited: list[tuple] = []    # (tag, order, transfer) in service with waiters (a heap)
-        self.expected: list[tuple] = []  # (earliest end, order, transfer) with waiters, still arriving (a heap)
+        self.expecting = 0   # transfers in ``arriving`` that someone waits for
         self.waits = 0       # transfers waited for: their order among equal times
         self.alarm = None    # the timeout that goes off next, at ``alarm_at``
         self.alarm_at = INF
+        self.ringing = [self._ring]  # the alarm's callbacks
         self.next_event = INF  # when the next transfer begins or ends: before then, advance has nothing to do
         self.rng = rng
         self.jitter: list[float] = []
@@ -169,15 +173,15 @@ class Disk:
         """Queue a request issued at ``issue``: ``access`` seconds on a channel, then ``work``
         seconds of transfer shared with the others."""
         channels = self.channels
-        free = heapq.heappop(channels)
+        free = channels[0]  # the channel free first (replaced below: one heap operation, the same times)
         arrival = (issue if issue > free else free) + access
-        heapq.heappush(channels, arrival)
+        heapq.heapreplace(channels, arrival)
         transfer = transfer or Transfer()
         transfer.arrival = arrival
         transfer.work = work
         self.arrivals += 1
         if work > 0:
-            heapq.heappush(self.arriving, (arrival, self.arrivals, transfer))
+            bisect.insort(self.arriving, (arrival, self.arrivals, transfer))
             if arrival < self.next_event:
                 self.next_event = arrival
         else:
@@ -196,31 +200,34 @@ class Disk:
         arriving = self.arriving
         clock = self.clock
         vtime = self.vtime
+        # The next arrival and departure, each computed again only when the state changes.
+        arrive = arriving[0][0] if arriving else INF
+        depart = clock + (tags[0] - vtime) * len(tags) if tags else INF
         while True:
-            count = len(tags)
-            depart = clock + (tags[0] - vtime) * count if count else INF
-            if arriving and arriving[0][0] < depart:  # at a tie, the departure first
-                at, _, transfer = arriving[0]
-                if at > now:
-                    self.next_event = at
+            if arrive < depart:  # at a tie, the departure first
+                if arrive > now:
+                    self.next_event = arrive
                     break
-                heapq.heappop(arriving)
-                if count:
-                    vtime += (at - clock) / count
+                transfer = arriving.pop(0)[2]
+                if tags:
+                    vtime += (arrive - clock) / len(tags)
                     if vtime > tags[0]:  # rounding: never past a tag still in service
                         vtime = tags[0]
-                clock = at
+                clock = arrive
                 tag = transfer.tag = vtime + transfer.work
                 bisect.insort(tags, tag)
-                if transfer.event is not None:  # someone waits for it
+                if transfer.callbacks is not None:  # someone waits for it
+                    self.expecting -= 1
                     self.waits += 1
                     heapq.heappush(self.waited, (tag, self.waits, transfer))
+                arrive = arriving[0][0] if arriving else INF
             else:
                 if depart > now:
                     self.next_event = depart
                     break
                 clock = depart
                 vtime = tags.pop(0)
+            depart = clock + (tags[0] - vtime) * len(tags) if tags else INF
         self.clock = clock
         self.vtime = vtime
 
@@ -229,7 +236,8 @@ class Disk:
         that begins slows the others down); ``now`` if it has ended."""
         if transfer.tag == -INF:
             return transfer.arrival if transfer.arrival > now else now
-        self.advance(now)
+        if now >= self.next_event:
+            self.advance(now)
         if transfer.tag <= self.vtime:
             return now
         return self._end(transfer)
@@ -241,105 +249,142 @@ class Disk:
         before it ends, the float at which ``advance`` ends it: whether a process waits for its
         alarm or moves the clock there itself, it resumes at the same time."""
         tags = self.tags
-        served = len(tags)
         clock = self.clock
         vtime = self.vtime
         tag = transfer.tag
-        count = served
-        index = 0
+        count = len(tags)  # in service at each step of the walk
         if tag == INF:  # still in its access time: the others' departures up to its arrival
             arrival = transfer.arrival
-            while index < served:
-                depart = clock + (tags[index] - vtime) * (count - index)
+            index = 0
+            for first in tags:
+                depart = clock + (first - vtime) * count
                 if depart > arrival:
                     break
                 clock = depart
-                vtime = tags[index]
+                vtime = first
                 index += 1
-            if index < served:
-                vtime += (arrival - clock) / (count - index)
+                count -= 1
+            if count:
+                vtime += (arrival - clock) / count
                 if vtime > tags[index]:
                     vtime = tags[index]
             clock = arrival
             tag = vtime + transfer.work
             count += 1  # it shares the device from then on
-        while index < served and tags[index] < tag:
-            clock += (tags[index] - vtime) * (count - index)
-            vtime = tags[index]
-            index += 1
-        return clock + (tag - vtime) * (count - index)
+            later = tags[index:] if index else tags
+        else:
+            later = tags
+        for before in later:
+            if before >= tag:
+                break
+            clock += (before - vtime) * count
+            vtime = before
+            count -= 1
+        return clock + (tag - vtime) * count
 
-    def wait(self, transfer: Transfer, earliest: float) -> simpy.Event:
-        """The event to yield to wait for ``transfer`` (not ended), which ends no earlier than
-        ``earliest`` (from :meth:`finish_time`). Triggered exactly when it ends."""
+    def wait(self, transfer: Transfer, earliest: float) -> Transfer | Timeout:
+        """What to yield to wait for ``transfer`` (not ended), which ends no earlier than
+        ``earliest`` (from :meth:`finish_time`): the transfer itself, triggered exactly when it
+        ends (a timeout when it has nothing to transfer)."""
         if transfer.tag == -INF:  # nothing to transfer: it ends with its access time
             return Timeout(self.env, transfer.arrival - self.env._now)
-        event = transfer.event
-        if event is None:
-            event = transfer.event = Event(self.env)
-            self.waits += 1
-            if transfer.tag == INF:
-                heapq.heappush(self.expected, (earliest, self.waits, transfer))
+        if transfer.callbacks is None:  # its first waiter
+            transfer.callbacks = []
+            if transfer.tag == INF:  # advance files it in ``waited`` when it begins
+                self.expecting += 1
             else:
+                self.waits += 1
                 heapq.heappush(self.waited, (transfer.tag, self.waits, transfer))
             if earliest < self.alarm_at:
                 self._set_alarm(earliest)
-        return event
+        return transfer
 
-    def _set_alarm(self, at: float, rung: Timeout | None = None) -> None:
-        """Set the alarm at ``at``: a new timeout, or the alarm ``rung`` just now scheduled again
-        (as SimPy would a new one: at ``now + (at - now)``, the next event id), which saves
-        building one."""
+    def _set_alarm(self, at: float) -> None:
+        """Set the alarm at ``at``: a new timeout (:meth:`_ring` schedules the one that rang again)."""
         self.alarm_at = at
-        env = self.env
-        if rung is None:
-            self.alarm = Timeout(env, at - env._now)
-            self.alarm.callbacks.append(self._ring)
-            return
-        rung.callbacks = [self._ring]
-        now = env._now
-        heapq.heappush(env._queue, (now + (at - now), NORMAL, next(env._eid), rung))
-        self.alarm = rung
+        self.alarm = Timeout(self.env, at - self.env._now)
+        self.alarm.callbacks = self.ringing
 
     def _ring(self, alarm) -> None:
-        """The alarm: trigger the events of the transfers that have ended; set the next alarm
-        at the earliest a waited transfer can end."""
+        """The alarm: trigger the transfers that have ended; set the next alarm at the earliest
+        a waited transfer can end."""
         env = self.env
         now = env._now
         if alarm is self.alarm:  # else a stale one, set before an earlier one replaced it
             self.alarm = None
             self.alarm_at = INF
-        self.advance(now)
-        vtime = self.vtime
+        if now >= self.next_event:
+            self.advance(now)
         waited = self.waited
-        ended = []
-        while waited and waited[0][0] <= vtime:
-            ended.append(heapq.heappop(waited)[2].event)
-        # The next alarm: when the first waited transfer in service ends if nothing else begins,
-        # or the earliest a waited one still in its access time can end (both after now: what
-        # is due now has been done).
-        expected = self.expected
-        while expected and expected[0][2].tag != INF:  # begun: in ``waited`` now
-            heapq.heappop(expected)
-        at = expected[0][0] if expected else INF
-        if waited:
-            end = self._end(waited[0][2])
-            if end < at:
-                at = end
+        ended = None
+        vtime = self.vtime
+        if waited and waited[0][0] <= vtime:
+            ended = [heapq.heappop(waited)[2]]
+            while waited and waited[0][0] <= vtime:
+                ended.append(heapq.heappop(waited)[2])
+        at = self._first_end() if waited or self.expecting else INF
         if at < self.alarm_at:
-            self._set_alarm(at, alarm)
-        if not ended:
+            # The alarm that rang, scheduled again as SimPy would a new timeout (at ``now + (at -
+            # now)``, the next event id): one object fewer. Its callbacks are only ever read.
+            self.alarm_at = at
+            alarm.callbacks = self.ringing
+            heapq.heappush(env._queue, (now + (at - now), NORMAL, next(env._eid), alarm))
+            self.alarm = alarm
+        if ended is None:
             return
         # The waiters resume within this alarm, as SimPy would one step later, and in the same
         # order; a waiter may move the clock ahead only if it is the only one.
         if len(ended) > 1 or len(ended[0].callbacks) > 1:
             env._sole_waiter = False
-        for event in ended:
-            event._ok = True
-            event._value = None
-            callbacks, event.callbacks = event.callbacks, None
+        for transfer in ended:
+            transfer._ok = True
+            transfer._value = None
+            callbacks, transfer.callbacks = transfer.callbacks, None
             for callback in callbacks:
-                callback(event)
+                callback(transfer)
+
+    def _first_end(self) -> float:
+        """When the first transfer someone waits for ends if no request is issued meanwhile (after
+        the last event, so after now at a ring: what is due has been done). :meth:`advance`'s walk
+        run ahead, over the arrivals already known, without changing the state: the very floats
+        ``advance`` computes when it gets there. A request issued meanwhile that begins before
+        then only delays it: the alarm then ends nothing and is set again."""
+        tags = self.tags
+        arriving = self.arriving
+        clock = self.clock
+        vtime = self.vtime
+        waited = self.waited
+        first = waited[0][0] if waited else INF  # the least tag someone waits for
+        done = 0  # tags[:done] have departed in the walk
+        count = len(tags)
+        index = 0  # the next arrival in ``arriving``
+        arrive = arriving[0][0] if arriving else INF
+        depart = clock + (tags[0] - vtime) * count if count else INF
+        while True:
+            if arrive < depart:  # at a tie, the departure first
+                transfer = arriving[index][2]
+                index += 1
+                if count:
+                    vtime += (arrive - clock) / count
+                    if vtime > tags[done]:
+                        vtime = tags[done]
+                clock = arrive
+                tag = vtime + transfer.work
+                if tags is self.tags:
+                    tags = tags.copy()
+                bisect.insort(tags, tag, done)
+                count += 1
+                if transfer.callbacks is not None and tag < first:
+                    first = tag
+                arrive = arriving[index][0] if index < len(arriving) else INF
+            else:
+                if tags[done] >= first:
+                    return depart
+                clock = depart
+                vtime = tags[done]
+                done += 1
+                count -= 1
+            depart = clock + (tags[done] - vtime) * count if count else INF
 
     def next_change(self, now: float) -> float:
         """The next time a transfer begins or ends (inf when the device is idle)."""
@@ -523,15 +568,20 @@ class PageCache(LRU):
         block = self.unit
         first, last = offset // block, (offset + nbytes - 1) // block
         hit = miss = 0
-        touch = self.touch
+        entries = self.entries  # LRU.touch's hit and miss, inline: one call fewer per block
         waits = NO_WAITS
         for index in range(first, last + 1):
             start = index * block
             span = min(start + block, file_size) - start
-            marker = touch((key, index), transfer)
+            cache_key = (key, index)
+            marker = entries.get(cache_key, MISS)
             if marker is MISS:
+                entries[cache_key] = transfer
+                if len(entries) > self.capacity:
+                    entries.popitem(last=False)
                 miss += span  # a miss reads the whole block (readahead), clipped to the file
             else:
+                entries.move_to_end(cache_key)
                 hit += span
                 if marker is not None and not marker.done and marker not in waits:
                     waits = [*waits, marker]
@@ -545,23 +595,23 @@ class PageCache(LRU):
 
 
 class OpResult:
-    """What executing one plan measured (the engine fills it), and the operation's record
-    columns (container, worker, op, path, bytes) for :meth:`Engine.execute` to record it with."""
+    """A record function (:meth:`record`) that keeps what executing one operation measured: for
+    callers that read it back (tests) rather than add it to the records."""
 
-    __slots__ = ("container", "worker", "op", "path", "nbytes", "phase_s", "hit_bytes", "miss_bytes", "dentry_hits",
-                 "dentry_misses")
+    __slots__ = ("phase_s", "hit_bytes", "miss_bytes", "dentry_hits", "dentry_misses", "start", "end")
 
-    def __init__(self, container: str = "", worker: int = 0, op: str = "", path: str = "", nbytes: int = 0) -> None:
-        self.container = container
-        self.worker = worker
-        self.op = op
-        self.path = path
-        self.nbytes = nbytes
+    def __init__(self) -> None:
         self.phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
-        self.hit_bytes = 0
-        self.miss_bytes = 0
-        self.dentry_hits = 0
-        self.dentry_misses = 0
+        self.hit_bytes = self.miss_bytes = self.dentry_hits = self.dentry_misses = 0
+        self.start = self.end = 0.0
+
+    def record(self, container: str, worker: int, op: str, path: str, nbytes: int, start: float, end: float,
+               plan: Plan, phase_s: list[float], hit_bytes: int, miss_bytes: int, dentry_hits: int,
+               dentry_misses: int) -> None:
+        """What :meth:`Engine.run` calls at an operation's end (``OpRecords.add``'s signature)."""
+        self.start, self.end, self.phase_s = start, end, phase_s
+        self.hit_bytes, self.miss_bytes, self.dentry_hits, self.dentry_misses = (hit_bytes, miss_bytes, dentry_hits,
+                                                                                 dentry_misses)
 
 
 class Engine:
@@ -589,9 +639,19 @@ class Engine:
         self.page_cache.clear()
         self.dentries.clear()
 
-    def execute(self, plan: Plan, result: OpResult, record=None):
-        """A SimPy process body: run ``plan``'s steps, charging each phase its time; then, with
-        ``record`` (``OpRecords.add``), record the operation.
+    def execute(self, plan: Plan, record=None):
+        """A SimPy process body that runs ``plan`` (:meth:`run` of one operation, recorded with
+        ``record`` if given, with empty record columns)."""
+        return self.run(((plan, "", 0, "", "", 0),), record)
+
+    def run(self, operations, record=None):
+        """A SimPy process body: run each operation of ``operations`` in turn, charging each
+        phase its time; with ``record`` (``OpRecords.add``), record each as it ends.
+
+        ``operations`` yields ``(plan, container, worker, op, path, nbytes)``, the plan and its
+        record columns; it is asked for the next one when the previous has ended and been
+        recorded (a workload's closed loop draws and plans it then), so a process runs its
+        operations one after another in one generator, not one per operation.
 
         CPU time accumulates into one burst until the operation must wait (for the disk, a lock
         or its end); the burst then runs on the host's cores. ``ready`` is when the work so far
@@ -600,164 +660,163 @@ class Engine:
         found in the page cache.
         """
         env, disk, costs, page_cache, run, cores, locks, lock_table, dentries, dentry_found, dentry_hit = self.parts
-        phase_s = result.phase_s
-        pending = 0.0  # CPU time not yet run on a core
-        start = ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
-        held = None  # the lock a probe holds across its disk read
-        self.operations += 1
-        dentry_hits = dentry_misses = hit_bytes = miss_bytes = 0  # counted here, stored once
-        step = None
-        for step in plan.steps:
-            kind = step[0]
-            if kind == PROBE:  # the commonest step: one per path component
-                try:
-                    dentry_found(step[2])
-                except KeyError:
-                    dentries.touch(step[2])
-                else:
-                    dentry_hits += 1
-                    pending += dentry_hit
-                    phase_s[step[1]] += dentry_hit
-                    continue
-                dentry_misses += 1
-                if len(step) > 5:  # the miss holds a directory lock while it probes
+        dentry_table, dentry_capacity = dentries.entries, dentries.capacity
+        memcpy_bandwidth = costs.memcpy_bandwidth
+        for plan, container, worker, op, path, nbytes in operations:
+            phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
+            pending = 0.0  # CPU time not yet run on a core
+            start = ready = env._now + 0.0  # a float, even at time 0 (the locks tell a time from an event by it)
+            held = None  # the lock a probe holds across its disk read
+            self.operations += 1
+            dentry_hits = dentry_misses = hit_bytes = miss_bytes = 0
+            step = None
+            for step in plan.steps:
+                kind = step[0]
+                if kind == PROBE:  # the commonest step: one per path component
+                    try:
+                        dentry_found(step[2])
+                    except KeyError:  # LRU.touch's miss, inline: the name kept, the least recent one evicted
+                        dentry_table[step[2]] = None
+                        if len(dentry_table) > dentry_capacity:
+                            dentry_table.popitem(last=False)
+                    else:
+                        dentry_hits += 1
+                        pending += dentry_hit
+                        phase_s[step[1]] += dentry_hit
+                        continue
+                    dentry_misses += 1
+                    if len(step) > 5:  # the miss holds a directory lock while it probes
+                        if pending:
+                            finish = run(ready, pending)
+                            phase_s[step[1]] += finish - ready - pending
+                            ready, pending = finish, 0.0
+                        got = locks.acquire(step[5], 1, ready)
+                        if got.__class__ is not float:
+                            got = yield got
+                        phase_s[step[1]] += got - ready
+                        ready, held = got, step[5]
+                    cpu = step[4]  # the miss's CPU, as the driver reckoned it
+                    pending += cpu
+                    phase_s[step[1]] += cpu
+                    cold = dentries.misses(step[3])  # a miss probes a key per layer
+                    if not cold and held is None:
+                        continue
                     if pending:
                         finish = run(ready, pending)
                         phase_s[step[1]] += finish - ready - pending
                         ready, pending = finish, 0.0
-                    got = locks.acquire(step[5], 1, ready)
-                    if got.__class__ is not float:
-                        got = yield got
-                    phase_s[step[1]] += got - ready
-                    ready, held = got, step[5]
-                cpu = step[4]  # the miss's CPU, as the driver reckoned it
-                pending += cpu
-                phase_s[step[1]] += cpu
-                cold = dentries.misses(step[3])  # a miss probes a key per layer
-                if not cold and held is None:
+                    if not cold:
+                        locks.release(held, ready)
+                        held = None
+                        continue
+                    waits = (disk.read(ready, cold * costs.metadata_block, cold),)
+                elif kind == CPU:
+                    pending += step[2]
+                    phase_s[step[1]] += step[2]
                     continue
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if not cold:
+                elif kind == READ:
+                    transfer = self.spare
+                    hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
+                    hit_bytes += hit
+                    miss_bytes += miss
+                    copy = (hit + miss) / memcpy_bandwidth
+                    pending += copy
+                    phase_s[step[1]] += copy
+                    if not miss and not waits:
+                        continue
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    if miss:
+                        self.spare = Transfer()
+                        requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
+                        waits = (*waits, disk.read(ready, miss, requests, transfer))
+                elif kind == WRITE:
+                    page_cache.fill(step[2], step[3], step[4])
+                    copy = step[4] / memcpy_bandwidth
+                    pending += copy
+                    phase_s[step[1]] += copy
+                    continue
+                elif kind >= LOCK:
+                    # A mutex free since before the clock is taken, and one nobody waits for given
+                    # back, without running the CPU burst so far: the holder's time is then its ready
+                    # time plus that burst (exact while the cores are free). Otherwise the burst runs
+                    # first, so that the lock changes hands at the exact time.
+                    state = lock_table.get(step[2])
+                    if kind == LOCK:
+                        if state is None and step[3] == 1:
+                            lock_table[step[2]] = HELD
+                            continue
+                    elif state is HELD:
+                        if ready + pending > env._now:
+                            lock_table[step[2]] = ready + pending
+                        else:
+                            del lock_table[step[2]]
+                        continue
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    if kind == LOCK:
+                        got = locks.acquire(step[2], step[3], ready)
+                        if got.__class__ is not float:
+                            got = yield got
+                        phase_s[step[1]] += got - ready
+                        ready = got
+                    else:
+                        locks.release(step[2], ready)
+                    continue
+                elif kind == WRITEBACK:
+                    disk.write(ready + pending, step[2], 1)  # nobody waits for it
+                    continue
+                elif kind == SYNC or kind == DISK_READ or kind == DISK_WRITE:
+                    if pending:
+                        finish = run(ready, pending)
+                        phase_s[step[1]] += finish - ready - pending
+                        ready, pending = finish, 0.0
+                    if kind == SYNC:
+                        waits = (disk.write(ready, step[2], 1 if step[2] else 0, flush=True),)
+                    elif kind == DISK_READ:
+                        waits = (disk.read(ready, step[2], step[3]),)
+                    else:
+                        waits = (disk.write(ready, step[2], step[3]),)
+                else:  # CACHED: metadata just written, now in the dentry cache
+                    dentries.misses(step[2])
+                    continue
+                issue = ready
+                for transfer in waits:
+                    finish = disk.finish_time(transfer, env._now)
+                    while finish > env._now:
+                        if env.skip_ahead(finish - env._now):  # nothing else happens meanwhile: look again
+                            finish = disk.finish_time(transfer, env._now)
+                        else:
+                            yield disk.wait(transfer, finish)
+                            break
+                    transfer.done = True
+                if env._now < issue:  # the pages were in flight and arrived before this step's CPU was done
+                    if not env.skip_ahead(issue - env._now):
+                        yield Timeout(env, issue - env._now)
+                phase_s[step[1]] += env._now - issue
+                ready = env._now + 0.0
+                if held is not None:
                     locks.release(held, ready)
                     held = None
-                    continue
-                waits = (disk.read(ready, cold * costs.metadata_block, cold),)
-            elif kind == CPU:
-                pending += step[2]
-                phase_s[step[1]] += step[2]
-                continue
-            elif kind == READ:
-                transfer = self.spare
-                hit, miss, waits = page_cache.read(step[2], step[3], step[4], step[5], transfer)
-                hit_bytes += hit
-                miss_bytes += miss
-                copy = (hit + miss) / costs.memcpy_bandwidth
-                pending += copy
-                phase_s[step[1]] += copy
-                if not miss and not waits:
-                    continue
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if miss:
-                    self.spare = Transfer()
-                    requests = max(1, min(step[6], -(-miss // costs.copy_chunk)))
-                    waits = (*waits, disk.read(ready, miss, requests, transfer))
-            elif kind == WRITE:
-                page_cache.fill(step[2], step[3], step[4])
-                copy = step[4] / costs.memcpy_bandwidth
-                pending += copy
-                phase_s[step[1]] += copy
-                continue
-            elif kind >= LOCK:
-                # A mutex free since before the clock is taken, and one nobody waits for given
-                # back, without running the CPU burst so far: the holder's time is then its ready
-                # time plus that burst (exact while the cores are free). Otherwise the burst runs
-                # first, so that the lock changes hands at the exact time.
-                state = lock_table.get(step[2])
-                if kind == LOCK:
-                    if state is None and step[3] == 1:
-                        lock_table[step[2]] = HELD
-                        continue
-                elif state is HELD:
-                    if ready + pending > env._now:
-                        lock_table[step[2]] = ready + pending
-                    else:
-                        del lock_table[step[2]]
-                    continue
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if kind == LOCK:
-                    got = locks.acquire(step[2], step[3], ready)
-                    if got.__class__ is not float:
-                        got = yield got
-                    phase_s[step[1]] += got - ready
-                    ready = got
-                else:
-                    locks.release(step[2], ready)
-                continue
-            elif kind == WRITEBACK:
-                disk.write(ready + pending, step[2], 1)  # nobody waits for it
-                continue
-            elif kind == SYNC or kind == DISK_READ or kind == DISK_WRITE:
-                if pending:
-                    finish = run(ready, pending)
-                    phase_s[step[1]] += finish - ready - pending
-                    ready, pending = finish, 0.0
-                if kind == SYNC:
-                    waits = (disk.write(ready, step[2], 1 if step[2] else 0, flush=True),)
-                elif kind == DISK_READ:
-                    waits = (disk.read(ready, step[2], step[3]),)
-                else:
-                    waits = (disk.write(ready, step[2], step[3]),)
-            else:  # CACHED: metadata just written, now in the dentry cache
-                dentries.misses(step[2])
-                continue
-            issue = ready
-            for transfer in waits:
-                finish = disk.finish_time(transfer, env._now)
-                while finish > env._now:
-                    if env.skip_ahead(finish - env._now):  # nothing else happens meanwhile: look again
-                        finish = disk.finish_time(transfer, env._now)
-                    else:
-                        yield disk.wait(transfer, finish)
-                        break
-                transfer.done = True
-            if env._now < issue:  # the pages were in flight and arrived before this step's CPU was done
-                if not env.skip_ahead(issue - env._now):
-                    yield Timeout(env, issue - env._now)
-            phase_s[step[1]] += env._now - issue
-            ready = env._now + 0.0
-            if held is not None:
-                locks.release(held, ready)
-                held = None
-        result.dentry_hits = dentry_hits
-        result.dentry_misses = dentry_misses
-        result.hit_bytes = hit_bytes
-        result.miss_bytes = miss_bytes
-        if pending:
-            free = cores[0]
-            finish = (ready if ready > free else free) + pending
-            heapq.heapreplace(cores, finish)
-            phase_s[step[1]] += finish - ready - pending
-            ready = finish
-        if ready > env._now and not env.skip_ahead(ready - env._now):
-            yield Timeout(env, ready - env._now)
-        if record is not None:
-            record(result.container, result.worker, result.op, result.path, result.nbytes, start, env._now, plan,
-                   result)
+            if pending:
+                free = cores[0]
+                finish = (ready if ready > free else free) + pending
+                heapq.heapreplace(cores, finish)
+                phase_s[step[1]] += finish - ready - pending
+                ready = finish
+            if ready > env._now and not env.skip_ahead(ready - env._now):
+                yield Timeout(env, ready - env._now)
+            if record is not None:
+                record(container, worker, op, path, nbytes, start, env._now, plan, phase_s, hit_bytes, miss_bytes,
+                       dentry_hits, dentry_misses)
 
-    def settle(self, result: OpResult):
+    def settle(self):
         """A SimPy process body: wait until the disk has served every request it holds (as
-        ``sync`` does), charged to the setup phase. Nothing else may issue requests meanwhile."""
+        ``sync`` does). Nothing else may issue requests meanwhile."""
         env = self.env
-        start = env.now
         while (change := self.disk.next_change(env.now)) < INF:
             yield env.timeout(change - env.now)
-        result.phase_s[SETUP] += env.now - start

@@ -6,15 +6,15 @@ records it. It also answers ``docker ps -s``.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .drivers import Driver, NativeDriver
-from .engine import Engine, OpResult
+from .engine import Engine
 from .image import Image, Layer, is_below
 from .operation import Op
-from .plan import SETUP, Plan
+from .plan import PHASES, SETUP, Plan
 from .records import OpRecords
 
 if TYPE_CHECKING:
@@ -53,12 +53,15 @@ class Host:
         # Layer object where their chain IDs agree (``runner.build_images``).
         self.layers: dict[Layer, set[str]] = {}
         self.logs: ContainerLogs | None = None  # the containers' log files, when they print (sim/logs.py)
+        # Called with the container's id when one of its operations (``run_op``, ``run_ops``) has
+        # ended and been recorded (the logs count what containers print per operation).
+        self.completed: Callable[[int], object] | None = None
 
     # -- running plans -------------------------------------------------------------------------
     def execute(self, label: str, worker: int, op_name: str, path: str, nbytes: int, plan: Plan):
         """The process body that runs ``plan`` and records it; ``label`` is the record's container
         column ("host" for the image)."""
-        return self.engine.execute(plan, OpResult(label, worker, op_name, path, nbytes), self.records.add)
+        return self.engine.run(((plan, label, worker, op_name, path, nbytes),), self.records.add)
 
     def prepare_image(self, image: Image):
         """Lay the image on the node; the layers it shares with images already there stay as they
@@ -99,15 +102,15 @@ class Host:
         """Wait until the disk is idle: what preparing the image and creating the containers
         wrote is on disk (as after ``sync``). Recorded as the setup operation ``settle``."""
         start = self.env._now
-        yield from self.engine.settle(OpResult())
+        yield from self.engine.settle()
         self.record_setup("host", "settle", "", 0, start)
 
     def record_setup(self, label: str, op_name: str, path: str, nbytes: int, start: float) -> None:
         """A setup row of the operation table for work that is no plan of its own (waiting for the
         disk, a pull, a download, a start-up): from ``start`` until now, all in the setup phase."""
-        result = OpResult()
-        result.phase_s[SETUP] = self.env._now - start
-        self.records.add(label, 0, op_name, path, nbytes, start, self.env._now, Plan(), result)
+        phase_s = [0.0] * len(PHASES)
+        phase_s[SETUP] = self.env._now - start
+        self.records.add(label, 0, op_name, path, nbytes, start, self.env._now, Plan(), phase_s, 0, 0, 0, 0)
 
     def create_container(self, cid: int, image: Image, mounts: Sequence[Mount] = ()):
         container = Container(cid, image, list(mounts))
@@ -161,15 +164,27 @@ class Host:
         return fs.apply(key, Op(op.kind, relative, op.offset, op.nbytes, target, op.sync))
 
     def run_op(self, cid: int, worker: int, op: Op, name: str | None = None):
-        """Plan ``op`` now and return the process body that executes and records it.
+        """The process body that plans ``op`` when it starts (``yield from`` it: at once),
+        executes it and records it as ``name`` (its kind by default)."""
+        return self.run_ops(cid, worker, (op,), name)
 
-        Not a generator itself: ``yield from host.run_op(...)`` plans exactly when a generator
-        would (at once), one generator level fewer per operation. A body that must plan when its
-        own process starts, not when it is created, wraps this in a generator
-        (``workloads._arrived_op``, for the open loop's arrivals).
-        """
-        return self.engine.execute(self.plan(cid, op), OpResult(self.containers[cid].label, worker, name or op.kind,
-                                                                op.path, op.nbytes), self.records.add)
+    def run_ops(self, cid: int, worker: int, ops: Iterable[Op], name: str | None = None):
+        """The process body that runs container ``cid``'s operations ``ops`` one after another,
+        each planned when the previous one has ended (a closed loop draws it then), in one
+        generator (:meth:`Engine.run`)."""
+        return self.engine.run(self._planned(cid, worker, ops, name), self.records.add)
+
+    def _planned(self, cid: int, worker: int, ops: Iterable[Op], name: str | None):
+        """Each of ``ops`` planned as the engine asks for it, with its record columns; the
+        completion hook (:attr:`completed`) called once it has ended."""
+        container = self.containers[cid]
+        label = container.label
+        completed = self.completed
+        plan = self.plan if container.mounts else self.driver.apply  # no volume to route to: the driver's
+        for op in ops:
+            yield plan(cid, op), label, worker, name or op.kind, op.path, op.nbytes
+            if completed is not None:
+                completed(cid)
 
     # -- disk usage ----------------------------------------------------------------------------
     def container_space(self, cid: int) -> dict:

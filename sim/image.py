@@ -147,6 +147,7 @@ class Image:
         self._probe_memo: dict[str, tuple[int, ...]] = {}  # probe_layers of a name in the merged view
         # probe_layers of a name no layer holds, by its parent directory (bounded by directories)
         self._absent_name_probes: dict[str, tuple[int, ...]] = {}
+        self._parent_stacks: dict[str, tuple[tuple, ...]] = {}  # ``_parent_layers``, by directory
 
     @cached_property
     def _merged_and_sizes(self) -> tuple[dict[str, tuple[str, int, int]], list[int]]:
@@ -337,16 +338,27 @@ class Image:
 
     def _probe(self, path: str, parent: str) -> tuple[int, ...]:
         probed: list[int] = []
-        for index in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[index]
-            if parent and parent not in layer.dirs:
-                continue
+        for index, files, whiteouts, dirs, opaque_dirs, parent_opaque in self._parent_layers(parent):
             probed.append(index)
             # a file, or a whiteout (a directory of the layer wins over a whiteout of the name)
-            if path in layer.files or (path in layer.whiteouts and path not in layer.dirs) \
-                    or path in layer.opaque_dirs or parent in layer.opaque_dirs:
+            if path in files or (path in whiteouts and path not in dirs) or path in opaque_dirs or parent_opaque:
                 break
         return tuple(probed)
+
+    def _parent_layers(self, parent: str) -> tuple[tuple, ...]:
+        """The layers holding directory ``parent`` (every layer for the root), top-down, each as
+        (index, its files, whiteouts, directories and opaque directories, whether ``parent`` is
+        opaque there): what ``_probe`` tests for every name in ``parent``. Kept per directory of
+        the merged view (bounded by the image)."""
+        found = self._parent_stacks.get(parent)
+        if found is None:
+            found = tuple((index, layer.files, layer.whiteouts, layer.dirs, layer.opaque_dirs,
+                           parent in layer.opaque_dirs)
+                          for index, layer in reversed(list(enumerate(self.layers)))
+                          if not parent or parent in layer.dirs)
+            if not parent or parent in self.merged:
+                self._parent_stacks[parent] = found
+        return found
 
     @cached_property
     def _hidden_names(self) -> frozenset[str]:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from simpy.events import Timeout
 
 from .drivers.base import PAGE, round_up
-from .engine import OpResult
 from .plan import DATA, SETUP, Plan
 from .scenario import LoggingSpec
 
@@ -115,17 +114,14 @@ class ContainerLogs:
 
     def _count_operations(self, host: Host) -> None:
         """Make each operation a container completes print ``bytes_per_op``: the host's
-        ``run_op`` wrapped, on this host only (nothing is added when logging is off)."""
-        run_op = host.run_op
+        completion hook, on this host only (nothing is added when logging is off)."""
         per_op = self.spec.bytes_per_op
         files = self.files
 
-        def counted(cid, worker, op, name=None):
-            plan = yield from run_op(cid, worker, op, name)
+        def counted(cid: int) -> None:
             files[cid].stdout_bytes += per_op
-            return plan
 
-        host.run_op = counted  # type: ignore[method-assign]
+        host.completed = counted
 
     # -- life ----------------------------------------------------------------------------------
     def created(self, cid: int, plan: Plan) -> None:
@@ -169,7 +165,7 @@ class ContainerLogs:
         """Write every container's new lines, each container's batch its own process (dockerd
         logs each container from goroutines of its own, on any CPU), and wait for them."""
         env, execute = self.engine.env, self.engine.execute
-        batches = [env.process(execute(plan, OpResult())) for log in self.files.values()
+        batches = [env.process(execute(plan)) for log in self.files.values()
                    if (plan := self.batch(log, now)) is not None]
         if batches:
             yield env.all_of(batches)

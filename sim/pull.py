@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from .engine import Disk, OpResult, Transfer
+from .engine import Disk, Transfer
 from .host import Host, Mount
 from .image import Image, Layer
 from .operation import Op
@@ -156,7 +156,7 @@ class Puller:
         # The blob lands in a temporary file as it arrives, written back in the background; its
         # copy into the page cache is charged once the slot is free (it overlapped the download).
         blob = Plan().write(SETUP, ("blob", path), 0, record.fetched_bytes).writeback(SETUP, record.fetched_bytes)
-        yield from host.engine.execute(blob, OpResult())
+        yield from host.engine.execute(blob)
         if parent is not None and not parent.processed:
             yield parent
         record.extract_start_s = env.now

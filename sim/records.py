@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .engine import OpResult
 from .plan import Plan
 
 OP_COLUMNS = ("container", "worker", "op", "path", "bytes", "start_s", "latency_s", "lookup_s", "copy_up_s",
@@ -105,6 +104,7 @@ class OpRecords:
                  measures: dict[str, tuple[str, str]] | None = None) -> None:
         self.progress = progress
         self.batch_rows = batch_rows or BATCH_ROWS
+        self.flush_at = len(_STRING) * self.batch_rows  # pending strings of a whole batch
         self.keep = keep
         self.path = Path(path) if path is not None else None
         self.totals = OpTotals(measures)
@@ -120,14 +120,16 @@ class OpRecords:
         self._numbers = bytearray()
 
     def add(self, container: str, worker: int, op: str, path: str, nbytes: int, start: float, end: float,
-            plan: Plan, result: OpResult) -> None:
-        phase = result.phase_s
+            plan: Plan, phase_s: list[float], hit_bytes: int, miss_bytes: int, dentry_hits: int,
+            dentry_misses: int) -> None:
+        """One operation's row: its columns, its plan's copy-ups and error, and what executing it
+        measured (``phase_s``: seconds per phase, in ``sim.plan.PHASES`` order)."""
         strings = self._strings
         strings.extend((container, op, path, plan.error))
-        self._numbers += _PACKED.pack(worker, nbytes, plan.copy_ups, plan.copy_up_bytes, result.hit_bytes,
-                                      result.miss_bytes, result.dentry_hits, result.dentry_misses,
-                                      start, end - start, phase[0], phase[1], phase[2], phase[3], phase[4])
-        if len(strings) >= len(_STRING) * self.batch_rows:
+        self._numbers += _PACKED.pack(worker, nbytes, plan.copy_ups, plan.copy_up_bytes, hit_bytes, miss_bytes,
+                                      dentry_hits, dentry_misses, start, end - start,
+                                      phase_s[0], phase_s[1], phase_s[2], phase_s[3], phase_s[4])
+        if len(strings) >= self.flush_at:
             self.flush()
 
     def flush(self) -> None:

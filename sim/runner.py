@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .drivers import get_driver
-from .engine import Engine, OpResult
+from .engine import Engine
 from .host import Host, Mount
 from .image import Image, Layer, probe_image, synthetic_image
 from .logs import ContainerLogs
@@ -260,7 +260,7 @@ def warm_up(host: Host, setup: Setup):
     from .operation import Op
     for cid in list(host.containers):
         for path in setup.candidates(cid):
-            yield from host.engine.execute(host.plan(cid, Op("read", path, 0, 2**62)), OpResult())  # not recorded
+            yield from host.engine.execute(host.plan(cid, Op("read", path, 0, 2**62)))  # not recorded
     host.engine.disk.reset_counters()
 
 

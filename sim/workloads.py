@@ -20,6 +20,7 @@ from operator import length_hint
 from typing import Any, ClassVar
 
 import numpy as np
+import simpy
 
 from .host import Host, Mount
 from .image import DIR, FILE, Image, ancestors, parent_of
@@ -338,14 +339,26 @@ class MixStream:
 
 
 def mix_worker(host: Host, stream: MixStream):
-    """Closed loop: one operation after another, with an optional think time between."""
-    env = host.env
+    """Closed loop: the process body that runs one operation after another, with an optional
+    think time between; each drawn when the previous one has ended (after the think time)."""
+    ops = _drawn(stream, host.env)
     think = stream.state.spec.think_time
-    cid, worker = stream.cid, stream.worker
-    while (op := stream.next_op(env._now)) is not None:
+    if not think:  # the engine's own generator runs them all: no generator of ours to resume
+        return host.run_ops(stream.cid, stream.worker, ops)
+    return _thinking(host, stream.cid, stream.worker, ops, think)
+
+
+def _thinking(host: Host, cid: int, worker: int, ops: Iterator[Op], think: float):
+    for op in ops:
         yield from host.run_op(cid, worker, op)
-        if think:
-            yield env.timeout(think)
+        yield host.env.timeout(think)
+
+
+def _drawn(stream: MixStream, env: simpy.Environment):
+    """The stream's operations, each drawn when asked for (at the clock's time then)."""
+    next_op = stream.next_op
+    while (op := next_op(env._now)) is not None:
+        yield op
 
 
 def mix_arrivals(host: Host, stream: MixStream):
@@ -358,14 +371,9 @@ def mix_arrivals(host: Host, stream: MixStream):
         op = stream.next_op(env.now)
         if op is None:
             break
-        in_flight.append(env.process(_arrived_op(host, stream.cid, stream.worker, op)))
+        # its own process, planned when SimPy first runs it (as the driver's state then is)
+        in_flight.append(env.process(host.run_op(stream.cid, stream.worker, op)))
     yield env.all_of(in_flight)
-
-
-def _arrived_op(host: Host, cid: int, worker: int, op: Op):
-    """An open-loop operation's own process: planned when SimPy first runs it (as the driver's
-    state then is), not when it arrives."""
-    yield from host.run_op(cid, worker, op)
 
 
 def split_budget(total: int | None, streams: int) -> list[int | None]:

@@ -7,7 +7,7 @@ import simpy
 
 from sim.api import run_scenario
 from sim.drivers import get_driver
-from sim.engine import Cores, Engine, Locks, OpResult
+from sim.engine import Cores, Engine, Locks
 from sim.host import Host
 from sim.image import probe_image
 from sim.operation import Op
@@ -58,7 +58,7 @@ def test_a_semaphore_admits_its_holders_at_once():
 def _makespan(engine: Engine, plans: list[Plan]) -> float:
     env = engine.env
     for plan in plans:
-        env.process(engine.execute(plan, OpResult()))
+        env.process(engine.execute(plan))
     env.run()
     return env.now
 

@@ -45,7 +45,7 @@ def test_btrfs_leaves_are_shared_by_the_containers_of_an_image():
     for cid, result in ((0, first), (1, second)):
         plan = Plan()
         driver.lookup(plan, cid, driver.views[cid], target)
-        engine.env.process(engine.execute(plan, result))
+        engine.env.process(engine.execute(plan, result.record))
         engine.env.run()
     assert second.phase_s[LOOKUP] < first.phase_s[LOOKUP] / 2
 
@@ -109,7 +109,7 @@ def test_a_probe_step_costs_the_cpu_the_driver_reckoned():
     engine = Engine(load_profile("ssd"))
     plan = Plan().probe(LOOKUP, ("ctr", 0, "a"), (), 5e-3)
     result = OpResult()
-    engine.env.process(engine.execute(plan, result))
+    engine.env.process(engine.execute(plan, result.record))
     engine.env.run()
     assert result.phase_s[LOOKUP] == pytest.approx(5e-3)
 

@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim import engine
-from sim.engine import Engine, OpResult
+from sim.engine import Engine
 from sim.plan import LOOKUP, Plan
 from sim.profile import load_profile
+from sim.records import SETUP_OPS
 from sim.runner import simulate
 from sim.scenario import Scenario
 
@@ -56,7 +57,7 @@ def test_no_skip_while_another_process_waits_on_the_same_event():
 
     def first():
         yield gate
-        yield from machine.execute(Plan().cpu(LOOKUP, 0.5), OpResult())
+        yield from machine.execute(Plan().cpu(LOOKUP, 0.5))
 
     def second():
         yield gate
@@ -100,3 +101,58 @@ def test_skipping_events_changes_no_record_of_any_mix(driver, containers, worker
         slow = simulate(scenario)
     pd.testing.assert_frame_equal(fast.ops, slow.ops, check_exact=True)
     assert fast.summary == slow.summary
+
+
+def _closed_loop_records(one_generator: bool) -> pd.DataFrame:
+    """Two containers, each a closed loop of reads, writes and creates; run as one generator per
+    container (``Host.run_ops``) or as one ``run_op`` generator per operation."""
+    from sim.drivers import get_driver
+    from sim.host import Host
+    from sim.image import probe_image
+    from sim.operation import Op
+
+    profile = load_profile("ssd")
+    machine = Engine(profile)
+    host = Host(get_driver("overlay2")({}, profile), machine)
+    image, target = probe_image(file_size=2**18, layers=2, dir_depth=3)
+    ops = [Op("read", target, 0, 4096), Op("write", target, 0, 4096, sync=True), Op("create", target + ".new"),
+           Op("read", target + ".new", 0, 10), Op("write", target, 4096, 2**17), Op("stat", target)]
+    ended = []
+
+    def setup():
+        yield from host.prepare_image(image)
+        for cid in (0, 1):
+            yield from host.create_container(cid, image)
+
+    def loop(cid):
+        if one_generator:
+            yield from host.run_ops(cid, 0, iter(ops))
+        else:
+            for op in ops:
+                yield from host.run_op(cid, 0, op)
+
+    machine.env.process(setup())
+    machine.env.run()
+    host.completed = ended.append
+    for cid in (0, 1):
+        machine.env.process(loop(cid))
+    machine.env.run()
+    assert sorted(ended) == [0] * len(ops) + [1] * len(ops)  # the completion hook, once per operation
+    return host.records.frame()
+
+
+def test_one_generator_per_closed_loop_records_what_one_per_operation_does():
+    together, apart = _closed_loop_records(True), _closed_loop_records(False)
+    assert len(together) == 3 + 2 * 6 and together["copy_ups"].sum() > 0 and together["cache_miss_bytes"].sum() > 0
+    pd.testing.assert_frame_equal(together, apart, check_exact=True)
+
+
+def test_a_closed_loop_with_think_time_waits_it_between_operations():
+    think = 5e-4
+    spec = {**MIX, "workload": {**MIX["workload"], "operations": 200, "think_time": think}}
+    ops = simulate(Scenario.model_validate(spec)).ops
+    work = ops[~ops["op"].isin(SETUP_OPS)]
+    assert len(work) == 200
+    for _, rows in work.groupby(["container", "worker"]):
+        ends = (rows["start_s"] + rows["latency_s"]).to_numpy()
+        assert rows["start_s"].to_numpy()[1:] == pytest.approx(ends[:-1] + think, rel=0, abs=1e-12)

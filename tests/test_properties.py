@@ -172,7 +172,7 @@ def test_merged_view_matches_a_plain_filesystem(driver, options, ops):
         assert plan.copy_ups <= 1
         # Accounting: the latency is exactly the sum of its phases.
         result = OpResult()
-        process = engine.env.process(engine.execute(plan, result))
+        process = engine.env.process(engine.execute(plan, result.record))
         start = engine.env.now
         engine.env.run(process)
         assert engine.env.now - start == pytest.approx(sum(result.phase_s), abs=1e-12)
@@ -324,14 +324,14 @@ def walked_resolve(view, path):
     return (None if found is None else Entry(*found, lower)), lower
 
 
-def walked_lookup(model, view, path):
+def walked_lookup(model, view, path, cid=0):
     """A lookup written plainly: every component resolved by ``walked_resolve``, without the
     lookups memo, the stored descents or the path table. What it returns and the steps it
     makes, or the errno."""
     steps, parent_upper = [], True
     for prefix in prefixes(path):
         entry, lower = walked_resolve(view, prefix)
-        steps.append(model._probe_step(0, view, prefix, lower, parent_upper))
+        steps.append(model._probe_step(cid, view, prefix, lower, parent_upper))
         if prefix == path:
             return entry, steps
         if entry is None:
@@ -381,6 +381,34 @@ def test_path_table_agrees_with_a_plain_walk(driver, options, roles, ops):
             except FsError as error:
                 found = error.errno_name
             assert (found, plan.steps) == walked_lookup(model, view, name), (kind, path, name)
+
+
+@pytest.mark.parametrize("driver, options", [("overlay2", {}), ("overlay2", {"redirect_dir": True}),
+                                             ("fuse-overlayfs", {}), ("aufs", {"exclusive_lookup": True}),
+                                             ("btrfs", {}), ("zfs", {})])
+@settings(max_examples=150, deadline=None)
+@given(roles=st.lists(LAYER_ROLES, min_size=1, max_size=3),
+       ops=st.lists(st.tuples(st.sampled_from([0, 1]), TABLE_OPS), max_size=12))
+def test_the_image_table_of_names_serves_every_container(driver, options, roles, ops):
+    """A driver whose probes of an untouched image name are the image's
+    (``probes_shared_by_image``) keeps each name's entry and step tail once per image
+    (``Driver._names``): whichever container filled it, a lookup in another container, which
+    changed other names, equals a plain walk of that container's view."""
+    assert get_driver(driver).probes_shared_by_image
+    image = Image("random", [layer_of(index, layer_roles) for index, layer_roles in enumerate(roles)])
+    model = get_driver(driver)(options, load_profile("ssd"))
+    for cid in (0, 1):
+        model.create_container(cid, image)
+    for changed, (kind, path, arg) in [(0, ("stat", "", 0)), *ops]:
+        model.apply(changed, as_op(kind, path, arg))
+        for name in TABLE_NAMES:
+            for cid in (changed, 1 - changed):  # the one that changed something fills the table first
+                view, plan = model.views[cid], Plan()
+                try:
+                    found = Driver.lookup(model, plan, cid, view, name)
+                except FsError as error:
+                    found = error.errno_name
+                assert (found, plan.steps) == walked_lookup(model, view, name, cid), (cid, kind, path, name)
 
 
 def test_a_directory_coming_up_through_a_redirect_forgets_the_descents_below_it():

@@ -10,8 +10,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import host as host_module
-from sim.engine import Environment, OpResult
+from sim.drivers.base import Driver
+from sim.engine import Environment
 from sim.plan import Plan
 from sim.records import OP_COLUMNS, OpRecords
 from sim.runner import simulate
@@ -94,15 +94,15 @@ def test_zipf_ranks_where_the_rounded_cdf_passes_one():
 
 
 def test_open_loop_operations_are_planned_when_their_process_starts(monkeypatch):
-    """Host.run_op plans at the call; an arrival's process must still plan when SimPy first runs
-    it, not in the arrivals process that created it."""
+    """An arrival's operation must be planned when SimPy first runs its process, not in the
+    arrivals process that created it."""
     planned_in = []
     arrivals = []
-    plan = host_module.Host.plan
+    apply = Driver.apply
 
-    def recording_plan(self, cid, op):
-        planned_in.append(self.env.active_process)
-        return plan(self, cid, op)
+    def recording_apply(self, cid, op):
+        planned_in.append(arrivals[0].env.active_process)
+        return apply(self, cid, op)
 
     original_process = Environment.process
 
@@ -112,14 +112,14 @@ def test_open_loop_operations_are_planned_when_their_process_starts(monkeypatch)
             arrivals.append(created)
         return created
 
-    monkeypatch.setattr(host_module.Host, "plan", recording_plan)
+    monkeypatch.setattr(Driver, "apply", recording_apply)
     monkeypatch.setattr(Environment, "process", spying_process)
     scenario = Scenario.model_validate({
         "name": "open", "seed": 3, "containers": {"count": 2},
         "image": {"layers": 2, "files_per_layer": 30, "dir_depth": 2},
         "workload": {"mode": "open", "arrival_rate": 5000, "duration": 0.02}})
     assert simulate(scenario).summary["ops"] > 20
-    assert len(arrivals) == 2 and planned_in
+    assert len(arrivals) == 2 and len(planned_in) > 20
     assert not any(active in arrivals for active in planned_in)
 
 
@@ -136,11 +136,9 @@ def test_records_hold_every_value_in_its_column(rows, batch_rows):
     records = OpRecords(batch_rows=batch_rows)
     expected = []
     for container, worker, op, path, nbytes, start, end, phases, counts, error in rows:
-        plan, result = Plan(), OpResult()
+        plan = Plan()
         plan.copy_ups, plan.copy_up_bytes, plan.error = counts[0], counts[1], error
-        result.phase_s = list(phases)
-        result.hit_bytes, result.miss_bytes, result.dentry_hits, result.dentry_misses = counts[2:]
-        records.add(container, worker, op, path, nbytes, start, end, plan, result)
+        records.add(container, worker, op, path, nbytes, start, end, plan, list(phases), *counts[2:])
         expected.append((container, worker, op, path, nbytes, start, end - start, *phases, *counts, error))
     assert len(records) == len(rows)
     table = records.frame()

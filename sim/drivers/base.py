@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from ..fsview import TOP, ContainerView, CopyUp, FsError
 from ..image import DIR, FILE, Image, parent_of, prefixes
 from ..operation import OPERATIONS, Op
-from ..plan import DATA, FSYNC, LOOKUP, PROBE, SETUP, Plan
+from ..plan import CPU, DATA, FSYNC, LOOKUP, PROBE, READ, SETUP, Plan
 from ..profile import Profile
 
 DOCKER_IMAGE_LAYER_LIMIT = 125  # 127 minus the -init and container layers (moby layer_store.go)
@@ -58,6 +58,11 @@ class Driver:
     # Any directory can be renamed: only a union needs redirect_dir to move an image directory
     # (the view records the move as a redirect, which is the same namespace).
     renames_lower_dirs: bool = True  # (a union driver's depends on its options: set per instance)
+    # A lookup of an image name whose parent has no upper directory, in a container that changed
+    # nothing on the way to it nor at it, probes what it would in any container of the image
+    # (probe keys, CPU and probe lock): the step differs only by its dentry's mount. False where
+    # the probe keys hold the mount (a container's own tree: vfs, devicemapper).
+    probes_shared_by_image: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel | dict | None = None, profile: Profile | None = None):
         from ..profile import load_profile
@@ -67,11 +72,18 @@ class Driver:
         # Costs that are the same for every operation, computed once (drivers adjust them)
         self.per_op_cpu = self.costs.syscall  # seconds of every operation: the system call
         self.probe_cpu = self.costs.layer_probe  # seconds per layer (or tree) a lookup searches
+        # Bytes per second a transfer of data through a user-space daemon takes CPU at (None: the
+        # kernel's own page cache copies, charged by the engine)
+        self.transfer_rate: float | None = None
         self.views: dict[int, ContainerView] = {}
         self.mounts: dict[int, object] = {}  # per container: its mount_id, built once (every dentry key holds it)
         self._operations = {kind: getattr(self, "_op_" + kind) for kind in OPERATIONS}  # apply: per op
         self._probe_locks = type(self).probe_lock is not Driver.probe_lock  # a lookup asks for its lock
         self.images: dict[int, Image] = {}
+        # per image, the entry and step tail of a name looked up through ``probes_shared_by_image``
+        # (the image object: an id could be reused by a later image); per container, its image's
+        self._names: dict[Image, dict[str, tuple]] = {}
+        self._image_names: dict[int, dict[str, tuple]] = {}
 
     # -- limits --------------------------------------------------------------------------------
     @classmethod
@@ -137,6 +149,7 @@ class Driver:
                                         redirect_dir=self.renames_lower_dirs)
         self.images[cid] = image
         self.mounts[cid] = self.mount_id(cid)
+        self._image_names[cid] = self._names.setdefault(image, {})
         plan = Plan()
         self._container_created(plan, cid, image)
         return plan
@@ -149,6 +162,7 @@ class Driver:
         view = self.views.pop(cid)
         self.images.pop(cid)
         self.mounts.pop(cid)
+        self._image_names.pop(cid)
         entries = len(view.upper_files) + len(view.upper_dirs) + len(view.whiteouts)
         plan.cpu(SETUP, entries * self.costs.metadata_update + self.costs.layer_create)
         self._container_removed(plan, cid, view)
@@ -161,7 +175,8 @@ class Driver:
     def apply(self, cid: int, op: Op) -> Plan:
         """The plan of one operation; a refused operation carries its errno in ``plan.error``."""
         plan = Plan()
-        plan.cpu(LOOKUP, self.per_op_cpu)
+        if self.per_op_cpu > 0:  # plan.cpu's step, without the call
+            plan.steps.append((CPU, LOOKUP, self.per_op_cpu))
         view = self.views[cid]
         try:
             self._operations[op.kind](plan, cid, view, op)
@@ -176,9 +191,11 @@ class Driver:
 
     def _op_read(self, plan, cid, view, op):
         entry = self._file(plan, cid, view, op.path)
-        nbytes = max(0, min(op.nbytes, entry.size - op.offset))
-        plan.read(DATA, self.data_key(cid, view, op.path, entry), op.offset, nbytes, entry.size)
-        plan.cpu(DATA, self._transfer_cpu(nbytes))
+        nbytes = op.nbytes if op.nbytes < entry.size - op.offset else entry.size - op.offset
+        if nbytes > 0:  # plan.read's step, without the call: the commonest operation
+            plan.steps.append((READ, DATA, self.data_key(cid, view, op.path, entry), op.offset, nbytes, entry.size, 1))
+            if self.transfer_rate is not None:
+                plan.cpu(DATA, nbytes / self.transfer_rate)
 
     def _op_write(self, plan, cid, view, op):
         plan.lock(DATA, self.file_lock(cid, op.path))
@@ -216,7 +233,8 @@ class Driver:
         self._make_writable(plan, cid, view, path, offset, nbytes, size)
         view.write(path, offset, nbytes)
         plan.write(DATA, self.data_key(cid, view, path, view.stat(path)), offset, nbytes)
-        plan.cpu(DATA, self._transfer_cpu(nbytes))
+        if self.transfer_rate is not None:
+            plan.cpu(DATA, nbytes / self.transfer_rate)
         plan.unlock(DATA, lock)
         self._flush(plan, cid, path, offset, nbytes, sync)
 
@@ -255,7 +273,8 @@ class Driver:
         plan.lock(DATA, lock)
         view.write(op.path, 0, op.nbytes)
         plan.write(DATA, self.data_key(cid, view, op.path, view.stat(op.path)), 0, op.nbytes)
-        plan.cpu(DATA, self._transfer_cpu(op.nbytes))
+        if self.transfer_rate is not None:
+            plan.cpu(DATA, op.nbytes / self.transfer_rate)
         plan.unlock(DATA, lock)
         self._flush(plan, cid, op.path, 0, op.nbytes, op.sync)
 
@@ -347,6 +366,23 @@ class Driver:
             _, parent_upper, above = walk
         else:  # a top-level name: the root, an upper directory, walks no component
             parent_upper, above = True, TOP
+        if above is TOP and not parent_upper and self.probes_shared_by_image \
+                and path not in view.upper_files and path not in view.whiteouts and path not in view.upper_dirs:
+            # An image name the container changed nothing on the way to nor at (a directory
+            # without an upper part has none below it): its entry and probe are the image's,
+            # the same for every container (``probes_shared_by_image``), kept once per image.
+            names = self._image_names[cid]
+            found = names.get(path)
+            if found is None:
+                entry, lower = view.resolve(path, above)
+                step = self._probe_step(cid, view, path, lower, parent_upper)
+                steps.append(step)
+                if entry is not None:  # a name the image lacks is rarely looked up again
+                    names[path] = (entry, step[3:])
+                return entry
+            entry, tail = found
+            steps.append((PROBE, LOOKUP, (self.mounts[cid], path), *tail))
+            return entry
         # The name itself, from the image's path table where the container changed nothing on
         # the way (``ContainerView.resolve``): files, the common case, are never memoised.
         entry, lower = view.resolve(path, above)
@@ -414,9 +450,6 @@ class Driver:
     def data_key(self, cid: int, view: ContainerView, path: str, entry) -> tuple:
         """The page-cache key of a file's data: its inode's, whatever name it is reached by."""
         return ("data", cid, view.inode_of(path, entry))
-
-    def _transfer_cpu(self, nbytes: int) -> float:
-        return 0.0
 
     def _make_writable(self, plan, cid, view, path, offset, nbytes, size) -> None:
         self._copied_up(plan, cid, view, view.copy_up(path))

@@ -115,6 +115,7 @@ class BtrfsOptions(BaseModel):
 @register
 class Btrfs(SnapshotDriver):
     name = "btrfs"
+    probes_shared_by_image = True  # an image name's items are in the image's tree (BtreeLayout)
     summary = "btrfs subvolume snapshots; 4 KiB copy-on-write sectors; private page cache"
     Options = BtrfsOptions
 

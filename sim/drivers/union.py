@@ -64,6 +64,7 @@ class UnionDriver(Driver):
     # inode and breaks a lower file's hard links (xfstests overlay/018; docs/model.md).
     keeps_image_inodes = False
     renames_lower_dirs = False  # EXDEV, unless the redirect_dir option is on (see __init__)
+    probes_shared_by_image = True  # below a lower-only directory: the image's layers alone
 
     def __init__(self, options=None, profile=None):
         super().__init__(options, profile)
@@ -71,6 +72,7 @@ class UnionDriver(Driver):
         self.renames_lower_dirs = self.settings.redirect_dir
         self.per_op_cpu = self.costs.syscall + (self.costs.fuse_request if self.fuse else 0.0)
         self.probe_cpu = self.costs.fuse_layer_probe if self.fuse else self.costs.layer_probe
+        self.transfer_rate = self.costs.fuse_bandwidth if self.fuse else None
         # per image (the object: an id could be reused by a later image): lower path -> (probe
         # keys, CPU) of the lower layers
         self._probe_memo: dict[Image, dict[str, tuple[tuple, float]]] = {}
@@ -192,9 +194,6 @@ class UnionDriver(Driver):
         if inode is not None and inode not in view.metacopy:
             return ("upper", cid, inode)
         return self._lower_key(cid, view.image, entry.layer, entry.lower_path)
-
-    def _transfer_cpu(self, nbytes: int) -> float:
-        return nbytes / self.costs.fuse_bandwidth if self.fuse else 0.0
 
     # -- copy-up -------------------------------------------------------------------------------
     def _dirs_created(self, plan, cid, created):

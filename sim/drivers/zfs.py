@@ -21,6 +21,7 @@ class ZfsOptions(BaseModel):
 @register
 class Zfs(SnapshotDriver):
     name = "zfs"
+    probes_shared_by_image = True  # a name the clone did not change is the snapshot's
     summary = "zfs snapshots and clones; 128 KiB records with read-modify-write; ARC shared between clones"
     Options = ZfsOptions
     shares_page_cache = True
