@@ -108,8 +108,12 @@ class Layer:
         links = [p for p in [*self.symlinks, *self.hardlinks] if p not in self.files]
         if links:
             raise ValueError(f"layer {self.name}: link {links[0]!r} is not among the layer's files")
+        complete: set[str] = set()  # directories whose ancestors are all in dirs by now
         for path in [*self.files, *self.dirs, *self.whiteouts, *self.opaque_dirs]:
-            self.dirs.update(ancestors(path))
+            parent = parent_of(path)
+            if parent not in complete:  # (else adding them again would change nothing)
+                self.dirs.update(ancestors(path))
+                complete.add(parent)
         self.dirs.update(self.opaque_dirs)
         clash = self.dirs & (self.files.keys() | self.whiteouts)
         if clash:
@@ -458,6 +462,7 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
     are the base's (the same objects) followed by ``layers`` new ones, which rewrite and delete
     the base's files too."""
     table = list(table)
+    dir_paths: dict[tuple[int, ...], str] = {}  # branches -> the directory's path
     stack: list[Layer] = list(base.layers) if base is not None else []
     existing: list[str] = list(base.files) if base is not None else []
     for index in range(len(stack), len(stack) + layers):
@@ -476,13 +481,17 @@ def synthetic_image(rng: np.random.Generator, *, layers: int = 5, files_per_laye
         branches = rng.integers(0, fanout, (files_per_layer, max(dir_depth, 1)))
         dir_names = [f"d{b}" for b in range(fanout)]
         # Python lists, not NumPy rows: indexing NumPy arrays per element is what cost the time.
+        size_list = sizes.tolist()
         for i, (row, depth) in enumerate(zip(branches.tolist(), depths.tolist())):
-            dirs = "/".join([dir_names[b] for b in row[:depth]])
+            key = tuple(row[:depth])
+            dirs = dir_paths.get(key)
+            if dirs is None:
+                dirs = dir_paths[key] = "/".join([dir_names[b] for b in key])
             path = f"{dirs}/l{index}f{i}" if dirs else f"l{index}f{i}"
-            layer.files[path] = int(sizes[i])
+            layer.files[path] = size_list[i]
         known = set(existing)
         for offset, path in enumerate([p for p, s in layer.files.items() if s == 0 and p in known]):
-            layer.files[path] = int(sizes[files_per_layer + offset])
+            layer.files[path] = size_list[files_per_layer + offset]
         layer.__post_init__()
         stack.append(layer)
         existing = [p for p in existing if p not in layer.whiteouts] + [p for p in layer.files if p not in known]

@@ -57,7 +57,7 @@ class Draws:
     generator's C functions through ctypes.
     """
 
-    FIRST_BATCH, LARGEST_BATCH = 16, 512  # outputs: doubling, so that a short stream fetches little
+    FIRST_BATCH, LARGEST_BATCH = 64, 512  # outputs: doubling, so that a short stream fetches little
 
     def __init__(self, rng: np.random.Generator, exclusive: bool) -> None:
         bits = rng.bit_generator
@@ -141,20 +141,24 @@ class MixState:
         self.op_cdf = np.cumsum(weights / weights.sum()).tolist()
         self.ranked = [image_files[i] for i in rng.permutation(len(image_files))] if image_files else []
         self.dirs = sorted({parent_of(p) for p in image_files}) or [""]
-        self.rank_cdf = self._zipf_cdf(len(self.ranked)) if spec.file_choice == "zipf" and self.ranked else None
-        self.rank_guide = self._guide(self.rank_cdf) if self.rank_cdf is not None else None
+        self.rank_cdf: list[float] | None = None
+        self.rank_guide: list[int] | None = None
+        if spec.file_choice == "zipf" and self.ranked:
+            cdf = self._zipf_cdf(len(self.ranked))
+            self.rank_cdf, self.rank_guide = cdf.tolist(), self._guide(cdf)
         # sequential: every stream walks the image's files in path order (depth first), from the start
         self.walk = sorted(image_files) if spec.file_choice == "sequential" else None
 
-    def _zipf_cdf(self, count: int) -> list[float]:
+    def _zipf_cdf(self, count: int) -> np.ndarray:
         weights = 1.0 / np.arange(1, count + 1) ** self.spec.zipf_s
-        cdf = np.cumsum(weights / weights.sum()).tolist()
+        cdf = np.cumsum(weights / weights.sum())
         # Exactly 1.0 at the end (the sum may round either way), so that bisecting any draw in
         # [0, 1) gives a rank: the last one where the rounded sum fell short of the draw.
         cdf[-1] = 1.0
         return cdf
 
-    def _guide(self, cdf: list[float]) -> list[int]:
+    @staticmethod
+    def _guide(cdf: np.ndarray) -> list[int]:
         """Where the ranks of each bucket of draws begin: ``guide[k]`` is ``bisect_right(cdf, k /
         GUIDE_BUCKETS)``, so a draw ``u`` of bucket ``k = int(u * GUIDE_BUCKETS)`` has its rank
         between ``guide[k]`` and ``guide[k + 1]``: the same as bisecting the whole CDF, a
@@ -162,7 +166,7 @@ class MixState:
         # c <= k / GUIDE_BUCKETS exactly when ceil(c * GUIDE_BUCKETS) <= k (exact products: a power
         # of two), so guide[k] counts the CDF's values whose ceiling is at most k. (A rounded sum
         # may pass 1.0 just before the end: such values are above every draw, last bucket's.)
-        ceilings = np.minimum(np.ceil(np.array(cdf) * GUIDE_BUCKETS), GUIDE_BUCKETS).astype(np.int64)
+        ceilings = np.minimum(np.ceil(cdf * GUIDE_BUCKETS), GUIDE_BUCKETS).astype(np.int64)
         return np.cumsum(np.bincount(ceilings, minlength=GUIDE_BUCKETS + 1)).tolist()
 
     def rank(self, u: float) -> int:

@@ -483,3 +483,19 @@ def test_schema_and_validate_cover_the_new_fields():
         assert line in text, line
     result = CliRunner().invoke(main, ["validate", str(ROOT / "scenarios" / "node_images.yaml")])
     assert result.exit_code == 0 and "4 points, 4 runs" in result.output, result.output
+
+
+@settings(max_examples=60)
+@given(files=st.lists(st.lists(st.sampled_from("abcd"), min_size=1, max_size=5), max_size=30),
+       dirs=st.lists(st.lists(st.sampled_from("abcd"), min_size=1, max_size=4), max_size=6))
+def test_a_layer_adds_its_entries_ancestors_as_one_walk_per_entry_would(files, dirs):
+    """Layer.__post_init__ skips entries whose parent's ancestors it has added: the same
+    directories, added in the same order (a set's iteration order follows its insertions)."""
+    file_paths = {"/".join(parts) + "f": 1 for parts in files}
+    dir_paths = {"/".join(parts) for parts in dirs}
+    layer = Layer("l", files=dict(file_paths), dirs=set(dir_paths))
+    expected = set(dir_paths)
+    for path in [*file_paths, *dir_paths]:
+        parts = path.split("/")
+        expected.update("/".join(parts[:end]) for end in range(1, len(parts)))
+    assert list(layer.dirs) == list(expected)
