@@ -493,9 +493,11 @@ def test_a_layer_adds_its_entries_ancestors_as_one_walk_per_entry_would(files, d
     directories, added in the same order (a set's iteration order follows its insertions)."""
     file_paths = {"/".join(parts) + "f": 1 for parts in files}
     dir_paths = {"/".join(parts) for parts in dirs}
-    layer = Layer("l", files=dict(file_paths), dirs=set(dir_paths))
-    expected = set(dir_paths)
-    for path in [*file_paths, *dir_paths]:
+    given = set(dir_paths)
+    walked = [*file_paths, *given]  # what __post_init__ walks, before it adds to the set
+    layer = Layer("l", files=dict(file_paths), dirs=given)
+    expected = set(dir_paths)  # made as ``given`` was: the same order so far
+    for path in walked:
         parts = path.split("/")
         expected.update("/".join(parts[:end]) for end in range(1, len(parts)))
     assert list(layer.dirs) == list(expected)
