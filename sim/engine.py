@@ -594,26 +594,6 @@ class PageCache(LRU):
             touch((key, index))
 
 
-class OpResult:
-    """A record function (:meth:`record`) that keeps what executing one operation measured: for
-    callers that read it back (tests) rather than add it to the records."""
-
-    __slots__ = ("phase_s", "hit_bytes", "miss_bytes", "dentry_hits", "dentry_misses", "start", "end")
-
-    def __init__(self) -> None:
-        self.phase_s = [0.0, 0.0, 0.0, 0.0, 0.0]
-        self.hit_bytes = self.miss_bytes = self.dentry_hits = self.dentry_misses = 0
-        self.start = self.end = 0.0
-
-    def record(self, container: str, worker: int, op: str, path: str, nbytes: int, start: float, end: float,
-               plan: Plan, phase_s: list[float], hit_bytes: int, miss_bytes: int, dentry_hits: int,
-               dentry_misses: int) -> None:
-        """What :meth:`Engine.run` calls at an operation's end (``OpRecords.add``'s signature)."""
-        self.start, self.end, self.phase_s = start, end, phase_s
-        self.hit_bytes, self.miss_bytes, self.dentry_hits, self.dentry_misses = (hit_bytes, miss_bytes, dentry_hits,
-                                                                                 dentry_misses)
-
-
 class Engine:
     """Executes plans against one disk and the host's caches, inside one SimPy environment."""
 

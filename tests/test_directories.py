@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 import sim
 from sim.drivers import get_driver
 from sim.drivers.base import dir_index_keys
-from sim.engine import Engine, OpResult
+from sim.engine import Engine
 from sim.image import Image, Layer, probe_image, synthetic_image
 from sim.plan import LOOKUP, Plan
 from sim.profile import KernelCosts, load_profile
+
+from .recorded import OpResult
 
 ALL = ["overlay2", "overlay", "aufs", "fuse-overlayfs", "btrfs", "zfs", "devicemapper", "vfs"]
 

@@ -8,13 +8,15 @@ from hypothesis import strategies as st
 import sim
 from sim.drivers import REGISTRY, Driver, get_driver
 from sim.drivers.union import UnionDriver
-from sim.engine import Engine, OpResult
+from sim.engine import Engine
 from sim.fsview import TOP, FsError
 from sim.image import DIR, FILE, Entry, Image, Layer, is_below, parent_of, prefixes
 from sim.operation import Op
 from sim.plan import Plan
 from sim.profile import load_profile
 from sim.records import SETUP_OPS
+
+from .recorded import OpResult
 
 
 def small_image() -> Image:
