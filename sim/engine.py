@@ -608,7 +608,7 @@ class Engine:
         self.cores = Cores(profile.cores)
         self.locks = Locks(self.env)
         self.operations = 0
-        # What execute reads for every operation, gathered once. ``cores.free``: a burst on the
+        # What run reads for every operation, gathered once. ``cores.free``: a burst on the
         # first free core (Cores.run, inlined at the end of every operation); ``locks.table``: the
         # uncontended mutexes' fast path, inlined from Locks.
         self.parts = (self.env, self.disk, self.costs, self.page_cache, self.cores.run, self.cores.free, self.locks,
