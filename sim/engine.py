@@ -71,6 +71,15 @@ INF = float("inf")
 NO_WAITS = ()  # a read that finds no page in flight
 
 
+def shared_until(vtime: float, clock: float, at: float, count: int, least_tag: float) -> float:
+    """The device's virtual time at ``at``, from ``vtime`` at ``clock`` with ``count`` transfers
+    in service, each getting ``1/count`` of it; never past ``least_tag``, the first of them to end
+    (rounding). The one arithmetic of every walk of the sharing state (:meth:`Disk.advance` and
+    the estimates that walk ahead of it), so that they all compute the same floats."""
+    vtime += (at - clock) / count
+    return least_tag if vtime > least_tag else vtime
+
+
 class Transfer:
     """One disk request: its access time on a channel, then its bytes on the shared bandwidth.
 
@@ -210,9 +219,7 @@ class Disk:
                     break
                 transfer = arriving.pop(0)[2]
                 if tags:
-                    vtime += (arrive - clock) / len(tags)
-                    if vtime > tags[0]:  # rounding: never past a tag still in service
-                        vtime = tags[0]
+                    vtime = shared_until(vtime, clock, arrive, len(tags), tags[0])
                 clock = arrive
                 tag = transfer.tag = vtime + transfer.work
                 bisect.insort(tags, tag)
@@ -265,9 +272,7 @@ class Disk:
                 index += 1
                 count -= 1
             if count:
-                vtime += (arrival - clock) / count
-                if vtime > tags[index]:
-                    vtime = tags[index]
+                vtime = shared_until(vtime, clock, arrival, count, tags[index])
             clock = arrival
             tag = vtime + transfer.work
             count += 1  # it shares the device from then on
@@ -365,9 +370,7 @@ class Disk:
                 transfer = arriving[index][2]
                 index += 1
                 if count:
-                    vtime += (arrive - clock) / count
-                    if vtime > tags[done]:
-                        vtime = tags[done]
+                    vtime = shared_until(vtime, clock, arrive, count, tags[done])
                 clock = arrive
                 tag = vtime + transfer.work
                 if tags is self.tags:
